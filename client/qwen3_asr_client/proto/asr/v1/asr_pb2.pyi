@@ -1,0 +1,242 @@
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class AudioEncoding(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    AUDIO_ENCODING_UNSPECIFIED: _ClassVar[AudioEncoding]
+    LINEAR_PCM: _ClassVar[AudioEncoding]
+    FLOAT32: _ClassVar[AudioEncoding]
+
+class EndReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    END_REASON_UNSPECIFIED: _ClassVar[EndReason]
+    SILENCE: _ClassVar[EndReason]
+    MAX_LENGTH: _ClassVar[EndReason]
+    FORCED: _ClassVar[EndReason]
+    END_OF_STREAM: _ClassVar[EndReason]
+AUDIO_ENCODING_UNSPECIFIED: AudioEncoding
+LINEAR_PCM: AudioEncoding
+FLOAT32: AudioEncoding
+END_REASON_UNSPECIFIED: EndReason
+SILENCE: EndReason
+MAX_LENGTH: EndReason
+FORCED: EndReason
+END_OF_STREAM: EndReason
+
+class EndpointingConfig(_message.Message):
+    __slots__ = ("vad_aggressiveness", "start_history_ms", "start_threshold", "stop_history_ms", "stop_threshold", "pre_roll_ms", "hangover_ms", "max_utterance_ms", "frame_ms")
+    VAD_AGGRESSIVENESS_FIELD_NUMBER: _ClassVar[int]
+    START_HISTORY_MS_FIELD_NUMBER: _ClassVar[int]
+    START_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    STOP_HISTORY_MS_FIELD_NUMBER: _ClassVar[int]
+    STOP_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    PRE_ROLL_MS_FIELD_NUMBER: _ClassVar[int]
+    HANGOVER_MS_FIELD_NUMBER: _ClassVar[int]
+    MAX_UTTERANCE_MS_FIELD_NUMBER: _ClassVar[int]
+    FRAME_MS_FIELD_NUMBER: _ClassVar[int]
+    vad_aggressiveness: int
+    start_history_ms: int
+    start_threshold: float
+    stop_history_ms: int
+    stop_threshold: float
+    pre_roll_ms: int
+    hangover_ms: int
+    max_utterance_ms: int
+    frame_ms: int
+    def __init__(self, vad_aggressiveness: _Optional[int] = ..., start_history_ms: _Optional[int] = ..., start_threshold: _Optional[float] = ..., stop_history_ms: _Optional[int] = ..., stop_threshold: _Optional[float] = ..., pre_roll_ms: _Optional[int] = ..., hangover_ms: _Optional[int] = ..., max_utterance_ms: _Optional[int] = ..., frame_ms: _Optional[int] = ...) -> None: ...
+
+class RecognitionConfig(_message.Message):
+    __slots__ = ("encoding", "sample_rate_hertz", "audio_channel_count", "language_code", "model", "context", "hot_words", "enable_word_time_offsets", "endpointing")
+    ENCODING_FIELD_NUMBER: _ClassVar[int]
+    SAMPLE_RATE_HERTZ_FIELD_NUMBER: _ClassVar[int]
+    AUDIO_CHANNEL_COUNT_FIELD_NUMBER: _ClassVar[int]
+    LANGUAGE_CODE_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    CONTEXT_FIELD_NUMBER: _ClassVar[int]
+    HOT_WORDS_FIELD_NUMBER: _ClassVar[int]
+    ENABLE_WORD_TIME_OFFSETS_FIELD_NUMBER: _ClassVar[int]
+    ENDPOINTING_FIELD_NUMBER: _ClassVar[int]
+    encoding: AudioEncoding
+    sample_rate_hertz: int
+    audio_channel_count: int
+    language_code: str
+    model: str
+    context: str
+    hot_words: _containers.RepeatedScalarFieldContainer[str]
+    enable_word_time_offsets: bool
+    endpointing: EndpointingConfig
+    def __init__(self, encoding: _Optional[_Union[AudioEncoding, str]] = ..., sample_rate_hertz: _Optional[int] = ..., audio_channel_count: _Optional[int] = ..., language_code: _Optional[str] = ..., model: _Optional[str] = ..., context: _Optional[str] = ..., hot_words: _Optional[_Iterable[str]] = ..., enable_word_time_offsets: _Optional[bool] = ..., endpointing: _Optional[_Union[EndpointingConfig, _Mapping]] = ...) -> None: ...
+
+class StreamingRecognitionConfig(_message.Message):
+    __slots__ = ("config", "interim_results", "update_interval_ms")
+    CONFIG_FIELD_NUMBER: _ClassVar[int]
+    INTERIM_RESULTS_FIELD_NUMBER: _ClassVar[int]
+    UPDATE_INTERVAL_MS_FIELD_NUMBER: _ClassVar[int]
+    config: RecognitionConfig
+    interim_results: bool
+    update_interval_ms: int
+    def __init__(self, config: _Optional[_Union[RecognitionConfig, _Mapping]] = ..., interim_results: _Optional[bool] = ..., update_interval_ms: _Optional[int] = ...) -> None: ...
+
+class Control(_message.Message):
+    __slots__ = ("kind",)
+    class Kind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        KIND_UNSPECIFIED: _ClassVar[Control.Kind]
+        FINALIZE: _ClassVar[Control.Kind]
+    KIND_UNSPECIFIED: Control.Kind
+    FINALIZE: Control.Kind
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    kind: Control.Kind
+    def __init__(self, kind: _Optional[_Union[Control.Kind, str]] = ...) -> None: ...
+
+class StreamingRecognizeRequest(_message.Message):
+    __slots__ = ("streaming_config", "audio_content", "control")
+    STREAMING_CONFIG_FIELD_NUMBER: _ClassVar[int]
+    AUDIO_CONTENT_FIELD_NUMBER: _ClassVar[int]
+    CONTROL_FIELD_NUMBER: _ClassVar[int]
+    streaming_config: StreamingRecognitionConfig
+    audio_content: bytes
+    control: Control
+    def __init__(self, streaming_config: _Optional[_Union[StreamingRecognitionConfig, _Mapping]] = ..., audio_content: _Optional[bytes] = ..., control: _Optional[_Union[Control, _Mapping]] = ...) -> None: ...
+
+class WordInfo(_message.Message):
+    __slots__ = ("word", "start_ms", "end_ms")
+    WORD_FIELD_NUMBER: _ClassVar[int]
+    START_MS_FIELD_NUMBER: _ClassVar[int]
+    END_MS_FIELD_NUMBER: _ClassVar[int]
+    word: str
+    start_ms: int
+    end_ms: int
+    def __init__(self, word: _Optional[str] = ..., start_ms: _Optional[int] = ..., end_ms: _Optional[int] = ...) -> None: ...
+
+class StreamingRecognitionResult(_message.Message):
+    __slots__ = ("transcript", "is_final", "stability", "stable_text", "unstable_text", "language_code", "words", "utterance_index", "result_start_offset_ms", "result_end_offset_ms", "audio_processed_ms", "processing_latency_ms", "end_reason")
+    TRANSCRIPT_FIELD_NUMBER: _ClassVar[int]
+    IS_FINAL_FIELD_NUMBER: _ClassVar[int]
+    STABILITY_FIELD_NUMBER: _ClassVar[int]
+    STABLE_TEXT_FIELD_NUMBER: _ClassVar[int]
+    UNSTABLE_TEXT_FIELD_NUMBER: _ClassVar[int]
+    LANGUAGE_CODE_FIELD_NUMBER: _ClassVar[int]
+    WORDS_FIELD_NUMBER: _ClassVar[int]
+    UTTERANCE_INDEX_FIELD_NUMBER: _ClassVar[int]
+    RESULT_START_OFFSET_MS_FIELD_NUMBER: _ClassVar[int]
+    RESULT_END_OFFSET_MS_FIELD_NUMBER: _ClassVar[int]
+    AUDIO_PROCESSED_MS_FIELD_NUMBER: _ClassVar[int]
+    PROCESSING_LATENCY_MS_FIELD_NUMBER: _ClassVar[int]
+    END_REASON_FIELD_NUMBER: _ClassVar[int]
+    transcript: str
+    is_final: bool
+    stability: float
+    stable_text: str
+    unstable_text: str
+    language_code: str
+    words: _containers.RepeatedCompositeFieldContainer[WordInfo]
+    utterance_index: int
+    result_start_offset_ms: int
+    result_end_offset_ms: int
+    audio_processed_ms: int
+    processing_latency_ms: int
+    end_reason: EndReason
+    def __init__(self, transcript: _Optional[str] = ..., is_final: _Optional[bool] = ..., stability: _Optional[float] = ..., stable_text: _Optional[str] = ..., unstable_text: _Optional[str] = ..., language_code: _Optional[str] = ..., words: _Optional[_Iterable[_Union[WordInfo, _Mapping]]] = ..., utterance_index: _Optional[int] = ..., result_start_offset_ms: _Optional[int] = ..., result_end_offset_ms: _Optional[int] = ..., audio_processed_ms: _Optional[int] = ..., processing_latency_ms: _Optional[int] = ..., end_reason: _Optional[_Union[EndReason, str]] = ...) -> None: ...
+
+class SpeechEvent(_message.Message):
+    __slots__ = ("type", "offset_ms", "utterance_index", "end_reason")
+    class Type(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        SPEECH_EVENT_UNSPECIFIED: _ClassVar[SpeechEvent.Type]
+        SPEECH_START: _ClassVar[SpeechEvent.Type]
+        SPEECH_END: _ClassVar[SpeechEvent.Type]
+    SPEECH_EVENT_UNSPECIFIED: SpeechEvent.Type
+    SPEECH_START: SpeechEvent.Type
+    SPEECH_END: SpeechEvent.Type
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_MS_FIELD_NUMBER: _ClassVar[int]
+    UTTERANCE_INDEX_FIELD_NUMBER: _ClassVar[int]
+    END_REASON_FIELD_NUMBER: _ClassVar[int]
+    type: SpeechEvent.Type
+    offset_ms: int
+    utterance_index: int
+    end_reason: EndReason
+    def __init__(self, type: _Optional[_Union[SpeechEvent.Type, str]] = ..., offset_ms: _Optional[int] = ..., utterance_index: _Optional[int] = ..., end_reason: _Optional[_Union[EndReason, str]] = ...) -> None: ...
+
+class StreamingRecognizeResponse(_message.Message):
+    __slots__ = ("results", "speech_event")
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    SPEECH_EVENT_FIELD_NUMBER: _ClassVar[int]
+    results: _containers.RepeatedCompositeFieldContainer[StreamingRecognitionResult]
+    speech_event: SpeechEvent
+    def __init__(self, results: _Optional[_Iterable[_Union[StreamingRecognitionResult, _Mapping]]] = ..., speech_event: _Optional[_Union[SpeechEvent, _Mapping]] = ...) -> None: ...
+
+class RecognizeRequest(_message.Message):
+    __slots__ = ("config", "audio")
+    CONFIG_FIELD_NUMBER: _ClassVar[int]
+    AUDIO_FIELD_NUMBER: _ClassVar[int]
+    config: RecognitionConfig
+    audio: bytes
+    def __init__(self, config: _Optional[_Union[RecognitionConfig, _Mapping]] = ..., audio: _Optional[bytes] = ...) -> None: ...
+
+class RecognizeResponse(_message.Message):
+    __slots__ = ("results", "audio_duration_ms", "processing_time_ms")
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    AUDIO_DURATION_MS_FIELD_NUMBER: _ClassVar[int]
+    PROCESSING_TIME_MS_FIELD_NUMBER: _ClassVar[int]
+    results: _containers.RepeatedCompositeFieldContainer[StreamingRecognitionResult]
+    audio_duration_ms: int
+    processing_time_ms: int
+    def __init__(self, results: _Optional[_Iterable[_Union[StreamingRecognitionResult, _Mapping]]] = ..., audio_duration_ms: _Optional[int] = ..., processing_time_ms: _Optional[int] = ...) -> None: ...
+
+class GetSpeechRecognitionConfigRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ModelInfo(_message.Message):
+    __slots__ = ("name", "languages", "word_time_offsets", "is_default")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    LANGUAGES_FIELD_NUMBER: _ClassVar[int]
+    WORD_TIME_OFFSETS_FIELD_NUMBER: _ClassVar[int]
+    IS_DEFAULT_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    languages: _containers.RepeatedScalarFieldContainer[str]
+    word_time_offsets: bool
+    is_default: bool
+    def __init__(self, name: _Optional[str] = ..., languages: _Optional[_Iterable[str]] = ..., word_time_offsets: _Optional[bool] = ..., is_default: _Optional[bool] = ...) -> None: ...
+
+class Limits(_message.Message):
+    __slots__ = ("max_stream_seconds", "max_message_bytes", "max_streams", "max_recognize_bytes")
+    MAX_STREAM_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    MAX_MESSAGE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    MAX_STREAMS_FIELD_NUMBER: _ClassVar[int]
+    MAX_RECOGNIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    max_stream_seconds: int
+    max_message_bytes: int
+    max_streams: int
+    max_recognize_bytes: int
+    def __init__(self, max_stream_seconds: _Optional[int] = ..., max_message_bytes: _Optional[int] = ..., max_streams: _Optional[int] = ..., max_recognize_bytes: _Optional[int] = ...) -> None: ...
+
+class GetSpeechRecognitionConfigResponse(_message.Message):
+    __slots__ = ("models", "languages", "min_sample_rate_hertz", "max_sample_rate_hertz", "encodings", "channel_counts", "limits", "default_endpointing", "default_update_interval_ms")
+    MODELS_FIELD_NUMBER: _ClassVar[int]
+    LANGUAGES_FIELD_NUMBER: _ClassVar[int]
+    MIN_SAMPLE_RATE_HERTZ_FIELD_NUMBER: _ClassVar[int]
+    MAX_SAMPLE_RATE_HERTZ_FIELD_NUMBER: _ClassVar[int]
+    ENCODINGS_FIELD_NUMBER: _ClassVar[int]
+    CHANNEL_COUNTS_FIELD_NUMBER: _ClassVar[int]
+    LIMITS_FIELD_NUMBER: _ClassVar[int]
+    DEFAULT_ENDPOINTING_FIELD_NUMBER: _ClassVar[int]
+    DEFAULT_UPDATE_INTERVAL_MS_FIELD_NUMBER: _ClassVar[int]
+    models: _containers.RepeatedCompositeFieldContainer[ModelInfo]
+    languages: _containers.RepeatedScalarFieldContainer[str]
+    min_sample_rate_hertz: int
+    max_sample_rate_hertz: int
+    encodings: _containers.RepeatedScalarFieldContainer[AudioEncoding]
+    channel_counts: _containers.RepeatedScalarFieldContainer[int]
+    limits: Limits
+    default_endpointing: EndpointingConfig
+    default_update_interval_ms: int
+    def __init__(self, models: _Optional[_Iterable[_Union[ModelInfo, _Mapping]]] = ..., languages: _Optional[_Iterable[str]] = ..., min_sample_rate_hertz: _Optional[int] = ..., max_sample_rate_hertz: _Optional[int] = ..., encodings: _Optional[_Iterable[_Union[AudioEncoding, str]]] = ..., channel_counts: _Optional[_Iterable[int]] = ..., limits: _Optional[_Union[Limits, _Mapping]] = ..., default_endpointing: _Optional[_Union[EndpointingConfig, _Mapping]] = ..., default_update_interval_ms: _Optional[int] = ...) -> None: ...
