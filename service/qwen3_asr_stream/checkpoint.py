@@ -1,0 +1,193 @@
+"""Loading published checkpoints: a local folder or a Hugging Face Hub repo id.
+
+All file access of the model lives here; the modules themselves do no I/O.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .config import ConfigError, ModelDims
+from .model.qwen3_asr import SpeechModel
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+REQUIRED_FILES = ("config.json",)
+WEIGHTS_FILE = "model.safetensors"
+WEIGHTS_INDEX = "model.safetensors.index.json"
+HUB_PATTERNS = ["*.json", "*.safetensors", "*.txt", "*.jinja"]
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint cannot be found or does not match the model it describes."""
+
+
+@dataclass(frozen=True)
+class LoadOptions:
+    dtype: str = "float32"
+    device: str = "cpu"
+    # "windowed" (as trained; what streaming needs) or "global" (the official CPU path).
+    encoder_attention: str = "windowed"
+
+    def __post_init__(self) -> None:
+        from .model.encoder import ENCODER_ATTENTION
+
+        if self.encoder_attention not in ENCODER_ATTENTION:
+            raise ValueError(
+                f"encoder_attention must be one of {ENCODER_ATTENTION}, got {self.encoder_attention!r}"
+            )
+        if self.dtype not in DTYPES:
+            raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {self.dtype!r}")
+        try:
+            device = torch.device(self.device)
+        except RuntimeError as exc:
+            raise ValueError(f"device {self.device!r} is not a torch device: {exc}") from None
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"device {self.device!r} asked for, but CUDA is not available here")
+
+    @property
+    def torch_dtype(self) -> torch.dtype:
+        return DTYPES[self.dtype]
+
+
+def best_device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def resolve(path_or_repo: str | os.PathLike[str]) -> Path:
+    """A local checkpoint folder, or the snapshot folder of a Hub repo id.
+
+    A repo id is fetched with ``huggingface_hub`` into its normal cache. Without
+    network access the cached snapshot is used; when there is none the error says
+    what is missing and how to fetch it.
+    """
+    local = Path(path_or_repo).expanduser()
+    if local.is_dir():
+        return local
+    text = str(path_or_repo)
+    if local.exists() or text.startswith((".", "/", "~")) or text.count("/") != 1:
+        raise CheckpointError(f"checkpoint folder {text!r} does not exist")
+    try:
+        from huggingface_hub import snapshot_download
+    except ImportError as exc:  # pragma: no cover - huggingface_hub is a server dependency
+        raise CheckpointError(f"{text!r} is not a local folder, and huggingface_hub is not installed") from exc
+    try:
+        return Path(snapshot_download(text, allow_patterns=HUB_PATTERNS))
+    except Exception as online_error:  # noqa: BLE001 - any hub failure falls back to the cache
+        try:
+            return Path(snapshot_download(text, allow_patterns=HUB_PATTERNS, local_files_only=True))
+        except Exception:  # noqa: BLE001
+            raise CheckpointError(
+                f"model {text!r} is neither a local folder nor in the Hugging Face cache, and downloading it "
+                f"failed ({type(online_error).__name__}: {online_error}). Fetch it where the network allows "
+                f"with `huggingface-cli download {text}` (then copy the cache, or set HF_HOME), or pass the "
+                "path of a downloaded checkpoint folder."
+            ) from None
+
+
+def read_config(folder: Path) -> ModelDims:
+    path = folder / "config.json"
+    if not path.is_file():
+        raise CheckpointError(f"{folder} has no config.json: not a Qwen3-ASR checkpoint folder")
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise CheckpointError(f"{path} is not valid JSON: {exc}") from None
+    try:
+        return ModelDims.from_config(raw)
+    except ConfigError as exc:
+        raise CheckpointError(f"{path}: {exc}") from None
+
+
+def weight_files(folder: Path) -> list[Path]:
+    index = folder / WEIGHTS_INDEX
+    if index.is_file():
+        weight_map = json.loads(index.read_text(encoding="utf-8")).get("weight_map", {})
+        names = sorted(set(weight_map.values()))
+        missing = [n for n in names if not (folder / n).is_file()]
+        if missing:
+            raise CheckpointError(f"{folder}: shards named in {WEIGHTS_INDEX} are missing: {', '.join(missing)}")
+        return [folder / n for n in names]
+    single = folder / WEIGHTS_FILE
+    if single.is_file():
+        return [single]
+    raise CheckpointError(f"{folder} has neither {WEIGHTS_FILE} nor {WEIGHTS_INDEX}: the weights are missing")
+
+
+def _expected_tensors(model: SpeechModel) -> dict[str, torch.Tensor]:
+    expected = dict(model.state_dict())
+    if model.dims.text.tie_word_embeddings:
+        expected.pop("thinker.lm_head.weight", None)
+    return expected
+
+
+def load_model(path_or_repo: str | os.PathLike[str], options: LoadOptions = LoadOptions()) -> SpeechModel:
+    """Build the model that config.json describes and fill it with the checkpoint's tensors.
+
+    Raises :class:`CheckpointError` naming every missing or unexpected tensor and
+    every shape mismatch.
+    """
+    from safetensors import safe_open
+
+    folder = resolve(path_or_repo)
+    dims = read_config(folder)
+    with torch.device("meta"):
+        model = SpeechModel(dims)
+    expected = _expected_tensors(model)
+    loaded: dict[str, torch.Tensor] = {}
+    unexpected: list[str] = []
+    mismatched: list[str] = []
+    for file in weight_files(folder):
+        with safe_open(str(file), framework="pt", device="cpu") as handle:
+            for name in handle.keys():
+                if name not in expected:
+                    # A tied checkpoint may still carry the head; it must then equal the embedding.
+                    if name == "thinker.lm_head.weight" and dims.text.tie_word_embeddings:
+                        continue
+                    unexpected.append(name)
+                    continue
+                tensor = handle.get_tensor(name)
+                want = tuple(expected[name].shape)
+                if tuple(tensor.shape) != want:
+                    mismatched.append(f"{name}: file {tuple(tensor.shape)}, model {want}")
+                    continue
+                loaded[name] = tensor
+    missing = sorted(set(expected) - set(loaded) - {m.split(":")[0] for m in mismatched})
+    problems = []
+    if missing:
+        problems.append(f"missing tensors ({len(missing)}): {', '.join(missing[:20])}{' ...' if len(missing) > 20 else ''}")
+    if unexpected:
+        problems.append(f"unexpected tensors ({len(unexpected)}): {', '.join(sorted(unexpected)[:20])}")
+    if mismatched:
+        problems.append(f"shape mismatches: {'; '.join(mismatched[:20])}")
+    if problems:
+        raise CheckpointError(f"checkpoint {folder} does not match its config.json: " + " | ".join(problems))
+
+    dtype, device = options.torch_dtype, torch.device(options.device)
+    model = model.to_empty(device=device)
+    with torch.no_grad():
+        params = dict(model.named_parameters())
+        for name, tensor in loaded.items():
+            params[name].copy_(tensor.to(dtype))
+    model = model.to(dtype)
+    # Buffers (rotary frequencies, sinusoid positions) were not in the file: recompute them.
+    _reset_buffers(model)
+    model.tie_weights()
+    model.encoder.attention = options.encoder_attention
+    return model.eval()
+
+
+def _reset_buffers(model: SpeechModel) -> None:
+    from .model.decoder import RotaryEmbedding
+    from .model.encoder import sinusoid_positions
+
+    device = model.device
+    dims = model.dims
+    model.encoder.positional_embedding = sinusoid_positions(dims.audio.max_source_positions, dims.audio.d_model).to(
+        device
+    )
+    model.decoder.rotary = RotaryEmbedding(dims.text).to(device)

@@ -1,0 +1,117 @@
+"""Server-side commands of ``qwen3-asr-stream``: transcribe, align (and serve)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Sequence
+
+from .checkpoint import DTYPES, CheckpointError, LoadOptions, best_device
+
+DEFAULT_MODEL = "Qwen/Qwen3-ASR-0.6B"
+DEFAULT_ALIGNER = "Qwen/Qwen3-ForcedAligner-0.6B"
+
+
+def _add_load_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when present, else cpu)")
+    parser.add_argument("--dtype", default=None, choices=sorted(DTYPES),
+                        help="weights dtype (default: bfloat16 on cuda, float32 on cpu)")
+
+
+def _load_options(args: argparse.Namespace) -> LoadOptions:
+    device = args.device or best_device()
+    dtype = args.dtype or ("bfloat16" if device.startswith("cuda") else "float32")
+    return LoadOptions(dtype=dtype, device=device)
+
+
+def _words_json(words) -> list[dict]:
+    return [{"text": w.text, "start": w.start, "end": w.end} for w in words]
+
+
+def _cmd_transcribe(args: argparse.Namespace) -> int:
+    from .audio_io import read_audio
+    from .offline import TranscribeOptions, Transcriber
+
+    options = TranscribeOptions(
+        language=args.language, context=args.context, max_new_tokens=args.max_new_tokens,
+        word_timestamps=args.aligner is not None,
+    )
+    transcriber = Transcriber.from_pretrained(args.model, args.aligner, _load_options(args))
+    for path in args.audio:
+        result = transcriber.transcribe([read_audio(path)], options)[0]
+        if args.json:
+            record = {"file": path, "language": result.language, "text": result.text}
+            if args.aligner is not None:
+                record["words"] = _words_json(result.words)
+            print(json.dumps(record, ensure_ascii=False), flush=True)
+        else:
+            print(f"{path}\t[{result.language or 'none'}]\t{result.text}", flush=True)
+            for w in result.words:
+                print(f"  {w.start:8.3f} {w.end:8.3f}  {w.text}")
+    return 0
+
+
+def _cmd_align(args: argparse.Namespace) -> int:
+    from .aligner import AlignRequest, ForcedAligner
+    from .audio_io import read_audio
+    from .checkpoint import load_model, resolve
+    from .tokenizer import TextTokenizer
+    from .transcript import normalize_language
+
+    language = normalize_language(args.language)
+    folder = resolve(args.aligner)
+    aligner = ForcedAligner(load_model(folder, _load_options(args)), TextTokenizer.from_folder(folder))
+    words = aligner.align([AlignRequest(read_audio(args.audio), args.text, language)])[0]
+    if args.json:
+        print(json.dumps({"file": args.audio, "words": _words_json(words)}, ensure_ascii=False))
+    else:
+        for w in words:
+            print(f"{w.start:8.3f} {w.end:8.3f}  {w.text}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="qwen3-asr-stream", description="Qwen3-ASR speech recognition")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    t = commands.add_parser("transcribe", help="transcribe audio files offline")
+    t.add_argument("audio", nargs="+", help="audio files (WAV, FLAC, OGG; any rate and channel count)")
+    t.add_argument("--model", default=DEFAULT_MODEL, help=f"checkpoint folder or Hub repo id (default {DEFAULT_MODEL})")
+    t.add_argument("--aligner", default=None, help="forced-aligner folder or repo id: adds word timestamps")
+    t.add_argument("--language", default=None, help="force the language (e.g. English); default: detect")
+    t.add_argument("--context", default="", help="context text: hot words, domain hints")
+    t.add_argument("--max-new-tokens", type=int, default=512)
+    t.add_argument("--json", action="store_true", help="one JSON object per file")
+    _add_load_options(t)
+    t.set_defaults(handler=_cmd_transcribe)
+
+    a = commands.add_parser("align", help="word timestamps for a known transcript")
+    a.add_argument("audio")
+    a.add_argument("--text", required=True, help="the transcript to align")
+    a.add_argument("--aligner", default=DEFAULT_ALIGNER, help=f"aligner folder or repo id (default {DEFAULT_ALIGNER})")
+    a.add_argument("--language", required=True, help="language of the text, e.g. English, Chinese, Japanese")
+    a.add_argument("--json", action="store_true")
+    _add_load_options(a)
+    a.set_defaults(handler=_cmd_align)
+
+    try:
+        from .server.cli import add_serve_command
+    except ImportError:
+        pass
+    else:
+        add_serve_command(commands, _add_load_options, _load_options)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.handler(args) or 0)
+    except (CheckpointError, ValueError) as exc:
+        print(f"qwen3-asr-stream {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,162 @@
+"""The Qwen3 text decoder with an explicit KV cache.
+
+The checkpoints use interleaved multimodal RoPE, but for audio-and-text input the
+three position streams are identical, so it reduces to ordinary 1-D RoPE.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..config import TextDecoderDims
+from .kv_cache import KVCache
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, size: int, eps: float) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(size))
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        dtype = x.dtype
+        x32 = x.to(torch.float32)
+        x32 = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)
+        return self.weight * x32.to(dtype)
+
+
+class RotaryEmbedding(nn.Module):
+    def __init__(self, dims: TextDecoderDims) -> None:
+        super().__init__()
+        exponents = torch.arange(0, dims.head_dim, 2, dtype=torch.int64).float() / dims.head_dim
+        self.register_buffer("inv_freq", 1.0 / (dims.rope_theta**exponents), persistent=False)
+
+    def forward(self, positions: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        """positions: ``(batch, n)`` -> cos, sin ``(batch, 1, n, head_dim)``, computed in float32."""
+        freqs = positions[..., None].float() * self.inv_freq.float()
+        angles = torch.cat([freqs, freqs], dim=-1)[:, None]
+        return angles.cos().to(dtype), angles.sin().to(dtype)
+
+
+def _rotate_half(x: torch.Tensor) -> torch.Tensor:
+    half = x.shape[-1] // 2
+    return torch.cat([-x[..., half:], x[..., :half]], dim=-1)
+
+
+def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    return x * cos + _rotate_half(x) * sin
+
+
+class DecoderAttention(nn.Module):
+    def __init__(self, dims: TextDecoderDims, layer: int) -> None:
+        super().__init__()
+        self.layer = layer
+        self.heads = dims.num_attention_heads
+        self.kv_heads = dims.num_key_value_heads
+        self.head_dim = dims.head_dim
+        self.q_proj = nn.Linear(dims.hidden_size, self.heads * self.head_dim, bias=False)
+        self.k_proj = nn.Linear(dims.hidden_size, self.kv_heads * self.head_dim, bias=False)
+        self.v_proj = nn.Linear(dims.hidden_size, self.kv_heads * self.head_dim, bias=False)
+        self.o_proj = nn.Linear(self.heads * self.head_dim, dims.hidden_size, bias=False)
+        self.q_norm = RMSNorm(self.head_dim, dims.rms_norm_eps)
+        self.k_norm = RMSNorm(self.head_dim, dims.rms_norm_eps)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        rotary: tuple[torch.Tensor, torch.Tensor],
+        cache: KVCache,
+        mask: torch.Tensor,
+    ) -> torch.Tensor:
+        """x: ``(batch, n, hidden)``; mask: ``(batch, 1, n, cursor + n)`` bool, True = may attend."""
+        b, n, _ = x.shape
+        q = self.q_norm(self.q_proj(x).view(b, n, self.heads, self.head_dim)).transpose(1, 2)
+        k = self.k_norm(self.k_proj(x).view(b, n, self.kv_heads, self.head_dim)).transpose(1, 2)
+        v = self.v_proj(x).view(b, n, self.kv_heads, self.head_dim).transpose(1, 2)
+        cos, sin = rotary
+        q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
+        keys, values = cache.write(self.layer, k, v)
+        out = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask, enable_gqa=self.kv_heads != self.heads)
+        return self.o_proj(out.transpose(1, 2).reshape(b, n, -1))
+
+
+class MLP(nn.Module):
+    def __init__(self, dims: TextDecoderDims) -> None:
+        super().__init__()
+        self.gate_proj = nn.Linear(dims.hidden_size, dims.intermediate_size, bias=False)
+        self.up_proj = nn.Linear(dims.hidden_size, dims.intermediate_size, bias=False)
+        self.down_proj = nn.Linear(dims.intermediate_size, dims.hidden_size, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
+
+
+class DecoderLayer(nn.Module):
+    def __init__(self, dims: TextDecoderDims, layer: int) -> None:
+        super().__init__()
+        self.self_attn = DecoderAttention(dims, layer)
+        self.mlp = MLP(dims)
+        self.input_layernorm = RMSNorm(dims.hidden_size, dims.rms_norm_eps)
+        self.post_attention_layernorm = RMSNorm(dims.hidden_size, dims.rms_norm_eps)
+
+    def forward(self, x, rotary, cache, mask):
+        x = x + self.self_attn(self.input_layernorm(x), rotary, cache, mask)
+        return x + self.mlp(self.post_attention_layernorm(x))
+
+
+class TextDecoder(nn.Module):
+    """Parameter names follow the published checkpoints (``thinker.model.*``)."""
+
+    def __init__(self, dims: TextDecoderDims) -> None:
+        super().__init__()
+        self.dims = dims
+        self.embed_tokens = nn.Embedding(dims.vocab_size, dims.hidden_size)
+        self.layers = nn.ModuleList(DecoderLayer(dims, i) for i in range(dims.num_hidden_layers))
+        self.norm = RMSNorm(dims.hidden_size, dims.rms_norm_eps)
+        self.rotary = RotaryEmbedding(dims)
+
+    def new_cache(self, batch: int, capacity: int) -> KVCache:
+        weight = self.embed_tokens.weight
+        return KVCache(
+            self.dims.num_hidden_layers, batch, self.dims.num_key_value_heads, self.dims.head_dim,
+            capacity, weight.dtype, weight.device,
+        )
+
+    def forward(self, embeds: torch.Tensor, cache: KVCache, valid: torch.Tensor | None = None) -> torch.Tensor:
+        """Run ``n`` new positions of every row and append them to ``cache``.
+
+        Args:
+            embeds: ``(batch, n, hidden)`` input embeddings.
+            cache: holds ``cache.cursor`` earlier slots; the new ones are written after them.
+            valid: ``(batch, n)`` bool, False for left padding (default all True). Each
+                valid token takes the row's next rotary position.
+        Returns:
+            ``(batch, n, hidden)`` hidden states after the final norm.
+        """
+        b, n, _ = embeds.shape
+        device = embeds.device
+        if valid is None:
+            valid = torch.ones(b, n, dtype=torch.bool, device=device)
+        cache.reserve(n)
+        start = cache.cursor
+        positions = cache.next_position[:, None] + valid.long().cumsum(dim=1) - 1
+        positions = positions.clamp(min=0)
+        rotary = self.rotary(positions, embeds.dtype)
+
+        keys_valid = torch.cat([cache.valid[:, :start], valid], dim=1)  # (batch, start + n)
+        query_slot = torch.arange(start, start + n, device=device)
+        key_slot = torch.arange(start + n, device=device)
+        causal = key_slot[None, :] <= query_slot[:, None]  # (n, start + n)
+        mask = causal[None] & keys_valid[:, None, :]
+        # A padding query sees only itself, so no row of the softmax is empty (which
+        # would put NaN into the cache); its slot is invalid for everyone else.
+        mask = mask | (key_slot[None, None, :] == query_slot[None, :, None])
+        mask = mask[:, None]
+
+        x = embeds
+        for layer in self.layers:
+            x = layer(x, rotary, cache, mask)
+        cache.advance(valid)
+        return self.norm(x)

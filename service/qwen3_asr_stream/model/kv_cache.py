@@ -1,0 +1,132 @@
+"""An explicit key/value cache for the text decoder.
+
+One buffer pair per layer of shape ``(batch, kv_heads, capacity, head_dim)``.
+All rows share one write cursor; a boolean ``valid`` mask per slot says which
+slots hold real tokens (left padding of a batch of unequal prompts is invalid),
+and ``next_position`` holds each row's next rotary position. The decoder writes
+the new keys and values of every layer at ``cursor`` and then the model calls
+:meth:`advance` once.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+class KVCache:
+    def __init__(
+        self,
+        n_layers: int,
+        batch: int,
+        kv_heads: int,
+        head_dim: int,
+        capacity: int,
+        dtype: torch.dtype,
+        device: torch.device | str,
+    ) -> None:
+        self.n_layers = n_layers
+        self.batch = batch
+        self.kv_heads = kv_heads
+        self.head_dim = head_dim
+        self.dtype = dtype
+        self.device = torch.device(device)
+        self.keys = [self._empty(capacity) for _ in range(n_layers)]
+        self.values = [self._empty(capacity) for _ in range(n_layers)]
+        self.valid = torch.zeros(batch, capacity, dtype=torch.bool, device=self.device)
+        self.next_position = torch.zeros(batch, dtype=torch.long, device=self.device)
+        self.cursor = 0
+
+    def _empty(self, capacity: int) -> torch.Tensor:
+        return torch.zeros(self.batch, self.kv_heads, capacity, self.head_dim, dtype=self.dtype, device=self.device)
+
+    @property
+    def capacity(self) -> int:
+        return self.valid.shape[1]
+
+    def reserve(self, extra: int) -> None:
+        """Make room for ``extra`` more slots after the cursor (grows by doubling)."""
+        needed = self.cursor + extra
+        if needed <= self.capacity:
+            return
+        new_capacity = max(needed, 2 * self.capacity)
+        for store in (self.keys, self.values):
+            for layer, old in enumerate(store):
+                grown = self._empty(new_capacity)
+                grown[:, :, : self.cursor] = old[:, :, : self.cursor]
+                store[layer] = grown
+        valid = torch.zeros(self.batch, new_capacity, dtype=torch.bool, device=self.device)
+        valid[:, : self.cursor] = self.valid[:, : self.cursor]
+        self.valid = valid
+
+    def write(self, layer: int, keys: torch.Tensor, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Store ``(batch, kv_heads, n, head_dim)`` new keys/values at the cursor.
+
+        Returns all keys and values up to and including the new ones.
+        """
+        n = keys.shape[2]
+        end = self.cursor + n
+        assert end <= self.capacity, "reserve() before writing"
+        self.keys[layer][:, :, self.cursor : end] = keys
+        self.values[layer][:, :, self.cursor : end] = values
+        return self.keys[layer][:, :, :end], self.values[layer][:, :, :end]
+
+    def advance(self, valid: torch.Tensor) -> None:
+        """Commit the slots just written by every layer; ``valid`` is ``(batch, n)`` bool."""
+        n = valid.shape[1]
+        self.valid[:, self.cursor : self.cursor + n] = valid
+        self.next_position += valid.sum(dim=1)
+        self.cursor += n
+
+    def truncate(self, length: int) -> None:
+        """Forget every slot from ``length`` on (keeps the first ``length``)."""
+        if not 0 <= length <= self.cursor:
+            raise ValueError(f"cannot truncate a cache of {self.cursor} slots to {length}")
+        self.valid[:, length : self.cursor] = False
+        self.next_position = self.valid[:, :length].sum(dim=1)
+        self.cursor = length
+
+    def reset(self) -> None:
+        """Empty the cache, keeping its buffers."""
+        self.truncate(0)
+
+    def bytes_used(self) -> int:
+        """Bytes of key/value buffers that hold slots (capacity is larger)."""
+        per_slot = 2 * self.n_layers * self.batch * self.kv_heads * self.head_dim * self.keys[0].element_size()
+        return per_slot * self.cursor
+
+    def clone(self, capacity: int | None = None) -> "KVCache":
+        """A copy holding the same slots (for forking an utterance's audio prefix)."""
+        copy = KVCache(
+            self.n_layers, self.batch, self.kv_heads, self.head_dim,
+            max(capacity or 0, self.cursor, 1), self.dtype, self.device,
+        )
+        for src, dst in ((self.keys, copy.keys), (self.values, copy.values)):
+            for layer in range(self.n_layers):
+                dst[layer][:, :, : self.cursor] = src[layer][:, :, : self.cursor]
+        copy.valid[:, : self.cursor] = self.valid[:, : self.cursor]
+        copy.next_position = self.next_position.clone()
+        copy.cursor = self.cursor
+        return copy
+
+    @classmethod
+    def stack(cls, caches: list["KVCache"], extra: int) -> "KVCache":
+        """Rows of several one-row caches in one batch cache, right-aligned (left padding).
+
+        Each row's slots end at the same cursor so that later tokens of all rows can
+        be written together; ``extra`` slots are reserved after it.
+        """
+        first = caches[0]
+        longest = max(c.cursor for c in caches)
+        batch = cls(
+            first.n_layers, len(caches), first.kv_heads, first.head_dim, longest + extra, first.dtype, first.device
+        )
+        for row, cache in enumerate(caches):
+            assert cache.batch == 1, "stack takes one-row caches"
+            offset = longest - cache.cursor
+            for src, dst in ((cache.keys, batch.keys), (cache.values, batch.values)):
+                for layer in range(first.n_layers):
+                    dst[layer][row, :, offset:longest] = src[layer][0, :, : cache.cursor]
+            batch.valid[row, offset:longest] = cache.valid[0, : cache.cursor]
+            batch.next_position[row] = cache.next_position[0]
+        batch.cursor = longest
+        return batch

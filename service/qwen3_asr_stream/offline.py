@@ -1,0 +1,133 @@
+"""Offline transcription of whole recordings (the CLI's ``transcribe`` and ``align``)."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from .aligner import MAX_ALIGN_SECONDS, AlignRequest, ForcedAligner
+from .alignment_text import WordTime
+from .audio_io import split_long_audio
+from .checkpoint import LoadOptions, load_model, resolve
+from .decoding import GreedyOptions, greedy_generate
+from .frontend import batch_features
+from .model.qwen3_asr import SpeechModel
+from .prompts import asr_prompt_text
+from .tokenizer import TextTokenizer
+from .transcript import normalize_language, parse_output
+
+MAX_ASR_SECONDS = 1200.0  # longest piece given to the ASR model at once
+
+
+@dataclass(frozen=True)
+class TranscribeOptions:
+    language: str | None = None  # None: the model detects it
+    context: str = ""
+    max_new_tokens: int = 512
+    word_timestamps: bool = False
+    batch_size: int = 32
+
+    def __post_init__(self) -> None:
+        if self.language is not None:
+            object.__setattr__(self, "language", normalize_language(self.language))
+        if self.max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be at least 1, got {self.max_new_tokens}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {self.batch_size}")
+
+
+@dataclass(frozen=True)
+class Transcription:
+    language: str  # "" when unknown or silent; "A,B" when pieces differ
+    text: str
+    words: list[WordTime] = field(default_factory=list)
+
+
+def merge_languages(languages: Sequence[str]) -> str:
+    merged: list[str] = []
+    for lang in languages:
+        if lang and (not merged or merged[-1] != lang):
+            merged.append(lang)
+    return ",".join(merged)
+
+
+class Transcriber:
+    def __init__(self, model: SpeechModel, tokenizer: TextTokenizer, aligner: ForcedAligner | None = None) -> None:
+        if model.is_aligner:
+            raise ValueError("the transcription model is a forced-aligner checkpoint; pass an ASR checkpoint")
+        self.model = model
+        self.tokenizer = tokenizer
+        self.aligner = aligner
+
+    @classmethod
+    def from_pretrained(cls, model: str, aligner: str | None = None, load: LoadOptions = LoadOptions()) -> "Transcriber":
+        asr_folder = resolve(model)
+        forced = None
+        if aligner is not None:
+            aligner_folder = resolve(aligner)
+            forced = ForcedAligner(load_model(aligner_folder, load), TextTokenizer.from_folder(aligner_folder))
+        return cls(load_model(asr_folder, load), TextTokenizer.from_folder(asr_folder), forced)
+
+    def raw_outputs(self, audios: Sequence[np.ndarray], contexts: Sequence[str],
+                    languages: Sequence[str | None], max_new_tokens: int, batch_size: int) -> list[str]:
+        """Decoded model output per audio (pieces under the model's limit), batched like the official code."""
+        outputs: list[str] = []
+        greedy = GreedyOptions(max_new_tokens=max_new_tokens)
+        for start in range(0, len(audios), batch_size):
+            waves = [torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32)) for a in audios[start : start + batch_size]]
+            features, frames = batch_features(waves)
+            encoded = self.model.encode_audio([features[i, :, :n] for i, n in enumerate(frames)])
+            prompts = [
+                self.tokenizer.encode(asr_prompt_text(e.shape[0], contexts[start + i], languages[start + i]))
+                for i, e in enumerate(encoded)
+            ]
+            for tokens in greedy_generate(self.model, prompts, encoded, greedy):
+                outputs.append(self.tokenizer.decode(tokens))
+        return outputs
+
+    def transcribe(self, audios: Sequence[np.ndarray], options: TranscribeOptions = TranscribeOptions()) -> list[Transcription]:
+        """Transcribe 16 kHz mono float32 recordings of any length."""
+        if options.word_timestamps and self.aligner is None:
+            raise ValueError("word timestamps need a forced aligner (--aligner)")
+        max_seconds = MAX_ALIGN_SECONDS if options.word_timestamps else MAX_ASR_SECONDS
+        pieces: list[tuple[int, np.ndarray, float]] = []
+        for index, audio in enumerate(audios):
+            for piece, offset in split_long_audio(audio, max_seconds):
+                pieces.append((index, piece, offset))
+        raw = self.raw_outputs(
+            [p for _, p, _ in pieces], [options.context] * len(pieces), [options.language] * len(pieces),
+            options.max_new_tokens, options.batch_size,
+        )
+        parsed = [parse_output(r, options.language) for r in raw]
+
+        words: list[list[WordTime]] = [[] for _ in pieces]
+        if options.word_timestamps:
+            assert self.aligner is not None
+            todo = [i for i, p in enumerate(parsed) if p.text.strip()]
+            for start in range(0, len(todo), options.batch_size):
+                batch = todo[start : start + options.batch_size]
+                aligned = self.aligner.align(
+                    [AlignRequest(pieces[i][1], parsed[i].text, parsed[i].language) for i in batch]
+                )
+                for i, piece_words in zip(batch, aligned):
+                    offset = pieces[i][2]
+                    words[i] = [
+                        dataclasses.replace(w, start=round(w.start + offset, 3), end=round(w.end + offset, 3))
+                        for w in piece_words
+                    ]
+
+        results = []
+        for index in range(len(audios)):
+            mine = [i for i, (owner, _, _) in enumerate(pieces) if owner == index]
+            results.append(
+                Transcription(
+                    language=merge_languages([parsed[i].language for i in mine]),
+                    text="".join(parsed[i].text for i in mine),
+                    words=[w for i in mine for w in words[i]],
+                )
+            )
+        return results
