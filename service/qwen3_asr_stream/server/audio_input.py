@@ -1,0 +1,184 @@
+"""Audio in: raw client bytes -> float32 mono 16 kHz samples.
+
+One ``AudioDecoder`` per stream. It accepts chunks of any size: bytes that split a
+sample or a channel frame are kept and joined to the next chunk, never dropped.
+Two channels are averaged; other rates are resampled with a streaming soxr
+resampler, so the output does not depend on how the input was chunked.
+
+    decoder = AudioDecoder(AudioFormat(AudioEncoding.LINEAR16, 44100, 2))
+    samples = decoder.decode(chunk)      # (n,) float32 at 16 kHz, n may be 0
+    tail = decoder.flush()               # at end of stream
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+import numpy as np
+import soxr
+
+TARGET_SAMPLE_RATE = 16_000  # what the VAD and the model consume
+MIN_SAMPLE_RATE = 8_000
+MAX_SAMPLE_RATE = 48_000
+MAX_CHANNELS = 2
+DEFAULT_MAX_CHUNK_BYTES = 1 << 20  # 1 MiB: ~33 s of 16 kHz 16-bit mono
+RESAMPLER_QUALITY = "HQ"
+
+
+class InvalidAudio(ValueError):
+    """The client sent audio that cannot be decoded (maps to INVALID_ARGUMENT)."""
+
+
+class AudioEncoding(enum.Enum):
+    LINEAR16 = "linear16"  # signed 16-bit little-endian PCM
+    FLOAT32 = "float32"  # IEEE 754 32-bit little-endian, nominally in [-1, 1]
+
+    @property
+    def sample_bytes(self) -> int:
+        return 2 if self is AudioEncoding.LINEAR16 else 4
+
+    @property
+    def dtype(self) -> np.dtype:
+        return np.dtype("<i2") if self is AudioEncoding.LINEAR16 else np.dtype("<f4")
+
+
+@dataclass(frozen=True)
+class AudioFormat:
+    """What the client sends. Invalid values raise ValueError on creation."""
+
+    encoding: AudioEncoding = AudioEncoding.LINEAR16
+    sample_rate: int = TARGET_SAMPLE_RATE
+    channels: int = 1
+
+    def __post_init__(self):
+        if not isinstance(self.encoding, AudioEncoding):
+            raise ValueError(
+                f"unsupported audio encoding {self.encoding!r}; "
+                f"use one of {[e.name for e in AudioEncoding]}"
+            )
+        if not _is_int(self.sample_rate):
+            raise ValueError(f"sample rate must be an integer number of Hz, got {self.sample_rate!r}")
+        if not MIN_SAMPLE_RATE <= self.sample_rate <= MAX_SAMPLE_RATE:
+            raise ValueError(
+                f"sample rate {self.sample_rate} Hz is not supported; send "
+                f"{MIN_SAMPLE_RATE}-{MAX_SAMPLE_RATE} Hz (the server resamples to "
+                f"{TARGET_SAMPLE_RATE} Hz)"
+            )
+        if not _is_int(self.channels) or not 1 <= self.channels <= MAX_CHANNELS:
+            raise ValueError(
+                f"{self.channels!r} audio channels are not supported; send 1 (mono) "
+                f"or 2 (stereo, downmixed by the server)"
+            )
+
+    @property
+    def frame_bytes(self) -> int:
+        """Bytes of one sample of every channel."""
+        return self.encoding.sample_bytes * self.channels
+
+    def bytes_to_ms(self, n_bytes: int) -> float:
+        return 1000.0 * n_bytes / (self.frame_bytes * self.sample_rate)
+
+
+class AudioDecoder:
+    """Stateful decoder of one stream's audio bytes.
+
+    ``frames_in`` counts the input frames (one sample per channel) received and
+    ``samples_out`` the 16 kHz samples returned; ``samples_out / 16`` is the
+    offset in ms from the start of the stream of the next returned sample.
+    """
+
+    def __init__(self, fmt: AudioFormat, *, max_chunk_bytes: int = DEFAULT_MAX_CHUNK_BYTES):
+        if max_chunk_bytes < fmt.frame_bytes:
+            raise ValueError(f"max_chunk_bytes must be at least one frame ({fmt.frame_bytes} bytes)")
+        self.format = fmt
+        self.max_chunk_bytes = max_chunk_bytes
+        self.frames_in = 0
+        self.samples_out = 0
+        self._partial = b""  # bytes of an incomplete frame, carried to the next chunk
+        self._finished = False
+        self._resampler = (
+            None
+            if fmt.sample_rate == TARGET_SAMPLE_RATE
+            else soxr.ResampleStream(
+                fmt.sample_rate, TARGET_SAMPLE_RATE, 1, dtype="float32", quality=RESAMPLER_QUALITY
+            )
+        )
+
+    @property
+    def pending_bytes(self) -> int:
+        """Bytes held back because they do not yet form a whole frame."""
+        return len(self._partial)
+
+    @property
+    def received_ms(self) -> float:
+        """Duration of the whole frames received so far, ms."""
+        return 1000.0 * self.frames_in / self.format.sample_rate
+
+    def decode(self, data: bytes) -> np.ndarray:
+        """Decode one chunk; returns (n,) float32 mono 16 kHz samples (n may be 0)."""
+        if self._finished:
+            raise RuntimeError("decode() after flush()")
+        if len(data) > self.max_chunk_bytes:
+            raise InvalidAudio(
+                f"audio message of {len(data)} bytes exceeds the limit of "
+                f"{self.max_chunk_bytes} bytes; send smaller chunks (20-100 ms is typical)"
+            )
+        frame_bytes = self.format.frame_bytes
+        buf = self._partial + bytes(data) if self._partial else bytes(data)
+        whole = len(buf) - len(buf) % frame_bytes
+        raw = np.frombuffer(buf[:whole], dtype=self.format.encoding.dtype)
+        samples = self._to_mono(raw)  # raises before any state changes
+        self._partial = buf[whole:]
+        self.frames_in += whole // frame_bytes
+        return self._emit(samples, last=False)
+
+    def flush(self) -> np.ndarray:
+        """End of stream: the resampler's remaining output.
+
+        Raises InvalidAudio when the stream ended inside a frame (the leftover
+        bytes are not silently dropped).
+        """
+        if self._finished:
+            return np.zeros(0, np.float32)
+        self._finished = True
+        if self._partial:
+            raise InvalidAudio(
+                f"the audio ended with {len(self._partial)} bytes that do not form a whole "
+                f"frame of {self.format.frame_bytes} bytes ({self.format.encoding.name}, "
+                f"{self.format.channels} channel(s))"
+            )
+        return self._emit(np.zeros(0, np.float32), last=True)
+
+    def _to_mono(self, raw: np.ndarray) -> np.ndarray:
+        if self.format.encoding is AudioEncoding.LINEAR16:
+            samples = raw.astype(np.float32) * np.float32(1.0 / 32768.0)
+        else:
+            samples = raw.astype(np.float32)
+            finite = np.isfinite(samples)
+            if not finite.all():
+                bad = int(np.argmin(finite)) // self.format.channels
+                at_ms = 1000.0 * (self.frames_in + bad) / self.format.sample_rate
+                raise InvalidAudio(
+                    f"FLOAT32 audio contains NaN or infinite samples (first at "
+                    f"{at_ms:.1f} ms from stream start); send finite values in [-1, 1]"
+                )
+        if self.format.channels == 2:
+            samples = samples.reshape(-1, 2).mean(axis=1, dtype=np.float32)
+        return samples
+
+    def _emit(self, samples: np.ndarray, *, last: bool) -> np.ndarray:
+        if self._resampler is not None:
+            samples = self._resampler.resample_chunk(samples, last=last)
+        samples = np.ascontiguousarray(samples, dtype=np.float32)
+        self.samples_out += len(samples)
+        return samples
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+def samples_to_ms(samples: int) -> int:
+    """Whole ms of a 16 kHz sample count (offsets from stream start)."""
+    return samples * 1000 // TARGET_SAMPLE_RATE
