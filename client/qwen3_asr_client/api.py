@@ -1,0 +1,402 @@
+"""Python API of the streaming speech recognition service, async and sync.
+
+    async with AsyncStreamingClient("localhost:50051") as client:
+        async for item in client.stream(chunks, AudioFormat(16000)):
+            if isinstance(item, Result) and item.is_final:
+                print(item.transcript)
+
+    with StreamingClient("localhost:50051") as client:
+        for item in client.stream(chunks, AudioFormat(16000), realtime=True):
+            ...
+
+``chunks`` is any iterable (or async iterable) of audio bytes; the ``FINALIZE``
+marker among them ends the current utterance without closing the stream. For
+interactive use, ``open_stream()`` returns a stream with ``send_audio()``,
+``finalize()`` and ``done_writing()`` (half-close) that is iterated for results.
+Items are ``Result`` and ``SpeechEvent`` objects, or the raw
+``StreamingRecognizeResponse`` messages with ``raw=True``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, AsyncIterable, AsyncIterator, Iterable, Iterator, Sequence, Union
+
+import grpc
+import grpc.aio
+
+from .audio_files import read_audio
+from .proto import asr_pb2, asr_pb2_grpc
+from .results import ENCODINGS, AudioFormat, Result, StreamItem, items_of
+
+DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024  # larger audio is split; 100 ms of 48 kHz stereo float32 is 38.4 KB
+
+
+class _Finalize:
+    def __repr__(self) -> str:
+        return "FINALIZE"
+
+
+FINALIZE = _Finalize()  # put among audio chunks to end the current utterance
+AudioChunk = Union[bytes, bytearray, memoryview, _Finalize]
+
+
+@dataclass(frozen=True)
+class RecognitionOptions:
+    """What to ask of the server; zeros and empties mean the server's defaults."""
+
+    language: str = ""  # empty: detect
+    model: str = ""
+    context: str = ""  # free text for the model: topic, names, spellings
+    hot_words: tuple[str, ...] = ()
+    interim_results: bool = True
+    word_timestamps: bool = True
+    update_interval_ms: int = 0
+    endpointing: asr_pb2.EndpointingConfig | None = None
+
+    def recognition_config(self, audio_format: AudioFormat) -> asr_pb2.RecognitionConfig:
+        config = asr_pb2.RecognitionConfig(
+            encoding=ENCODINGS[audio_format.encoding],
+            sample_rate_hertz=audio_format.sample_rate,
+            audio_channel_count=audio_format.channels,
+            language_code=self.language,
+            model=self.model,
+            context=self.context,
+            hot_words=list(self.hot_words),
+            enable_word_time_offsets=self.word_timestamps,
+        )
+        if self.endpointing is not None:
+            config.endpointing.CopyFrom(self.endpointing)
+        return config
+
+    def streaming_request(self, audio_format: AudioFormat) -> asr_pb2.StreamingRecognizeRequest:
+        """The first request of a stream."""
+        return asr_pb2.StreamingRecognizeRequest(
+            streaming_config=asr_pb2.StreamingRecognitionConfig(
+                config=self.recognition_config(audio_format),
+                interim_results=self.interim_results,
+                update_interval_ms=self.update_interval_ms,
+            )
+        )
+
+
+_FINALIZE_REQUEST = asr_pb2.StreamingRecognizeRequest(
+    control=asr_pb2.Control(kind=asr_pb2.Control.FINALIZE)
+)
+
+
+def _audio_requests(data, max_message_bytes: int) -> Iterator[asr_pb2.StreamingRecognizeRequest]:
+    data = bytes(data)
+    for i in range(0, len(data), max_message_bytes):
+        yield asr_pb2.StreamingRecognizeRequest(audio_content=data[i : i + max_message_bytes])
+
+
+def _convert(response: asr_pb2.StreamingRecognizeResponse, raw: bool):
+    return [response] if raw else list(items_of(response))
+
+
+class _Pacer:
+    """Sleeps so that audio is sent no faster than it would be recorded."""
+
+    def __init__(self, audio_format: AudioFormat, enabled: bool):
+        self._bps = audio_format.bytes_per_second
+        self._enabled = enabled
+        self._sent = 0
+        self._t0: float | None = None
+
+    def delay(self, n_bytes: int) -> float:
+        """Seconds to wait before sending the next n_bytes (the time they take to record)."""
+        if not self._enabled:
+            return 0.0
+        now = time.monotonic()
+        if self._t0 is None:
+            self._t0 = now
+        self._sent += n_bytes
+        return max(0.0, self._t0 + self._sent / self._bps - now)
+
+
+class _ClientBase:
+    """Connection settings shared by the async and the sync client.
+
+    server: "HOST:PORT" (any gRPC target). TLS is used when ``tls`` is set or
+    ``root_certificates`` (PEM bytes or a file path) is given; ``token`` is sent as
+    ``authorization: Bearer TOKEN`` metadata. ``timeout`` (s) bounds each call.
+    Audio larger than ``max_message_bytes`` is split into several messages.
+    """
+
+    def __init__(self, server: str, *, tls: bool = False, root_certificates: bytes | str | Path | None = None,
+                 token: str | None = None, channel_options: Sequence[tuple[str, Any]] = (),
+                 timeout: float | None = None, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES):
+        if max_message_bytes < 1:
+            raise ValueError("max_message_bytes must be positive")
+        self.server = server
+        self.timeout = timeout
+        self.max_message_bytes = max_message_bytes
+        self._options = list(channel_options)
+        self._metadata = (("authorization", f"Bearer {token}"),) if token else ()
+        self._credentials = None
+        if tls or root_certificates is not None:
+            if isinstance(root_certificates, (str, Path)):
+                root_certificates = Path(root_certificates).read_bytes()
+            self._credentials = grpc.ssl_channel_credentials(root_certificates=root_certificates)
+
+    _grpc: Any = grpc  # grpc or grpc.aio
+    _channel: Any = None
+    _stub: asr_pb2_grpc.SpeechRecognitionStub | None = None
+
+    @property
+    def stub(self) -> asr_pb2_grpc.SpeechRecognitionStub:
+        """The generated stub, on a channel opened on first use."""
+        if self._stub is None:
+            if self._credentials is None:
+                self._channel = self._grpc.insecure_channel(self.server, options=self._options)
+            else:
+                self._channel = self._grpc.secure_channel(self.server, self._credentials, options=self._options)
+            self._stub = asr_pb2_grpc.SpeechRecognitionStub(self._channel)
+        return self._stub
+
+
+# --------------------------------------------------------------------------- async
+
+
+class AsyncRecognitionStream:
+    """One StreamingRecognize call; iterate it (once) for results."""
+
+    def __init__(self, call: grpc.aio.StreamStreamCall, max_message_bytes: int, raw: bool):
+        self._call = call
+        self._max = max_message_bytes
+        self._raw = raw
+
+    async def send_audio(self, data: bytes) -> None:
+        for request in _audio_requests(data, self._max):
+            await self._call.write(request)
+
+    async def finalize(self) -> None:
+        """End the current utterance now; the stream stays open."""
+        await self._call.write(_FINALIZE_REQUEST)
+
+    async def done_writing(self) -> None:
+        """Half-close: no more audio. The server then sends the last final results."""
+        await self._call.done_writing()
+
+    def cancel(self) -> None:
+        self._call.cancel()
+
+    async def __aiter__(self) -> AsyncIterator[StreamItem | asr_pb2.StreamingRecognizeResponse]:
+        async for response in self._call:
+            for item in _convert(response, self._raw):
+                yield item
+
+
+class AsyncStreamingClient(_ClientBase):
+    """asyncio client; its channel opens on first use, inside the running event loop."""
+
+    _grpc = grpc.aio
+
+    async def close(self) -> None:
+        if self._channel is not None:
+            await self._channel.close()
+            self._channel = self._stub = None
+
+    async def __aenter__(self) -> "AsyncStreamingClient":
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.close()
+
+    async def open_stream(self, audio_format: AudioFormat, options: RecognitionOptions = RecognitionOptions(),
+                          *, raw: bool = False) -> AsyncRecognitionStream:
+        """Start a stream and send its configuration."""
+        call = self.stub.StreamingRecognize(metadata=self._metadata, timeout=self.timeout)
+        await call.write(options.streaming_request(audio_format))
+        return AsyncRecognitionStream(call, self.max_message_bytes, raw)
+
+    async def stream(self, audio: Iterable[AudioChunk] | AsyncIterable[AudioChunk], audio_format: AudioFormat,
+                     options: RecognitionOptions = RecognitionOptions(), *, realtime: bool = False,
+                     raw: bool = False) -> AsyncIterator[StreamItem | asr_pb2.StreamingRecognizeResponse]:
+        """Send the configuration, every chunk (paced in real time if asked), then half-close;
+        yields the results as they come."""
+        stream = await self.open_stream(audio_format, options, raw=raw)
+        sender = asyncio.ensure_future(self._send_all(stream, audio, _Pacer(audio_format, realtime)))
+        try:
+            try:
+                async for item in stream:
+                    yield item
+            except (grpc.aio.AioRpcError, asyncio.CancelledError):
+                if sender.done() and not sender.cancelled() and sender.exception() is not None:
+                    raise sender.exception() from None  # the audio source failed
+                raise
+            await sender
+        finally:
+            if not sender.done():
+                sender.cancel()
+                stream.cancel()
+
+    @staticmethod
+    async def _send_all(stream: AsyncRecognitionStream, audio, pacer: _Pacer) -> None:
+        try:
+            if isinstance(audio, AsyncIterable):
+                async for chunk in audio:
+                    await _send_chunk(stream, chunk, pacer)
+            else:
+                for chunk in audio:
+                    await _send_chunk(stream, chunk, pacer)
+            await stream.done_writing()
+        except BaseException:
+            stream.cancel()
+            raise
+
+    async def recognize(self, audio: bytes, audio_format: AudioFormat,
+                        options: RecognitionOptions = RecognitionOptions(), *, raw: bool = False):
+        """Unary recognition of a whole recording: final results, one per utterance."""
+        request = asr_pb2.RecognizeRequest(config=options.recognition_config(audio_format), audio=bytes(audio))
+        response = await self.stub.Recognize(request, metadata=self._metadata, timeout=self.timeout)
+        return response if raw else [Result.from_proto(r) for r in response.results]
+
+    async def recognize_file(self, path: str | Path, options: RecognitionOptions = RecognitionOptions(),
+                             *, raw: bool = False):
+        audio = read_audio(path)
+        return await self.recognize(audio.data, audio.format, options, raw=raw)
+
+    async def get_config(self) -> asr_pb2.GetSpeechRecognitionConfigResponse:
+        return await self.stub.GetSpeechRecognitionConfig(
+            asr_pb2.GetSpeechRecognitionConfigRequest(), metadata=self._metadata, timeout=self.timeout
+        )
+
+
+async def _send_chunk(stream: AsyncRecognitionStream, chunk: AudioChunk, pacer: _Pacer) -> None:
+    if chunk is FINALIZE:
+        await stream.finalize()
+        return
+    wait = pacer.delay(len(chunk))
+    if wait:
+        await asyncio.sleep(wait)
+    await stream.send_audio(chunk)
+
+
+# --------------------------------------------------------------------------- sync
+
+_DONE = object()
+
+
+class RecognitionStream:
+    """One StreamingRecognize call (blocking API); iterate it (once) for results.
+
+    ``send_audio``/``finalize``/``done_writing`` may be called from any thread,
+    e.g. an audio callback, while another thread iterates.
+    """
+
+    def __init__(self, stub: asr_pb2_grpc.SpeechRecognitionStub, first: asr_pb2.StreamingRecognizeRequest,
+                 conn: _ClientBase, raw: bool):
+        self._queue: queue.Queue = queue.Queue()
+        self._queue.put(first)
+        self._max = conn.max_message_bytes
+        self._raw = raw
+        self._closed = threading.Event()
+        self._call = stub.StreamingRecognize(self._requests(), metadata=conn._metadata, timeout=conn.timeout)
+
+    def _requests(self) -> Iterator[asr_pb2.StreamingRecognizeRequest]:
+        while True:
+            item = self._queue.get()
+            if item is _DONE:
+                return
+            yield item
+
+    def send_audio(self, data: bytes) -> None:
+        if self._closed.is_set():
+            raise RuntimeError("send_audio() after done_writing()")
+        for request in _audio_requests(data, self._max):
+            self._queue.put(request)
+
+    def finalize(self) -> None:
+        """End the current utterance now; the stream stays open."""
+        self._queue.put(_FINALIZE_REQUEST)
+
+    def done_writing(self) -> None:
+        """Half-close: no more audio. The server then sends the last final results."""
+        if not self._closed.is_set():
+            self._closed.set()
+            self._queue.put(_DONE)
+
+    def cancel(self) -> None:
+        self._call.cancel()
+        self.done_writing()
+
+    def __iter__(self) -> Iterator[StreamItem | asr_pb2.StreamingRecognizeResponse]:
+        for response in self._call:
+            yield from _convert(response, self._raw)
+
+
+class StreamingClient(_ClientBase):
+    """Blocking client with the same methods as AsyncStreamingClient."""
+
+    _grpc = grpc
+
+    def close(self) -> None:
+        if self._channel is not None:
+            self._channel.close()
+            self._channel = self._stub = None
+
+    def __enter__(self) -> "StreamingClient":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def open_stream(self, audio_format: AudioFormat, options: RecognitionOptions = RecognitionOptions(),
+                    *, raw: bool = False) -> RecognitionStream:
+        return RecognitionStream(self.stub, options.streaming_request(audio_format), self, raw)
+
+    def stream(self, audio: Iterable[AudioChunk], audio_format: AudioFormat,
+               options: RecognitionOptions = RecognitionOptions(), *, realtime: bool = False,
+               raw: bool = False) -> Iterator[StreamItem | asr_pb2.StreamingRecognizeResponse]:
+        """Like AsyncStreamingClient.stream; the audio is read on a gRPC thread."""
+        failure: list[BaseException] = []
+
+        def requests():
+            yield options.streaming_request(audio_format)
+            pacer = _Pacer(audio_format, realtime)
+            try:
+                for chunk in audio:
+                    if chunk is FINALIZE:
+                        yield _FINALIZE_REQUEST
+                        continue
+                    wait = pacer.delay(len(chunk))
+                    if wait:
+                        time.sleep(wait)
+                    yield from _audio_requests(chunk, self.max_message_bytes)
+            except Exception as exc:
+                failure.append(exc)
+                raise
+
+        call = self.stub.StreamingRecognize(requests(), metadata=self._metadata, timeout=self.timeout)
+        try:
+            for response in call:
+                yield from _convert(response, raw)
+        except grpc.RpcError:
+            if failure:
+                raise failure[0] from None  # the audio source failed
+            raise
+        finally:
+            call.cancel()  # no-op when the call is over
+
+    def recognize(self, audio: bytes, audio_format: AudioFormat,
+                  options: RecognitionOptions = RecognitionOptions(), *, raw: bool = False):
+        request = asr_pb2.RecognizeRequest(config=options.recognition_config(audio_format), audio=bytes(audio))
+        response = self.stub.Recognize(request, metadata=self._metadata, timeout=self.timeout)
+        return response if raw else [Result.from_proto(r) for r in response.results]
+
+    def recognize_file(self, path: str | Path, options: RecognitionOptions = RecognitionOptions(),
+                       *, raw: bool = False):
+        audio = read_audio(path)
+        return self.recognize(audio.data, audio.format, options, raw=raw)
+
+    def get_config(self) -> asr_pb2.GetSpeechRecognitionConfigResponse:
+        return self.stub.GetSpeechRecognitionConfig(
+            asr_pb2.GetSpeechRecognitionConfigRequest(), metadata=self._metadata, timeout=self.timeout
+        )

@@ -1,0 +1,117 @@
+"""Plain Python views of the audio format and of the server's responses."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator, Union
+
+from .proto import asr_pb2
+
+ENCODINGS = {"LINEAR16": asr_pb2.LINEAR_PCM, "FLOAT32": asr_pb2.FLOAT32}
+_SAMPLE_BYTES = {"LINEAR16": 2, "FLOAT32": 4}
+
+
+@dataclass(frozen=True)
+class AudioFormat:
+    """How the audio bytes are laid out: little-endian, channels interleaved."""
+
+    sample_rate: int = 16_000
+    channels: int = 1
+    encoding: str = "LINEAR16"  # or "FLOAT32"
+
+    def __post_init__(self):
+        if self.encoding not in ENCODINGS:
+            raise ValueError(f"encoding must be one of {sorted(ENCODINGS)}, got {self.encoding!r}")
+        if self.sample_rate <= 0 or self.channels <= 0:
+            raise ValueError(f"sample_rate and channels must be positive, got {self.sample_rate}, {self.channels}")
+
+    @property
+    def frame_bytes(self) -> int:
+        """Bytes of one sample of every channel."""
+        return _SAMPLE_BYTES[self.encoding] * self.channels
+
+    @property
+    def bytes_per_second(self) -> int:
+        return self.frame_bytes * self.sample_rate
+
+    def chunk_bytes(self, chunk_ms: float) -> int:
+        """Bytes of chunk_ms of audio, a whole number of frames (at least one)."""
+        return max(1, round(self.sample_rate * chunk_ms / 1000)) * self.frame_bytes
+
+
+@dataclass(frozen=True)
+class Word:
+    word: str
+    start_ms: int  # from the start of the stream
+    end_ms: int
+
+
+@dataclass(frozen=True)
+class Result:
+    """One interim or final transcript of an utterance."""
+
+    transcript: str
+    is_final: bool
+    stability: float
+    stable_text: str
+    unstable_text: str
+    language: str
+    words: tuple[Word, ...]
+    utterance_index: int
+    start_ms: int  # start of the utterance's audio, from the start of the stream
+    end_ms: int  # end of the audio this result covers
+    audio_processed_ms: int
+    latency_ms: int
+    end_reason: str  # "silence", "max_length", "forced", "end_of_stream"; "" for interim results
+
+    @classmethod
+    def from_proto(cls, r: asr_pb2.StreamingRecognitionResult) -> "Result":
+        reason = asr_pb2.EndReason.Name(r.end_reason) if r.end_reason else ""
+        return cls(
+            transcript=r.transcript,
+            is_final=r.is_final,
+            stability=r.stability,
+            stable_text=r.stable_text,
+            unstable_text=r.unstable_text,
+            language=r.language_code,
+            words=tuple(Word(w.word, w.start_ms, w.end_ms) for w in r.words),
+            utterance_index=r.utterance_index,
+            start_ms=r.result_start_offset_ms,
+            end_ms=r.result_end_offset_ms,
+            audio_processed_ms=r.audio_processed_ms,
+            latency_ms=r.processing_latency_ms,
+            end_reason=reason.lower(),
+        )
+
+
+@dataclass(frozen=True)
+class SpeechEvent:
+    """Voice activity: type is "start" or "end"."""
+
+    type: str
+    offset_ms: int  # from the start of the stream
+    utterance_index: int
+    end_reason: str = ""
+
+    @classmethod
+    def from_proto(cls, e: asr_pb2.SpeechEvent) -> "SpeechEvent":
+        kind = {asr_pb2.SpeechEvent.SPEECH_START: "start", asr_pb2.SpeechEvent.SPEECH_END: "end"}
+        reason = asr_pb2.EndReason.Name(e.end_reason).lower() if e.end_reason else ""
+        return cls(kind.get(e.type, "unspecified"), e.offset_ms, e.utterance_index, reason)
+
+
+StreamItem = Union[Result, SpeechEvent]
+
+
+def items_of(response: asr_pb2.StreamingRecognizeResponse) -> Iterator[StreamItem]:
+    """The results and the speech event of a response, in time order.
+
+    A SPEECH_START event comes before the results sent with it; a SPEECH_END after.
+    """
+    event = SpeechEvent.from_proto(response.speech_event) if response.HasField("speech_event") else None
+    if event is not None and event.type != "end":
+        yield event
+    for result in response.results:
+        yield Result.from_proto(result)
+    if event is not None and event.type == "end":
+        yield event
