@@ -147,3 +147,14 @@ def test_bad_encoding_rejected():
     with pytest.raises(ValueError, match="encoding"):
         AudioFormat("MULAW", 16000, 1)
     assert not issubclass(ValueError, InvalidAudio) and issubclass(InvalidAudio, ValueError)
+
+
+@pytest.mark.parametrize("rate", [8000, 44100, 16000])
+def test_drain_releases_held_audio_and_decoding_goes_on(rate):
+    decoder = AudioDecoder(AudioFormat(FLOAT32, rate, 1))
+    first = decoder.decode(encode(sine(300, rate, 0.5), FLOAT32))
+    drained = decoder.drain()
+    assert abs(len(first) + len(drained) - TARGET_SAMPLE_RATE * 0.5) <= 1  # all of the first half
+    second = decoder.decode(encode(sine(300, rate, 0.5), FLOAT32))
+    total = len(first) + len(drained) + len(second) + len(decoder.flush())
+    assert abs(total - TARGET_SAMPLE_RATE) <= 2 and decoder.samples_out == total

@@ -7,6 +7,7 @@ resampler, so the output does not depend on how the input was chunked.
 
     decoder = AudioDecoder(AudioFormat(AudioEncoding.LINEAR16, 44100, 2))
     samples = decoder.decode(chunk)      # (n,) float32 at 16 kHz, n may be 0
+    held = decoder.drain()               # on a forced finalize: the resampler's delay
     tail = decoder.flush()               # at end of stream
 """
 
@@ -97,12 +98,11 @@ class AudioDecoder:
         self.samples_out = 0
         self._partial = b""  # bytes of an incomplete frame, carried to the next chunk
         self._finished = False
-        self._resampler = (
-            None
-            if fmt.sample_rate == TARGET_SAMPLE_RATE
-            else soxr.ResampleStream(
-                fmt.sample_rate, TARGET_SAMPLE_RATE, 1, dtype="float32", quality=RESAMPLER_QUALITY
-            )
+        self._resampler = None if fmt.sample_rate == TARGET_SAMPLE_RATE else self._new_resampler()
+
+    def _new_resampler(self) -> soxr.ResampleStream:
+        return soxr.ResampleStream(
+            self.format.sample_rate, TARGET_SAMPLE_RATE, 1, dtype="float32", quality=RESAMPLER_QUALITY
         )
 
     @property
@@ -132,6 +132,22 @@ class AudioDecoder:
         self._partial = buf[whole:]
         self.frames_in += whole // frame_bytes
         return self._emit(samples, last=False)
+
+    def drain(self) -> np.ndarray:
+        """Output everything received so far, for a forced finalize mid-stream.
+
+        The resampler holds back up to ~70 ms (8 kHz input) of delayed output; this
+        flushes it and starts a fresh resampler, so decoding goes on (with a filter
+        restart at this point, and at most a sample of rounding in the offsets).
+        Bytes of an incomplete frame stay pending.
+        """
+        if self._finished:
+            raise RuntimeError("drain() after flush()")
+        if self._resampler is None:
+            return np.zeros(0, np.float32)
+        tail = self._emit(np.zeros(0, np.float32), last=True)
+        self._resampler = self._new_resampler()
+        return tail
 
     def flush(self) -> np.ndarray:
         """End of stream: the resampler's remaining output.
