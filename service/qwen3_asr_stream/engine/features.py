@@ -1,0 +1,118 @@
+"""Log-mel features of a growing utterance, one encoder attention window at a time.
+
+A frame's power spectrum depends only on 400 samples around it, so the frames of
+a window are final once the audio reaches 200 samples past its last frame; the
+window is then "completed" and its raw (pre-floor) log-mel is stored. The open
+(last) window is recomputed at every update, with reflection past the current
+end of the audio exactly as a from-scratch computation does.
+
+Where results can differ from re-running everything: the floor ``max - 8`` uses
+the maximum over ALL frames of the utterance, so a louder frame arriving later
+changes the floor, and with it any earlier frame quieter than the new floor. We
+keep each completed window's minimum raw value and the floor it was encoded
+with; when the floor moves past a window's minimum, that window is marked stale
+and re-encoded (and the decoder cache from it on is rebuilt). Features are thus
+always exactly those of a from-scratch computation; the cost is an occasional
+re-encode while the utterance's loudest frame keeps rising.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ..frontend import HOP_LENGTH, LOG_FLOOR_RANGE, N_FFT, mel_filters
+
+HALF_WINDOW = N_FFT // 2
+
+
+def raw_log_mel(samples: np.ndarray, first_frame: int, end_frame: int, n_mels: int) -> torch.Tensor:
+    """Pre-floor log10 mel power of frames ``[first_frame, end_frame)`` of ``samples``.
+
+    Frame ``j`` covers samples ``[160 j - 200, 160 j + 200)`` with reflection at both
+    ends of ``samples``, as ``torch.stft(center=True)`` pads a whole waveform.
+    Returns ``(n_mels, end_frame - first_frame)`` float32.
+    """
+    n = samples.shape[0]
+    start = HOP_LENGTH * first_frame - HALF_WINDOW
+    stop = HOP_LENGTH * (end_frame - 1) + HALF_WINDOW
+    index = np.arange(start, stop)
+    index = np.where(index < 0, -index, index)
+    index = np.where(index >= n, 2 * (n - 1) - index, index)
+    segment = torch.from_numpy(samples[index].astype(np.float32, copy=False))
+    window = torch.hann_window(N_FFT)
+    spectrum = torch.stft(segment, N_FFT, HOP_LENGTH, window=window, center=False, return_complex=True)
+    power = spectrum.abs() ** 2  # (n_fft // 2 + 1, frames)
+    mel = mel_filters(n_mels).T @ power
+    return torch.clamp(mel, min=1e-10).log10()
+
+
+def floor_features(raw: torch.Tensor, floor: float) -> torch.Tensor:
+    return (torch.clamp(raw, min=floor) + 4.0) / 4.0
+
+
+@dataclass
+class CompletedWindow:
+    raw: torch.Tensor  # (n_mels, window_frames) pre-floor
+    raw_min: float
+    raw_max: float
+    floor_used: float | None = None  # floor of the features the encoder saw; None = not encoded yet
+
+    def is_stale(self, floor: float) -> bool:
+        if self.floor_used is None:
+            return True
+        if floor == self.floor_used:
+            return False
+        return self.raw_min < max(floor, self.floor_used)
+
+
+class WindowedFeatures:
+    """Per-utterance feature state. Not thread-safe: the engine thread owns it."""
+
+    def __init__(self, window_frames: int, n_mels: int) -> None:
+        self.window_frames = window_frames
+        self.n_mels = n_mels
+        self.windows: list[CompletedWindow] = []
+
+    @staticmethod
+    def frames(samples: int) -> int:
+        return samples // HOP_LENGTH
+
+    def completed_count(self, samples: int) -> int:
+        """Windows whose every frame is final for this much audio."""
+        frames = self.frames(samples)
+        if frames == 0:
+            return 0
+        # The last frame of window k needs 200 samples past its centre: one more frame of audio.
+        return (frames - 1) // self.window_frames
+
+    def update(self, audio: np.ndarray) -> tuple[torch.Tensor, float]:
+        """Store newly completed windows and compute the open window.
+
+        Returns the open window's raw log-mel ``(n_mels, frames)`` (at least one frame
+        once the audio holds a frame) and the floor a from-scratch computation over
+        the whole audio would use.
+        """
+        total_frames = self.frames(audio.shape[0])
+        complete = self.completed_count(audio.shape[0])
+        while len(self.windows) < complete:
+            k = len(self.windows)
+            raw = raw_log_mel(audio, k * self.window_frames, (k + 1) * self.window_frames, self.n_mels)
+            self.windows.append(CompletedWindow(raw, float(raw.min()), float(raw.max())))
+        open_start = complete * self.window_frames
+        if total_frames > open_start:
+            open_raw = raw_log_mel(audio, open_start, total_frames, self.n_mels)
+        else:
+            open_raw = torch.zeros(self.n_mels, 0)
+        peak = max([w.raw_max for w in self.windows] + ([float(open_raw.max())] if open_raw.numel() else []),
+                   default=float("-inf"))
+        return open_raw, peak - LOG_FLOOR_RANGE
+
+    def stale_from(self, floor: float) -> int:
+        """Index of the first completed window that must be (re-)encoded for ``floor``."""
+        for index, window in enumerate(self.windows):
+            if window.is_stale(floor):
+                return index
+        return len(self.windows)

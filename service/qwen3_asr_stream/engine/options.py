@@ -1,0 +1,58 @@
+"""Options of the streaming engine, each stage one frozen dataclass validated in one place."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class PolicyOptions:
+    """When interim updates run and which text they keep (defaults: the official streaming policy)."""
+
+    update_interval_s: float = 2.0  # audio time between interim updates
+    unfixed_updates: int = 2  # the first N updates decode without a text prefix
+    rollback_tokens: int = 5  # the prefix is the last hypothesis minus its last K tokens
+    max_tokens_per_update: int = 32  # hard bound on new tokens of an interim update
+    max_tokens_final: int = 512  # hard bound on tokens of a final decode
+    repetition_limit: int = 8  # stop decoding when a token pattern repeats this many times (0 = off)
+    max_pattern_tokens: int = 8  # longest token pattern the repetition guard looks for
+
+    def __post_init__(self) -> None:
+        if not 0.1 <= self.update_interval_s <= 30:
+            raise ValueError(f"update_interval_s must be within 0.1..30 s, got {self.update_interval_s}")
+        if self.unfixed_updates < 0 or self.rollback_tokens < 0:
+            raise ValueError("unfixed_updates and rollback_tokens must not be negative")
+        if self.max_tokens_per_update < 1 or self.max_tokens_final < 1:
+            raise ValueError("token bounds must be at least 1")
+        if self.repetition_limit < 0 or self.repetition_limit == 1:
+            raise ValueError("repetition_limit must be 0 (off) or at least 2")
+        if self.max_pattern_tokens < 1:
+            raise ValueError("max_pattern_tokens must be at least 1")
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    max_batch: int = 16  # utterances decoded together in one step
+    max_utterances: int = 64  # admission limit on open utterances
+    kv_budget_bytes: int = 4 << 30  # decoder cache memory all open utterances may use together
+    max_utterance_s: float = 60.0  # the cache of one utterance is reserved for this much audio
+    policy: PolicyOptions = PolicyOptions()
+
+    def __post_init__(self) -> None:
+        if self.max_batch < 1:
+            raise ValueError(f"max_batch must be at least 1, got {self.max_batch}")
+        if self.max_utterances < 1:
+            raise ValueError(f"max_utterances must be at least 1, got {self.max_utterances}")
+        if self.kv_budget_bytes <= 0:
+            raise ValueError("kv_budget_bytes must be positive")
+        if not 1 <= self.max_utterance_s <= 1200:
+            raise ValueError(f"max_utterance_s must be within 1..1200 s, got {self.max_utterance_s}")
+
+
+@dataclass(frozen=True)
+class UtteranceOptions:
+    """What one utterance asks of the engine."""
+
+    language: str | None = None  # normalised name, or None to detect
+    context: str = ""
+    interim_results: bool = True
