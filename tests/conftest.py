@@ -1,0 +1,72 @@
+"""Shared fixtures: tiny random-weight checkpoints in the published layout, synthesized audio."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+for part in ("service", "client"):
+    path = str(ROOT / part)
+    if path not in sys.path:
+        sys.path.insert(0, path)
+
+
+def pytest_collection_modifyitems(config, items):
+    try:
+        import torch
+
+        has_cuda = torch.cuda.is_available()
+    except ImportError:
+        has_cuda = False
+    skip = pytest.mark.skip(reason="needs a CUDA device")
+    for item in items:
+        if "cuda" in item.keywords and not has_cuda:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def checkpoints(tmp_path_factory):
+    """Folders of the tiny presets, written once per test session."""
+    from qwen3_asr_stream.testing.checkpoints import TINY_ALIGNER, TINY_ASR, TINY_ASR_ALT, write_checkpoint
+
+    base = tmp_path_factory.mktemp("checkpoints")
+    return {
+        "asr": write_checkpoint(base / "asr", TINY_ASR, seed=1),
+        "asr_alt": write_checkpoint(base / "asr_alt", TINY_ASR_ALT, seed=2),
+        "aligner": write_checkpoint(base / "aligner", TINY_ALIGNER, seed=3),
+    }
+
+
+def tone_mix(seconds: float, seed: int, rate: int = 16000) -> np.ndarray:
+    """A few gliding tones with an amplitude envelope and a little noise: varied, speech-like energy."""
+    rng = np.random.default_rng(seed)
+    n = int(round(seconds * rate))
+    t = np.arange(n) / rate
+    out = np.zeros(n, dtype=np.float64)
+    for _ in range(3):
+        f0, f1 = rng.uniform(120, 2500, size=2)
+        phase = 2 * np.pi * (f0 * t + (f1 - f0) * t**2 / (2 * max(seconds, 1e-3)))
+        envelope = 0.5 + 0.5 * np.sin(2 * np.pi * rng.uniform(0.5, 4) * t + rng.uniform(0, 6))
+        out += rng.uniform(0.05, 0.3) * envelope * np.sin(phase)
+    out += 0.01 * rng.standard_normal(n)
+    return np.clip(out, -1, 1).astype(np.float32)
+
+
+@pytest.fixture(scope="session")
+def espeak():
+    """Path of espeak-ng, or skip with the reason."""
+    exe = shutil.which("espeak-ng")
+    if exe is None:
+        pytest.skip("espeak-ng is not installed (apt-get install espeak-ng); .ci/run installs it")
+    return exe
+
+
+def synthesize(espeak: str, text: str, path: Path) -> Path:
+    subprocess.run([espeak, "-v", "en-us", "-s", "160", "-w", str(path), text], check=True, capture_output=True)
+    return path
