@@ -195,10 +195,12 @@ class StreamingEngine:
                 batch = self._take_batch()
             try:
                 results = self.runner.update([(e.utterance, final) for e, final in batch])
-            except Exception:  # noqa: BLE001 - one bad batch must not stop the engine
-                log.exception("engine update failed; the utterances of this batch get an empty result")
+            except Exception as exc:  # noqa: BLE001 - one bad batch must not stop the engine
+                log.exception("engine update failed; the utterances of this batch get an error result")
                 results = [
-                    UpdateResult(e.utterance.id, final, "", "", "", (), e.utterance.samples) for e, final in batch
+                    UpdateResult(e.utterance.id, final, "", "", "", (), 0, e.utterance.samples,
+                                 error=f"{type(exc).__name__}: {exc}")
+                    for e, final in batch
                 ]
             with self._cond:
                 self._batches += 1

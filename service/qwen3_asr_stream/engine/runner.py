@@ -232,6 +232,7 @@ class ModelRunner:
             text=parsed.text,
             stable_text=stable,
             tokens=tuple(tokens),
+            prefix_tokens=len(w.prefix),
             audio_samples=w.audio.shape[0],
             encoder_frames=w.encoder_frames,
             decoder_positions=w.decoder_positions,

@@ -29,13 +29,15 @@ class UpdateResult:
     language: str
     text: str
     stable_text: str  # a prefix of ``text`` that later interim results keep
-    tokens: tuple[int, ...]
+    tokens: tuple[int, ...]  # the text prefix decoded from, then the new tokens
+    prefix_tokens: int  # how many of ``tokens`` were the prefix (stable)
     audio_samples: int  # utterance audio the result covers
     # What the update computed (for tests and metrics):
     encoder_frames: int = 0  # mel frames run through the encoder
     decoder_positions: int = 0  # positions run through the decoder (prefill and steps)
     windows_reencoded: int = 0  # completed windows encoded again because the log floor moved
     compute_s: float = 0.0
+    error: str = ""  # set when the engine failed on this update; the text is then empty
 
 
 @dataclass

@@ -1,0 +1,252 @@
+"""The streaming engine: incremental updates equal decoding from scratch, bounded work, batching."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import tone_mix
+from qwen3_asr_stream.checkpoint import load_model
+from qwen3_asr_stream.decoding import GreedyOptions, greedy_generate
+from qwen3_asr_stream.engine.engine import EngineFull, StreamingEngine
+from qwen3_asr_stream.engine.options import EngineOptions, PolicyOptions, UtteranceOptions
+from qwen3_asr_stream.engine.policy import HypothesisState, choose_prefix, repetition_detected
+from qwen3_asr_stream.engine.runner import ModelRunner
+from qwen3_asr_stream.engine.utterance import Utterance
+from qwen3_asr_stream.frontend import log_mel
+from qwen3_asr_stream.offline import TranscribeOptions, Transcriber
+from qwen3_asr_stream.prompts import asr_prompt_text
+from qwen3_asr_stream.tokenizer import TextTokenizer
+
+POLICY = PolicyOptions(update_interval_s=2.0, max_tokens_per_update=12, max_tokens_final=40, repetition_limit=0)
+
+
+@pytest.fixture(scope="module")
+def asr(checkpoints):
+    folder = checkpoints["asr"]
+    return load_model(folder), TextTokenizer.from_folder(folder)
+
+
+def _utterance(model, uid=1, language=None):
+    d = model.dims.audio
+    return Utterance(uid, UtteranceOptions(language=language), d.window_frames, d.window_tokens, d.num_mel_bins)
+
+
+def _from_scratch(model, tokenizer, audio, prefix, max_new, language=None):
+    """Decode the whole audio so far with one prompt: what the official policy recomputes."""
+    features = log_mel(torch.from_numpy(audio))
+    encoded = model.encode_audio([features])[0]
+    prompt = tokenizer.encode(asr_prompt_text(encoded.shape[0], "", language)) + list(prefix)
+    return greedy_generate(model, [prompt], [encoded], GreedyOptions(max_new_tokens=max_new))[0]
+
+
+def _chunks(total: int, rng: np.random.Generator):
+    """Chunk sizes from 10 ms to 2 s."""
+    pos = 0
+    while pos < total:
+        size = int(rng.choice([160, 320, 800, 1600, 4800, 16000, 32000]))
+        yield pos, min(total, pos + size)
+        pos += size
+
+
+@pytest.mark.parametrize("language", [None, "English"])
+def test_each_update_equals_decoding_from_scratch(asr, language):
+    model, tokenizer = asr
+    runner = ModelRunner(model, tokenizer, POLICY)
+    audio = tone_mix(19.3, seed=31)
+    utt = _utterance(model, language=language)
+    rng = np.random.default_rng(3)
+    next_update, updates = 2.0, 0
+    for start, end in _chunks(audio.shape[0], rng):
+        utt.append(audio[start:end])
+        if end / 16000 < next_update:
+            continue
+        next_update += 2.0
+        result = runner.update([(utt, False)])[0]
+        prefix = result.tokens[: result.prefix_tokens]
+        expected = _from_scratch(model, tokenizer, audio[:end], prefix, POLICY.max_tokens_per_update, language)
+        assert list(result.tokens[result.prefix_tokens :]) == expected, f"update at {end / 16000:.2f} s"
+        updates += 1
+    assert updates >= 8  # the utterance crossed two 8 s windows
+    assert utt.committed_windows == 2
+
+    final = runner.update([(utt, True)])[0]
+    offline = Transcriber(model, tokenizer).transcribe(
+        [audio], TranscribeOptions(language=language, max_new_tokens=POLICY.max_tokens_final)
+    )[0]
+    assert final.is_final and final.prefix_tokens == 0
+    assert (final.language, final.text) == (offline.language, offline.text)
+
+
+def test_update_work_is_bounded_by_what_is_new(asr):
+    """Encoder frames and decoder positions per update do not grow with the utterance."""
+    model, tokenizer = asr
+    runner = ModelRunner(model, tokenizer, POLICY)
+    dims = model.dims.audio
+    audio = tone_mix(30.5, seed=5)
+    audio[:1600] *= 3.0  # the loudest frame comes first, so the log floor never moves later
+    utt = _utterance(model)
+    tail = len(runner.tail_ids(utt))
+    per_update = []
+    for end in range(32000, audio.shape[0] + 1, 32000):
+        utt.append(audio[end - 32000 : end])
+        before = utt.committed_windows
+        result = runner.update([(utt, False)])[0]
+        newly_completed = utt.committed_windows - before
+        assert result.windows_reencoded == 0
+        # The open window plus windows that completed since the last update.
+        assert result.encoder_frames <= dims.window_frames * (1 + newly_completed)
+        head = utt.head_length if before == 0 and end == 32000 else 0
+        bound = (head + dims.window_tokens * (1 + newly_completed) + tail + result.prefix_tokens
+                 + POLICY.max_tokens_per_update)
+        assert result.decoder_positions <= bound
+        per_update.append((end / 16000, result.encoder_frames, result.decoder_positions))
+    # From scratch, an update at 30 s would encode 3000 frames and run ~400 positions.
+    late = [frames for t, frames, _ in per_update if t > 10]
+    assert max(late) <= 2 * dims.window_frames
+    assert max(p for _, _, p in per_update[4:]) < 2 * dims.window_tokens + tail + 2 * POLICY.max_tokens_per_update + 8
+
+
+def test_louder_audio_later_reencodes_the_windows_it_changes(asr):
+    """When the log floor moves, stale windows are re-encoded: features stay exactly from-scratch."""
+    model, tokenizer = asr
+    runner = ModelRunner(model, tokenizer, POLICY)
+    audio = tone_mix(18.0, seed=8) * 0.05
+    audio[16000 * 9 :] *= 40  # much louder after the first window completed
+    audio = np.clip(audio, -1, 1).astype(np.float32)
+    utt = _utterance(model)
+    utt.append(audio[: 16000 * 9])
+    runner.update([(utt, False)])
+    utt.append(audio[16000 * 9 :])
+    result = runner.update([(utt, False)])[0]
+    assert result.windows_reencoded >= 1
+    expected = _from_scratch(model, tokenizer, audio, result.tokens[: result.prefix_tokens],
+                             POLICY.max_tokens_per_update)
+    assert list(result.tokens[result.prefix_tokens :]) == expected
+
+
+def test_batched_streams_give_the_tokens_of_each_alone(asr):
+    model, tokenizer = asr
+    audios = [tone_mix(s, seed=40 + i) for i, s in enumerate([3.3, 9.1, 12.7, 0.8, 6.0])]
+
+    def run(batched: bool):
+        runner = ModelRunner(model, tokenizer, POLICY)
+        utts = [_utterance(model, uid=i + 1) for i in range(len(audios))]
+        out = {u.id: [] for u in utts}
+        for step in range(1, 8):
+            for u, a in zip(utts, audios):
+                u.append(a[(step - 1) * 32000 : step * 32000])
+            live = [u for u, a in zip(utts, audios) if (step - 1) * 32000 < a.shape[0]]
+            groups = [live] if batched else [[u] for u in live]
+            for group in groups:
+                for r in runner.update([(u, False) for u in group]):
+                    out[r.utterance_id].append(r.tokens)
+        groups = [utts] if batched else [[u] for u in utts]
+        for group in groups:
+            for r in runner.update([(u, True) for u in group]):
+                out[r.utterance_id].append(r.tokens)
+        return out
+
+    assert run(batched=True) == run(batched=False)
+
+
+def test_engine_thread_serves_many_streams_and_orders_finals_first(asr):
+    model, tokenizer = asr
+    results, done = {}, threading.Event()
+    lock = threading.Lock()
+    options = EngineOptions(max_batch=8, max_utterances=6, policy=POLICY)
+    with StreamingEngine(model, tokenizer, options) as engine:
+        ids = []
+
+        def callback(result):
+            with lock:
+                results.setdefault(result.utterance_id, []).append(result)
+                if sum(r.is_final for rs in results.values() for r in rs) == 6:
+                    done.set()
+
+        for i in range(6):
+            ids.append(engine.open(UtteranceOptions(), callback))
+        with pytest.raises(EngineFull):
+            engine.open(UtteranceOptions(), callback)
+        audios = [tone_mix(4.5, seed=60 + i) for i in range(6)]
+        for start in range(0, 72000, 8000):
+            for uid, a in zip(ids, audios):
+                engine.push(uid, a[start : start + 8000])
+        for uid in ids:
+            engine.finish(uid)
+        assert done.wait(120)
+        stats = engine.stats()
+    assert stats.open_utterances == 0
+    for uid, a in zip(ids, audios):
+        finals = [r for r in results[uid] if r.is_final]
+        assert len(finals) == 1 and results[uid][-1].is_final
+        assert finals[0].audio_samples == a.shape[0]
+        # Interims were coalesced: never more than one per 2 s of audio.
+        assert len(results[uid]) - 1 <= 2
+    # The final of each stream equals that stream decoded alone.
+    alone = ModelRunner(model, tokenizer, POLICY)
+    utt = _utterance(model)
+    utt.append(audios[0])
+    assert alone.update([(utt, True)])[0].tokens == finals_of(results, ids[0]).tokens
+
+
+def finals_of(results, uid):
+    return next(r for r in results[uid] if r.is_final)
+
+
+def test_stable_text_never_changes_once_shown(asr):
+    model, tokenizer = asr
+    policy = PolicyOptions(update_interval_s=1.0, max_tokens_per_update=6, rollback_tokens=3, unfixed_updates=1,
+                           repetition_limit=0)
+    runner = ModelRunner(model, tokenizer, policy)
+    audio = tone_mix(12.0, seed=77)
+    utt = _utterance(model)
+    shown: list[tuple[int, ...]] = []
+    for end in range(16000, audio.shape[0] + 1, 16000):
+        utt.append(audio[end - 16000 : end])
+        r = runner.update([(utt, False)])[0]
+        stable = r.tokens[: r.prefix_tokens]
+        for earlier in shown:
+            assert stable[: len(earlier)] == earlier
+        shown.append(stable)
+    assert len(shown[-1]) > 0
+
+
+def test_repetition_guard_cuts_a_decoding_loop(asr):
+    assert repetition_detected([1, 2, 3, 4, 3, 4, 3, 4], limit=3, max_pattern=4) == 2
+    assert repetition_detected([5, 5, 5], limit=3, max_pattern=2) == 1
+    assert repetition_detected([1, 2, 3, 4, 5, 6], limit=2, max_pattern=3) == 0
+    model, tokenizer = asr
+    loose = ModelRunner(model, tokenizer, PolicyOptions(max_tokens_final=60, repetition_limit=0))
+    guarded = ModelRunner(model, tokenizer, PolicyOptions(max_tokens_final=60, repetition_limit=4))
+    audio = tone_mix(3.0, seed=90)
+    a, b = _utterance(model, 1), _utterance(model, 2)
+    a.append(audio)
+    b.append(audio)
+    unguarded = loose.update([(a, True)])[0].tokens
+    cut = guarded.update([(b, True)])[0].tokens
+    assert cut == unguarded[: len(cut)]
+    if repetition_detected(list(unguarded), 4, 8):
+        assert len(cut) < len(unguarded)
+        assert not repetition_detected(list(cut), 4, 8)
+
+
+def test_rollback_never_ends_inside_a_character(asr):
+    _, tokenizer = asr
+    ids = tokenizer.encode("ab 你好")
+    state = HypothesisState(tokens=ids + tokenizer.encode("世"), stable=0, updates=5)
+    for k in range(0, 4):
+        prefix = choose_prefix(state, PolicyOptions(rollback_tokens=k), tokenizer)
+        assert "\ufffd" not in tokenizer.decode(prefix)
+
+
+def test_silence_shorter_than_one_window_gives_an_empty_final(asr):
+    model, tokenizer = asr
+    runner = ModelRunner(model, tokenizer, POLICY)
+    utt = _utterance(model)
+    utt.append(np.zeros(200, dtype=np.float32))  # less than one STFT window
+    result = runner.update([(utt, True)])[0]
+    assert result.is_final and result.text == "" and result.tokens == ()
