@@ -12,7 +12,7 @@ bfloat16.
 from __future__ import annotations
 
 import argparse
-from common import checkpoint, median_time, print_table, write_results
+from common import checkpoint, median_time, paired_medians, print_table, write_results
 
 import numpy as np
 import torch
@@ -78,8 +78,8 @@ def main() -> None:
         for seconds in (10, 20):
             mel = log_mel(torch.from_numpy((0.1 * rng.standard_normal(16000 * seconds)).astype(np.float32)))
             tower = official.thinker.audio_tower
-            t_off, _ = median_time(lambda: tower(mel, feature_lens=torch.tensor([mel.shape[-1]])), args.repeats)
-            t_ours, _ = median_time(lambda: ours["float32"].encode_audio([mel]), args.repeats)
+            t_off, t_ours = paired_medians(lambda: tower(mel, feature_lens=torch.tensor([mel.shape[-1]])),
+                                           lambda: ours["float32"].encode_audio([mel]), args.repeats)
             add(f"encoder {seconds} s audio", t_off, t_ours)
 
         # Prefill: a 10 s prompt (130 audio tokens + 20 text) through the decoder and the head.
@@ -94,8 +94,7 @@ def main() -> None:
         def ours_prefill():
             return model(embeds, model.new_cache(1, 160))
 
-        t_off, _ = median_time(official_prefill, args.repeats)
-        t_ours, _ = median_time(ours_prefill, args.repeats)
+        t_off, t_ours = paired_medians(official_prefill, ours_prefill, args.repeats)
         add("prefill 150 positions", t_off, t_ours)
 
         # One decode step after a 150-position prompt.
@@ -108,7 +107,6 @@ def main() -> None:
                                     attention_mask=torch.ones(1, 151, dtype=torch.long),
                                     cache_position=torch.tensor([150]))
 
-        t_off, _ = median_time(official_step, args.repeats * 3)
         step_times = {}
         for dtype in ("float32", "bfloat16"):
             if dtype not in ours:
@@ -122,7 +120,10 @@ def main() -> None:
                 cache.reserve(1)
                 return m(m.embed(token), cache)
 
-            step_times[dtype], _ = median_time(ours_step, args.repeats * 3)
+            if dtype == "float32":
+                t_off, step_times[dtype] = paired_medians(official_step, ours_step, args.repeats * 3)
+            else:
+                step_times[dtype], _ = median_time(ours_step, args.repeats * 3)
         add("decode step (float32)", t_off, step_times["float32"])
 
     print_table("ours vs official (CPU, medians in ms; ratio = official / ours)",
