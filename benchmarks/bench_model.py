@@ -28,6 +28,16 @@ def copy_bandwidth(megabytes: int = 1024, repeats: int = 5) -> float:
 
 def weight_bytes_per_step(model) -> int:
     """Bytes of weights a one-token decode step reads: every decoder matrix and the head."""
+    if model.quantized:
+        # int8 matrices (one byte a weight, plus per-channel scales); norms stay float32.
+        total = 0
+        for module in model.thinker.model.modules():
+            if "quantized" in type(module).__module__ and hasattr(module, "weight"):
+                total += module.weight().numel() + module.weight().shape[0] * 8
+            elif isinstance(module, torch.nn.Module) and hasattr(module, "weight") and module.weight.dim() == 1:
+                total += module.weight.numel() * 4
+        head = model.thinker.lm_head.weight()
+        return total + head.numel() + head.shape[0] * 8
     total = 0
     seen = set()
     for name, p in model.thinker.named_parameters():
@@ -108,9 +118,11 @@ def main() -> None:
                                     cache_position=torch.tensor([150]))
 
         step_times = {}
-        for dtype in ("float32", "bfloat16"):
+        for dtype in ("float32", "bfloat16", "int8"):
             if dtype not in ours:
-                ours[dtype] = load_model(folder, LoadOptions(dtype=dtype, encoder_attention="global"))
+                options = (LoadOptions(quantize="int8", encoder_attention="global") if dtype == "int8"
+                           else LoadOptions(dtype=dtype, encoder_attention="global"))
+                ours[dtype] = load_model(folder, options)
             m = ours[dtype]
             cache = m.new_cache(1, 160)
             m(embeds.to(m.dtype), cache)

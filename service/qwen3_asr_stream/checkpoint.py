@@ -32,6 +32,8 @@ class LoadOptions:
     device: str = "cpu"
     # "windowed" (as trained; what streaming needs) or "global" (the official CPU path).
     encoder_attention: str = "windowed"
+    # "int8": int8 weights for the decoder and head (CPU, float32 only); None: as loaded.
+    quantize: str | None = None
 
     def __post_init__(self) -> None:
         from .model.encoder import ENCODER_ATTENTION
@@ -48,6 +50,11 @@ class LoadOptions:
             raise ValueError(f"device {self.device!r} is not a torch device: {exc}") from None
         if device.type == "cuda" and not torch.cuda.is_available():
             raise ValueError(f"device {self.device!r} asked for, but CUDA is not available here")
+
+        if self.quantize not in (None, "int8"):
+            raise ValueError(f"quantize must be None or 'int8', got {self.quantize!r}")
+        if self.quantize == "int8" and (self.dtype != "float32" or torch.device(self.device).type != "cpu"):
+            raise ValueError("int8 quantization runs on the CPU from float32 weights (dtype float32, device cpu)")
 
     @property
     def torch_dtype(self) -> torch.dtype:
@@ -178,6 +185,10 @@ def load_model(path_or_repo: str | os.PathLike[str], options: LoadOptions = Load
     _reset_buffers(model)
     model.tie_weights()
     model.encoder.attention = options.encoder_attention
+    if options.quantize == "int8":
+        from .model.quantize import quantize_int8
+
+        quantize_int8(model)
     return model.eval()
 
 

@@ -67,7 +67,7 @@ class StreamingEngine:
         self.runner = ModelRunner(model, tokenizer, options.policy)
         dims = model.dims
         text = dims.text
-        element = model.thinker.lm_head.weight.element_size()
+        element = model.thinker.model.embed_tokens.weight.element_size()
         self.kv_bytes_per_token = 2 * text.num_hidden_layers * text.num_key_value_heads * text.head_dim * element
         tokens = int(options.max_utterance_s * 1000 / 80) + 64 + options.policy.max_tokens_final
         self.kv_bytes_per_utterance = self.kv_bytes_per_token * tokens

@@ -32,6 +32,7 @@ class SpeechModel(nn.Module):
         super().__init__()
         self.dims = dims
         self.thinker = Thinker(dims)
+        self.quantized = False
 
     @property
     def is_aligner(self) -> bool:
@@ -47,14 +48,15 @@ class SpeechModel(nn.Module):
 
     @property
     def device(self) -> torch.device:
-        return self.thinker.lm_head.weight.device
+        return self.thinker.model.embed_tokens.weight.device
 
     @property
     def dtype(self) -> torch.dtype:
-        return self.thinker.lm_head.weight.dtype
+        """Dtype of activations (the embeddings'; int8 layers take and give float32)."""
+        return self.thinker.model.embed_tokens.weight.dtype
 
     def tie_weights(self) -> None:
-        if self.dims.text.tie_word_embeddings:
+        if self.dims.text.tie_word_embeddings and not self.quantized:
             self.thinker.lm_head.weight = self.thinker.model.embed_tokens.weight
 
     def encode_audio(self, mels: list[torch.Tensor]) -> list[torch.Tensor]:
