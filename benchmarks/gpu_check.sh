@@ -8,7 +8,6 @@ mkdir -p "$OUT"
 export PYTHONPATH=service:client PYTHONUNBUFFERED=1
 nvidia-smi > "$OUT/nvidia-smi.txt" 2>&1
 python -m pytest -q -m cuda tests/test_cuda.py 2>&1 | tee "$OUT/cuda-tests.log"
-python benchmarks/bench_model.py --repeats 5 2>&1 | tail -30 | tee "$OUT/bench-model.log"
 python benchmarks/bench_engine.py load --device cuda --dtype bfloat16 --concurrency 1,32,128,256 \
     --seconds 12 --max-batch 256 2>&1 | tee "$OUT/bench-engine-gpu.log"
 cp benchmarks/results/*.json "$OUT"/ 2>/dev/null || true
