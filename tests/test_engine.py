@@ -250,3 +250,30 @@ def test_silence_shorter_than_one_window_gives_an_empty_final(asr):
     utt.append(np.zeros(200, dtype=np.float32))  # less than one STFT window
     result = runner.update([(utt, True)])[0]
     assert result.is_final and result.text == "" and result.tokens == ()
+
+
+def test_each_utterance_can_have_its_own_update_cadence(asr):
+    model, tokenizer = asr
+    counts: dict[int, int] = {}
+    finals: list[int] = []
+    done = threading.Event()
+
+    def callback(result):
+        counts[result.utterance_id] = counts.get(result.utterance_id, 0) + (not result.is_final)
+        if result.is_final:
+            finals.append(result.utterance_id)
+            if len(finals) == 2:
+                done.set()
+
+    with StreamingEngine(model, tokenizer, EngineOptions(policy=POLICY)) as engine:
+        fast = engine.open(UtteranceOptions(update_interval_s=0.5), callback)
+        slow = engine.open(UtteranceOptions(), callback)  # the policy's 2 s
+        audio = tone_mix(4.0, seed=9)
+        for start in range(0, audio.shape[0], 8000):  # 0.5 s at a time, slowly enough to be served
+            engine.push(fast, audio[start : start + 8000])
+            engine.push(slow, audio[start : start + 8000])
+            threading.Event().wait(0.15)
+        engine.finish(fast)
+        engine.finish(slow)
+        assert done.wait(60)
+    assert counts[fast] > counts[slow] >= 1

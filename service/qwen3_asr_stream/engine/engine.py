@@ -130,7 +130,7 @@ class StreamingEngine:
         entry = self._entry(utterance_id)
         u = entry.utterance
         length = u.append(np.asarray(samples, dtype=np.float32))
-        interval = int(self.options.policy.update_interval_s * SAMPLE_RATE)
+        interval = int((u.options.update_interval_s or self.options.policy.update_interval_s) * SAMPLE_RATE)
         if u.options.interim_results and length - u.last_update_samples >= interval:
             with self._cond:
                 u.last_update_samples = length

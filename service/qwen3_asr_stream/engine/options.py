@@ -56,3 +56,8 @@ class UtteranceOptions:
     language: str | None = None  # normalised name, or None to detect
     context: str = ""
     interim_results: bool = True
+    update_interval_s: float | None = None  # audio time between interims; None: the policy's
+
+    def __post_init__(self) -> None:
+        if self.update_interval_s is not None and not 0.1 <= self.update_interval_s <= 30:
+            raise ValueError(f"update_interval_s must be within 0.1..30 s, got {self.update_interval_s}")
