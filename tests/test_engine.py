@@ -277,3 +277,26 @@ def test_each_utterance_can_have_its_own_update_cadence(asr):
         engine.finish(slow)
         assert done.wait(60)
     assert counts[fast] > counts[slow] >= 1
+
+
+def test_fixed_shape_decode_steps_give_the_tokens_of_the_dynamic_path(asr):
+    """The GPU decode path (preallocated bucketed batch caches, fixed-shape steps that CUDA
+    graphs capture) run eagerly on the CPU: the same tokens as the dynamic path."""
+    model, tokenizer = asr
+    audios = [tone_mix(s, seed=70 + i) for i, s in enumerate([2.5, 9.3, 5.1])]
+
+    def run(static: bool):
+        runner = ModelRunner(model, tokenizer, POLICY, static_decode=static)
+        utts = [_utterance(model, uid=i + 1) for i in range(len(audios))]
+        out = []
+        for u, a in zip(utts, audios):
+            u.append(a)
+        out += [r.tokens for r in runner.update([(u, False) for u in utts])]
+        out += [r.tokens for r in runner.update([(u, False) for u in utts[:1]])]
+        out += [r.tokens for r in runner.update([(u, True) for u in utts])]
+        return out, runner
+
+    dynamic, _ = run(False)
+    static, runner = run(True)
+    assert static == dynamic
+    assert runner.graphs is not None and len(runner.graphs._buckets) == 2  # 4 rows and 1 row buckets

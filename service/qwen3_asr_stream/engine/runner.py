@@ -26,6 +26,7 @@ from ..model.qwen3_asr import SpeechModel
 from ..prompts import asr_prompt
 from ..tokenizer import AUDIO_PAD, TextTokenizer
 from ..transcript import parse_output
+from .decode_graphs import DecodeGraphs
 from .features import floor_features
 from .options import PolicyOptions
 from .policy import choose_prefix, record_interim, repetition_detected
@@ -51,7 +52,10 @@ class _Work:
 
 
 class ModelRunner:
-    def __init__(self, model: SpeechModel, tokenizer: TextTokenizer, policy: PolicyOptions) -> None:
+    def __init__(self, model: SpeechModel, tokenizer: TextTokenizer, policy: PolicyOptions,
+                 static_decode: bool | None = None) -> None:
+        """``static_decode``: fixed-shape decode steps over preallocated batch caches, as CUDA
+        graphs on a GPU (None: on CUDA only)."""
         if model.is_aligner:
             raise ValueError("the streaming engine needs an ASR checkpoint, got a forced aligner")
         if model.encoder.attention != "windowed":
@@ -61,6 +65,9 @@ class ModelRunner:
         self.policy = policy
         self.dims = model.dims.audio
         self.audio_pad_id = tokenizer.token_id(AUDIO_PAD)
+        if static_decode is None:
+            static_decode = model.device.type == "cuda"
+        self.graphs = DecodeGraphs(model) if static_decode else None
 
     # -- prompt pieces -------------------------------------------------------------------
 
@@ -165,22 +172,39 @@ class ModelRunner:
             rows.append([self.audio_pad_id] * n_open + self.tail_ids(u) + list(w.prefix))
             audio.append(open_audio)
         max_new = max(policy.max_tokens_final if w.is_final else policy.max_tokens_per_update for w in works)
-        ids, valid = left_pad(rows)
-        ids, valid = ids.to(model.device), valid.to(model.device)
-        if len(works) == 1:
-            cache = works[0].utterance.cache
-            assert cache is not None
-            cache.reserve(ids.shape[1] + max_new)
-        else:
-            cache = KVCache.stack([w.utterance.cache for w in works], ids.shape[1] + max_new)
-        logits = model(model.embed(ids, audio), cache, valid)
+        caches = [w.utterance.cache for w in works]
         for w, row in zip(works, rows):
             w.decoder_positions += len(row)
-        self._greedy(works, logits, cache, max_new)
+        if self.graphs is not None:
+            slots = max(c.cursor for c in caches) + max(len(r) for r in rows) + max_new
+            cache = self.graphs.batch_cache(len(works), slots)
+            KVCache.stack(caches, max(len(r) for r in rows) + max_new, into=cache)
+            padding = cache.batch - len(works)
+            ids, valid = left_pad(rows + [[]] * padding)
+            ids, valid = ids.to(model.device), valid.to(model.device)
+            logits = model(model.embed(ids, audio + [None] * padding), cache, valid)[: len(works)]
+
+            def step(tokens: torch.Tensor) -> torch.Tensor:
+                return self.graphs.step(cache, tokens)[: len(works)]
+        else:
+            ids, valid = left_pad(rows)
+            ids, valid = ids.to(model.device), valid.to(model.device)
+            if len(works) == 1:
+                cache = caches[0]
+                cache.reserve(ids.shape[1] + max_new)
+            else:
+                cache = KVCache.stack(caches, ids.shape[1] + max_new)
+            logits = model(model.embed(ids, audio), cache, valid)
+
+            def step(tokens: torch.Tensor) -> torch.Tensor:
+                cache.reserve(1)
+                return model(model.embed(tokens[:, None]), cache)
+        self._greedy(works, logits, step, max_new)
         for w in works:
             w.utterance.cache.truncate(w.utterance.stable_slots())
 
-    def _greedy(self, works: list[_Work], logits: torch.Tensor, cache: KVCache, max_new: int) -> None:
+    def _greedy(self, works: list[_Work], logits: torch.Tensor, feed_token, max_new: int) -> None:
+        """Greedy tokens per row; ``feed_token(tokens (rows,)) -> logits (rows, vocab)`` runs one step."""
         policy = self.policy
         limits = [policy.max_tokens_final if w.is_final else policy.max_tokens_per_update for w in works]
         outputs: list[list[int]] = [[] for _ in works]
@@ -204,10 +228,9 @@ class ModelRunner:
                     done[i] = True
             if all(done) or step == max_new - 1:
                 break
-            feed = torch.tensor([[END_OF_TEXT_ID if done[i] else tokens[i]] for i in range(len(works))],
+            feed = torch.tensor([END_OF_TEXT_ID if done[i] else tokens[i] for i in range(len(works))],
                                 device=self.model.device)
-            cache.reserve(1)
-            logits = self.model(self.model.embed(feed), cache)
+            logits = feed_token(feed)
             for i, w in enumerate(works):
                 if not done[i]:
                     w.decoder_positions += 1

@@ -160,3 +160,26 @@ class TextDecoder(nn.Module):
             x = layer(x, rotary, cache, mask)
         cache.advance(valid)
         return self.norm(x)
+
+    def step_static(self, embeds: torch.Tensor, cache: KVCache) -> torch.Tensor:
+        """One position of every row with fixed shapes (capturable in a CUDA graph).
+
+        Writes at ``cache.static_slot`` (a device tensor) and attends over the whole
+        capacity under a mask built from device tensors only; the caller advances the
+        cache's bookkeeping afterwards.
+
+        Args:
+            embeds: ``(batch, 1, hidden)``.
+        Returns:
+            ``(batch, 1, hidden)``.
+        """
+        assert cache.static_slot is not None
+        slot = cache.static_slot
+        rotary = self.rotary(cache.next_position[:, None], embeds.dtype)
+        key_slot = torch.arange(cache.capacity, device=embeds.device)
+        visible = (cache.valid | (key_slot == slot)[None, :]) & (key_slot <= slot)[None, :]
+        mask = visible[:, None, None, :]
+        x = embeds
+        for layer in self.layers:
+            x = layer(x, rotary, cache, mask)
+        return self.norm(x)

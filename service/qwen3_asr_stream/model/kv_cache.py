@@ -35,6 +35,9 @@ class KVCache:
         self.valid = torch.zeros(batch, capacity, dtype=torch.bool, device=self.device)
         self.next_position = torch.zeros(batch, dtype=torch.long, device=self.device)
         self.cursor = 0
+        # Fixed-shape decoding (CUDA graphs): a one-element device tensor holding the slot
+        # that ``write`` fills; attention then spans the whole capacity.
+        self.static_slot: torch.Tensor | None = None
 
     def _empty(self, capacity: int) -> torch.Tensor:
         return torch.zeros(self.batch, self.kv_heads, capacity, self.head_dim, dtype=self.dtype, device=self.device)
@@ -63,6 +66,10 @@ class KVCache:
 
         Returns all keys and values up to and including the new ones.
         """
+        if self.static_slot is not None:
+            self.keys[layer].index_copy_(2, self.static_slot, keys)
+            self.values[layer].index_copy_(2, self.static_slot, values)
+            return self.keys[layer], self.values[layer]
         n = keys.shape[2]
         end = self.cursor + n
         assert end <= self.capacity, "reserve() before writing"
@@ -109,17 +116,26 @@ class KVCache:
         return copy
 
     @classmethod
-    def stack(cls, caches: list["KVCache"], extra: int) -> "KVCache":
+    def stack(cls, caches: list["KVCache"], extra: int, into: "KVCache | None" = None) -> "KVCache":
         """Rows of several one-row caches in one batch cache, right-aligned (left padding).
 
         Each row's slots end at the same cursor so that later tokens of all rows can
-        be written together; ``extra`` slots are reserved after it.
+        be written together; ``extra`` slots are reserved after it. ``into`` reuses a
+        preallocated batch cache (its extra rows stay empty).
         """
         first = caches[0]
         longest = max(c.cursor for c in caches)
-        batch = cls(
-            first.n_layers, len(caches), first.kv_heads, first.head_dim, longest + extra, first.dtype, first.device
-        )
+        if into is None:
+            batch = cls(
+                first.n_layers, len(caches), first.kv_heads, first.head_dim, longest + extra, first.dtype,
+                first.device,
+            )
+        else:
+            batch = into
+            if batch.batch < len(caches) or batch.capacity < longest + extra:
+                raise ValueError("the preallocated cache is too small for this batch")
+            batch.valid.zero_()
+            batch.next_position.zero_()
         for row, cache in enumerate(caches):
             assert cache.batch == 1, "stack takes one-row caches"
             offset = longest - cache.cursor
