@@ -7,7 +7,9 @@ configuration first, every audio byte in order, FINALIZE controls, the half-clos
 import asyncio
 import json
 import struct
+import os
 import subprocess
+from pathlib import Path
 import sys
 import threading
 import time
@@ -427,7 +429,9 @@ def test_client_imports_without_torch():
     code = ("import sys; sys.modules['torch'] = None\n"
             "import qwen3_asr_client, qwen3_asr_client.cli, qwen3_asr_client.mic, qwen3_asr_client.proto\n"
             "assert 'qwen3_asr_stream' not in sys.modules")
-    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+    client_root = str(Path(__file__).resolve().parents[1] / "client")
+    env = dict(os.environ, PYTHONPATH=client_root)  # the client alone: the server package is not on the path
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60, env=env)
 
 
 def test_cli_mic_streams_until_ctrl_c_then_prints_the_last_final(server, monkeypatch, capsys):
