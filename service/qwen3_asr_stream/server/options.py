@@ -1,0 +1,100 @@
+"""Options of the gRPC server: one frozen dataclass, validated in one place.
+
+    options = ServerOptions(port=50051, max_streams=64, auth_token="secret")
+    options = dataclasses.replace(options, metrics_port=9464)
+
+Every limit a client can run into is reported by GetSpeechRecognitionConfig.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .vad import EndpointingOptions
+
+KIB = 1024
+MIB = 1024 * KIB
+# Room for the non-audio fields of a request (config, context, hot words) on top of
+# the largest audio payload when sizing gRPC's own receive limit.
+MESSAGE_OVERHEAD_BYTES = 16 * KIB
+MIN_UPDATE_INTERVAL_MS = 100  # the engine's smallest interim cadence (PolicyOptions allows 0.1 s)
+MAX_UPDATE_INTERVAL_MS = 30_000
+
+
+@dataclass(frozen=True)
+class ServerOptions:
+    """What the server listens on, what it allows, and the defaults of a stream."""
+
+    host: str = "127.0.0.1"  # loopback; "0.0.0.0" or "[::]" to serve other machines
+    port: int = 50051  # 0 = any free port (the bound port is reported by the server)
+    max_streams: int = 32  # streams and Recognize calls served at once; more are RESOURCE_EXHAUSTED
+    max_message_bytes: int = 64 * KIB  # largest audio_content of one streaming request
+    max_recognize_bytes: int = 4 * MIB  # largest RecognizeRequest.audio (~2 min of 16 kHz 16-bit mono)
+    max_stream_seconds: int = 3600  # audio of one stream; more ends it with OUT_OF_RANGE
+    idle_timeout_s: float = 30.0  # no request (or no response read) this long: DEADLINE_EXCEEDED
+    grace_s: float = 20.0  # on SIGTERM, time running utterances get to finish
+    tls_cert: Path | None = None  # PEM certificate chain; with tls_key, serve TLS
+    tls_key: Path | None = None
+    tls_client_ca: Path | None = None  # PEM CA: require client certificates signed by it (mutual TLS)
+    auth_token: str | None = None  # required as `authorization: Bearer TOKEN` (health checks exempt)
+    metrics_port: int = 0  # Prometheus /metrics on host:metrics_port; 0 = off
+    endpointing: EndpointingOptions = field(default_factory=EndpointingOptions)
+    update_interval_ms: int = 1000  # default interim cadence, ms of audio
+    max_context_chars: int = 2000  # context plus hot words of one request
+    max_queued_responses: int = 64  # unread responses of a stream before its audio is no longer read
+    recognize_parallel: int = 4  # utterances of one Recognize call in the engine at once
+    aligner_max_batch: int = 16  # utterances aligned in one pass
+
+    def __post_init__(self) -> None:
+        def need(ok: bool, message: str) -> None:
+            if not ok:
+                raise ValueError(f"server options: {message}")
+
+        need(isinstance(self.host, str) and self.host.strip() != "", "host must be a host name or address")
+        need(_int(self.port) and 0 <= self.port <= 65535, f"port must be 0-65535, got {self.port!r}")
+        need(_int(self.max_streams) and self.max_streams >= 1, f"max_streams must be at least 1, got {self.max_streams!r}")
+        need(_int(self.max_message_bytes) and KIB <= self.max_message_bytes <= 4 * MIB,
+             f"max_message_bytes must be 1 KiB-4 MiB (64 KiB holds 100 ms of 48 kHz stereo float32 with room "
+             f"to spare), got {self.max_message_bytes!r}")
+        need(_int(self.max_recognize_bytes) and KIB <= self.max_recognize_bytes <= 256 * MIB,
+             f"max_recognize_bytes must be 1 KiB-256 MiB, got {self.max_recognize_bytes!r}")
+        need(_int(self.max_stream_seconds) and 1 <= self.max_stream_seconds <= 596 * 3600,
+             f"max_stream_seconds must be 1 s to 596 h (int32 ms offsets), got {self.max_stream_seconds!r}")
+        need(isinstance(self.idle_timeout_s, (int, float)) and self.idle_timeout_s > 0,
+             f"idle_timeout_s must be positive, got {self.idle_timeout_s!r}")
+        need(isinstance(self.grace_s, (int, float)) and self.grace_s >= 0, f"grace_s must be >= 0, got {self.grace_s!r}")
+        need((self.tls_cert is None) == (self.tls_key is None),
+             "tls_cert and tls_key go together: give both to serve TLS, or neither")
+        need(self.tls_client_ca is None or self.tls_cert is not None,
+             "tls_client_ca (mutual TLS) needs tls_cert and tls_key")
+        for name in ("tls_cert", "tls_key", "tls_client_ca"):
+            path = getattr(self, name)
+            need(path is None or Path(path).is_file(), f"{name} {str(path)!r} is not a readable file")
+        need(self.auth_token is None or (isinstance(self.auth_token, str) and self.auth_token.strip() != ""
+                                         and self.auth_token == self.auth_token.strip()),
+             "auth_token must be a non-empty string without surrounding whitespace (or None for no auth)")
+        need(_int(self.metrics_port) and 0 <= self.metrics_port <= 65535,
+             f"metrics_port must be 0 (off) or a port, got {self.metrics_port!r}")
+        need(self.metrics_port == 0 or self.metrics_port != self.port, "metrics_port must differ from port")
+        need(isinstance(self.endpointing, EndpointingOptions), "endpointing must be an EndpointingOptions")
+        need(_int(self.update_interval_ms) and MIN_UPDATE_INTERVAL_MS <= self.update_interval_ms <= MAX_UPDATE_INTERVAL_MS,
+             f"update_interval_ms must be {MIN_UPDATE_INTERVAL_MS}-{MAX_UPDATE_INTERVAL_MS}, got {self.update_interval_ms!r}")
+        for name in ("max_context_chars", "recognize_parallel", "aligner_max_batch"):
+            value = getattr(self, name)
+            need(_int(value) and value >= 1, f"{name} must be at least 1, got {value!r}")
+        need(_int(self.max_queued_responses) and self.max_queued_responses >= 8,
+             f"max_queued_responses must be at least 8, got {self.max_queued_responses!r}")
+
+    @property
+    def tls(self) -> bool:
+        return self.tls_cert is not None
+
+    @property
+    def receive_limit_bytes(self) -> int:
+        """gRPC's own limit on one received message; larger ones fail with RESOURCE_EXHAUSTED."""
+        return max(self.max_message_bytes, self.max_recognize_bytes) + MESSAGE_OVERHEAD_BYTES
+
+
+def _int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
