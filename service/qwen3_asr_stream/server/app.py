@@ -1,0 +1,227 @@
+"""Build and run the grpc.aio server around loaded engines.
+
+    server = AsrServer(ServerOptions(port=0), {"Qwen3-ASR-0.6B": engine}, aligner)
+    port = await server.start()
+    ...
+    await server.stop()          # what SIGTERM does: NOT_SERVING, drain, stop
+
+Besides asr.v1.SpeechRecognition the server has standard health checking
+(``grpc.health.v1``; NOT_SERVING once shutdown begins) and reflection. It binds
+one address with ``so_reuseport`` off (a second server cannot silently share the
+port), caps received messages at ``ServerOptions.receive_limit_bytes``, sends
+keepalive pings, serves TLS (optionally mutual) and checks a bearer token when
+configured, and exposes Prometheus metrics on their own port.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import hmac
+import logging
+import signal
+from pathlib import Path
+from typing import Mapping
+
+import grpc
+import grpc.aio
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from prometheus_client import start_http_server
+
+from qwen3_asr_client.proto import asr_pb2, asr_pb2_grpc
+
+from ..aligner import ForcedAligner
+from ..engine.engine import StreamingEngine
+from ..engine.options import EngineOptions, PolicyOptions
+from .aligner_worker import AlignerWorker
+from .metrics import Metrics
+from .options import ServerOptions
+from .servicer import SpeechRecognitionServicer
+from .recognition import Backend
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAME = asr_pb2.DESCRIPTOR.services_by_name["SpeechRecognition"].full_name
+HEALTH_PREFIX = "/grpc.health.v1.Health/"  # exempt from the token: load balancers and kubelets probe it
+KEEPALIVE = [  # values from grpc's keepalive example
+    ("grpc.keepalive_time_ms", 20_000),
+    ("grpc.keepalive_timeout_ms", 10_000),
+    ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+]
+STOP_GRACE_S = 1.0  # after the drain: how long gRPC waits for calls still running before cancelling them
+
+
+def engine_options(options: ServerOptions, *, max_batch: int = 16, kv_budget_bytes: int = 4 << 30) -> EngineOptions:
+    """Engine options that fit the server's: room for two utterances per stream (one
+    finishing, one starting), utterances as long as the server's endpointing allows (a
+    stream may ask for shorter ones, not longer), the server's default interim cadence
+    (each stream sets its own)."""
+    return EngineOptions(
+        max_batch=max_batch, max_utterances=2 * options.max_streams, kv_budget_bytes=kv_budget_bytes,
+        max_utterance_s=options.endpointing.max_utterance_ms / 1000,
+        policy=dataclasses.replace(PolicyOptions(), update_interval_s=options.update_interval_ms / 1000))
+
+
+class BearerTokenAuth(grpc.aio.ServerInterceptor):
+    """Calls without ``authorization: Bearer <token>`` fail with UNAUTHENTICATED (health checks pass)."""
+
+    def __init__(self, token: str, on_reject=None) -> None:
+        self._token = token.encode()
+        self._on_reject = on_reject
+
+    def _authorized(self, metadata) -> bool:
+        for key, value in metadata or ():
+            if key == "authorization" and isinstance(value, str):
+                scheme, _, token = value.partition(" ")
+                if scheme.lower() == "bearer" and hmac.compare_digest(token.strip().encode(), self._token):
+                    return True
+        return False
+
+    async def intercept_service(self, continuation, details):
+        handler = await continuation(details)
+        if handler is None or details.method.startswith(HEALTH_PREFIX) or self._authorized(details.invocation_metadata):
+            return handler
+        if self._on_reject is not None:
+            self._on_reject()
+
+        async def deny(request, context):
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED,
+                                "missing or wrong bearer token: send metadata 'authorization: Bearer <token>'")
+
+        # A handler of the same kind as the method's, so the call's cardinality is kept.
+        kinds = {(False, False): grpc.unary_unary_rpc_method_handler, (False, True): grpc.unary_stream_rpc_method_handler,
+                 (True, False): grpc.stream_unary_rpc_method_handler, (True, True): grpc.stream_stream_rpc_method_handler}
+        make = kinds[(handler.request_streaming, handler.response_streaming)]
+        return make(deny, request_deserializer=handler.request_deserializer,
+                    response_serializer=handler.response_serializer)
+
+
+class AsrServer:
+    def __init__(self, options: ServerOptions, engines: Mapping[str, StreamingEngine],
+                 aligner: ForcedAligner | None = None) -> None:
+        if not engines:
+            raise ValueError("the server needs at least one ASR engine")
+        self.options = options
+        self.metrics = Metrics()
+        worker = None
+        if aligner is not None:
+            worker = AlignerWorker(aligner, max_batch=options.aligner_max_batch,
+                                   on_batch=lambda n, seconds: self.metrics.aligner_seconds.observe(seconds))
+        self.backend = Backend(options, dict(engines), worker, self.metrics)
+        self.servicer = SpeechRecognitionServicer(self.backend)
+        self.port: int | None = None
+        self.metrics_port: int | None = None
+        self._server: grpc.aio.Server | None = None
+        self._health: health.aio.HealthServicer | None = None
+        self._metrics_http = None
+        self._stopping: asyncio.Task | None = None
+        self._watch_metrics()
+
+    def _watch_metrics(self) -> None:
+        engines, worker = self.backend.engines, self.backend.aligner
+
+        def engine_queue():
+            for name, engine in engines.items():
+                stats = engine.stats()
+                yield {"model": name, "state": "open"}, stats.open_utterances
+                yield {"model": name, "state": "pending_final"}, stats.pending_finals
+                yield {"model": name, "state": "pending_interim"}, stats.pending_interims
+
+        self.metrics.watch("asr_engine_utterances", "Engine utterances: open, and waiting for a final or an interim",
+                           engine_queue)
+        self.metrics.watch("asr_aligner_queue", "Utterances waiting for the forced aligner",
+                           lambda: [({}, worker.queued if worker else 0)])
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    async def start(self) -> int:
+        """Start serving; returns the bound port."""
+        options = self.options
+        for engine in self.backend.engines.values():
+            engine.start()
+        if self.backend.aligner is not None:
+            self.backend.aligner.start()
+        interceptors = []
+        if options.auth_token:
+            interceptors.append(BearerTokenAuth(options.auth_token,
+                                                lambda: self.metrics.rejected.labels("unauthenticated").inc()))
+        server = grpc.aio.server(interceptors=interceptors, options=[
+            ("grpc.so_reuseport", 0),
+            ("grpc.max_receive_message_length", options.receive_limit_bytes),
+            *KEEPALIVE,
+        ])
+        asr_pb2_grpc.add_SpeechRecognitionServicer_to_server(self.servicer, server)
+        self._health = health.aio.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
+        reflection.enable_server_reflection(
+            [SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME], server)
+        address = f"{options.host}:{options.port}"
+        try:
+            if options.tls:
+                self.port = server.add_secure_port(address, self._credentials())
+            else:
+                self.port = server.add_insecure_port(address)
+        except RuntimeError as exc:
+            raise OSError(f"cannot listen on {address}: {exc} (is the port in use?)") from None
+        if not self.port:
+            raise OSError(f"cannot listen on {address} (is the port in use?)")
+        await server.start()
+        self._server = server
+        await self._health.set("", health_pb2.HealthCheckResponse.SERVING)
+        await self._health.set(SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING)
+        if options.metrics_port:
+            self._metrics_http, _ = start_http_server(options.metrics_port, addr=options.host.strip("[]"),
+                                                      registry=self.metrics.registry)
+            self.metrics_port = self._metrics_http.server_port
+        log.info("serving %s on %s:%d (%s%s), models %s, word times %s%s", SERVICE_NAME, options.host, self.port,
+                 "TLS" if options.tls else "plaintext", ", token" if options.auth_token else "",
+                 ", ".join(self.backend.engines), "on" if self.backend.aligner else "off",
+                 f", metrics on :{self.metrics_port}" if self.metrics_port else "")
+        return self.port
+
+    def _credentials(self) -> grpc.ServerCredentials:
+        options = self.options
+        pair = (Path(options.tls_key).read_bytes(), Path(options.tls_cert).read_bytes())
+        if options.tls_client_ca is None:
+            return grpc.ssl_server_credentials([pair])
+        return grpc.ssl_server_credentials([pair], root_certificates=Path(options.tls_client_ca).read_bytes(),
+                                           require_client_auth=True)
+
+    async def stop(self, grace_s: float | None = None) -> None:
+        """Graceful stop: health NOT_SERVING, new calls refused, every stream ends after its
+        utterance (forced at half the grace), then the server stops. Safe to call twice."""
+        if self._stopping is None:
+            self._stopping = asyncio.ensure_future(self._stop(self.options.grace_s if grace_s is None else grace_s))
+        await asyncio.shield(self._stopping)
+
+    async def _stop(self, grace_s: float) -> None:
+        if self._server is None:
+            return
+        log.info("shutting down: draining %d calls (grace %.1f s)", self.servicer.active_calls, grace_s)
+        await self._health.enter_graceful_shutdown()
+        await self.servicer.drain(grace_s)
+        await self._server.stop(STOP_GRACE_S)
+        if self.backend.aligner is not None:
+            self.backend.aligner.close()
+        if self._metrics_http is not None:
+            self._metrics_http.shutdown()
+            self._metrics_http.server_close()
+        log.info("stopped")
+
+    async def wait_for_termination(self) -> None:
+        assert self._server is not None, "start() first"
+        await self._server.wait_for_termination()
+        if self._stopping is not None:
+            await self._stopping
+
+    def stop_on_signals(self, signals=(signal.SIGTERM, signal.SIGINT)) -> None:
+        """SIGTERM/SIGINT start a graceful stop (call on the running loop's thread)."""
+        loop = asyncio.get_running_loop()
+        for sig in signals:
+            loop.add_signal_handler(sig, lambda s=sig: self._on_signal(s))
+
+    def _on_signal(self, sig: int) -> None:
+        log.info("received %s", signal.Signals(sig).name)
+        asyncio.ensure_future(self.stop())

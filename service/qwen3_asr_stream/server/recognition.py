@@ -1,0 +1,99 @@
+"""The domain of the server: what a client asked for, what it gets back, what calls share.
+
+Protobuf stays in ``convert``; sessions and unary recognition work on these.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..alignment_text import WordTime
+from ..engine.engine import StreamingEngine
+from ..engine.options import UtteranceOptions
+from .aligner_worker import AlignerWorker
+from .audio_input import AudioFormat
+from .metrics import Metrics
+from .options import ServerOptions
+from .vad import EndpointingOptions, EndReason
+
+SAMPLES_PER_MS = 16
+
+
+@dataclass(frozen=True)
+class RecognitionSettings:
+    """What a client asked for, checked and with the server's defaults filled in."""
+
+    audio: AudioFormat
+    model: str
+    language: str | None  # canonical name, None = detect
+    context: str
+    word_times: bool
+    endpointing: EndpointingOptions
+    interim_results: bool = False
+    update_interval_ms: int = 1000
+
+    def utterance_options(self, interim: bool) -> UtteranceOptions:
+        return UtteranceOptions(language=self.language, context=self.context, interim_results=interim,
+                                update_interval_s=self.update_interval_ms / 1000)
+
+
+@dataclass
+class Backend:
+    """What every session shares: the options, the engines by model name, the aligner, metrics."""
+
+    options: ServerOptions
+    engines: dict[str, StreamingEngine]
+    aligner: AlignerWorker | None
+    metrics: Metrics
+
+    @property
+    def default_model(self) -> str:
+        return next(iter(self.engines))
+
+
+@dataclass(frozen=True)
+class Word:
+    text: str
+    start_ms: int
+    end_ms: int
+
+
+@dataclass(frozen=True)
+class Transcript:
+    """An interim or final result of one utterance (offsets in ms from the stream start)."""
+
+    utterance_index: int
+    is_final: bool
+    text: str
+    stable_text: str
+    language: str
+    start_ms: int
+    end_ms: int
+    processed_ms: int
+    latency_ms: int
+    end_reason: EndReason | None = None
+    words: tuple[Word, ...] = ()
+
+
+@dataclass(frozen=True)
+class SpeechEvent:
+    started: bool  # True: speech started, False: the utterance ended
+    offset_ms: int
+    utterance_index: int
+    end_reason: EndReason | None = None
+
+
+def words_in_stream(words: list[WordTime], start_sample: int, end_sample: int) -> tuple[Word, ...]:
+    """Aligner times (s from the utterance audio) -> ms from the stream start.
+
+    Clamped to the utterance's audio and made non-decreasing: the aligner predicts
+    each time independently and may overshoot the audio it was given.
+    """
+    lo, hi = start_sample // SAMPLES_PER_MS, end_sample // SAMPLES_PER_MS
+    out, floor = [], lo
+    for w in words:
+        start = min(max(lo + round(w.start * 1000), floor), hi)
+        end = min(max(lo + round(w.end * 1000), start), hi)
+        out.append(Word(w.text, start, end))
+        floor = start
+    return tuple(out)

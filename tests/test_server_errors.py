@@ -1,0 +1,337 @@
+"""Bad input and misbehaving clients, each while other streams run and must still get their finals."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+
+import grpc
+import numpy as np
+import pytest
+
+from qwen3_asr_client import AsyncStreamingClient, AudioFormat, RecognitionOptions
+from qwen3_asr_client.proto import asr_pb2, asr_pb2_grpc
+from test_server_e2e import (  # noqa: F401 - module fixtures shared with the e2e tests
+    aligner, call_status, call_status_sync, collect, compose, engine, finals, phrases,
+)
+
+pytest.importorskip("webrtcvad")
+from qwen3_asr_stream.server.harness import ServerThread, load_engine  # noqa: E402
+from qwen3_asr_stream.server.options import KIB, ServerOptions  # noqa: E402
+
+CODE = grpc.StatusCode
+OPTIONS = ServerOptions(port=0, max_streams=8, idle_timeout_s=2.0, max_recognize_bytes=256 * KIB,
+                        max_queued_responses=8)
+
+
+@pytest.fixture(scope="module")
+def server(engine, aligner):
+    with ServerThread(OPTIONS, {"tiny": engine}, aligner) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def speech(phrases):
+    a, _, rate = phrases
+    return compose([a], rate)
+
+
+def config(fmt: AudioFormat = AudioFormat(16000), **fields) -> asr_pb2.StreamingRecognizeRequest:
+    request = RecognitionOptions(interim_results=False, word_timestamps=False).streaming_request(fmt)
+    for name, value in fields.items():
+        setattr(request.streaming_config.config, name, value)
+    return request
+
+
+def audio(data: bytes) -> asr_pb2.StreamingRecognizeRequest:
+    return asr_pb2.StreamingRecognizeRequest(audio_content=data)
+
+
+def control(kind) -> asr_pb2.StreamingRecognizeRequest:
+    return asr_pb2.StreamingRecognizeRequest(control=asr_pb2.Control(kind=kind))
+
+
+async def good_stream(address: str, speech) -> list:
+    async def paced():
+        for chunk in speech.chunks(100):
+            yield chunk
+            await asyncio.sleep(0.02)
+    return await collect(address, paced(), speech.format, RecognitionOptions(interim_results=True,
+                                                                             update_interval_ms=500))
+
+
+def alongside(server, speech, bad, others: int = 2):
+    """Run ``bad()`` while ``others`` good streams run; they must each get their one final."""
+    async def run():
+        good = [asyncio.ensure_future(good_stream(server.address, speech)) for _ in range(others)]
+        await asyncio.sleep(0.2)
+        try:
+            outcome = await bad()
+        finally:
+            results = await asyncio.gather(*good)
+        for items in results:
+            assert len(finals(items)) == 1, items
+        return outcome
+    return asyncio.run(run())
+
+
+BAD_CONFIGS = {
+    "unknown encoding": ({"encoding": 7}, "encoding"),
+    "negative sample rate": ({"sample_rate_hertz": -1}, "sample rate"),
+    "1 MHz sample rate": ({"sample_rate_hertz": 1_000_000}, "8000-48000"),
+    "three channels": ({"audio_channel_count": 3}, "channels"),
+    "unknown language": ({"language_code": "Klingon"}, "language_code"),
+    "unknown model": ({"model": "no-such-model"}, "unknown model"),
+    "context too long": ({"context": "x" * 5000}, "context"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_CONFIGS))
+def test_bad_configuration(server, speech, case):
+    fields, words = BAD_CONFIGS[case]
+    code, details, responses = alongside(server, speech, lambda: call_status(
+        server.address, [config(**fields), audio(b"\0" * 3200)]))
+    assert (code, responses) == (CODE.INVALID_ARGUMENT, []), details
+    assert words in details
+
+
+def bad_streaming_config(**fields):
+    request = config()
+    for name, value in fields.items():
+        setattr(request.streaming_config, name, value)
+    return request
+
+
+def test_bad_endpointing_and_cadence(server, speech):
+    frame = config()
+    frame.streaming_config.config.endpointing.frame_ms = 25
+    too_long = config()
+    too_long.streaming_config.config.endpointing.max_utterance_ms = 10 * 60 * 1000
+
+    async def bad():
+        return [await call_status(server.address, [request]) for request in
+                (frame, too_long, bad_streaming_config(update_interval_ms=50))]
+
+    (c1, d1, _), (c2, d2, _), (c3, d3, _) = alongside(server, speech, bad)
+    assert (c1, c2, c3) == (CODE.INVALID_ARGUMENT,) * 3
+    assert "frame_ms" in d1 and "max_utterance_ms" in d2 and "update_interval_ms" in d3
+
+
+PROTOCOL_ERRORS = {
+    "audio before config": ([audio(b"\0" * 320)], "first request must carry streaming_config"),
+    "config twice": ([config(), audio(b"\0" * 320), config()], "only in the first request"),
+    "unspecified control": ([config(), control(asr_pb2.Control.KIND_UNSPECIFIED)], "control kind"),
+    "empty request": ([config(), asr_pb2.StreamingRecognizeRequest()], "empty request"),
+    "no config at all": ([], "before its configuration"),
+    "partial sample at half-close": ([config(), audio(b"\0" * 3201)], "whole frame"),
+    "NaN samples": ([config(AudioFormat(16000, encoding="FLOAT32")),
+                     audio(np.array([0.1, np.nan, 0.2] * 100, "<f4").tobytes())], "NaN"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(PROTOCOL_ERRORS))
+def test_protocol_errors(server, speech, case):
+    requests, words = PROTOCOL_ERRORS[case]
+    code, details, _ = alongside(server, speech, lambda: call_status(server.address, requests))
+    assert code == CODE.INVALID_ARGUMENT, details
+    assert words in details
+
+
+def test_odd_byte_counts_mid_stream_are_carried(server, speech):
+    """Chunks that split samples give the same events and offsets as whole-sample chunks."""
+    data = speech.pcm.tobytes()
+    fmt_config = config(speech.format)
+
+    def run(step):
+        requests = [fmt_config, *(audio(data[i : i + step]) for i in range(0, len(data), step))]
+        return call_status(server.address, requests)
+
+    async def both():
+        return await run(4410), await run(1103)
+
+    (c1, _, even), (c2, _, odd) = alongside(server, speech, both)
+    assert c1 == c2 == CODE.OK
+    events = lambda rs: [(r.speech_event.type, r.speech_event.offset_ms) for r in rs if r.HasField("speech_event")]
+    offsets = lambda rs: [(r.results[0].result_start_offset_ms, r.results[0].result_end_offset_ms)
+                          for r in rs if r.results]
+    assert events(even) == events(odd) and len(events(even)) == 2
+    assert offsets(even) == offsets(odd)
+
+
+def test_sample_rate_zero_means_16k(server, speech):
+    code, details, responses = alongside(server, speech, lambda: call_status(
+        server.address, [config(sample_rate_hertz=0), audio(b"\0" * 3200)]))
+    assert code == CODE.OK, details
+
+
+def test_oversize_messages(server, speech):
+    limit = OPTIONS.receive_limit_bytes
+
+    async def bad():
+        over_grpc = await call_status(server.address, [config(), audio(b"\0" * (limit + 2))])
+        over_ours = await call_status(server.address, [config(), audio(b"\0" * (OPTIONS.max_message_bytes + 2))])
+        async with AsyncStreamingClient(server.address) as c:
+            with pytest.raises(grpc.aio.AioRpcError) as unary:
+                await c.recognize(b"\0" * (OPTIONS.max_recognize_bytes + 2), AudioFormat(16000))
+        return over_grpc, over_ours, unary.value
+
+    (c1, d1, _), (c2, d2, _), unary = alongside(server, speech, bad)
+    assert c1 == CODE.RESOURCE_EXHAUSTED, d1  # gRPC's own receive limit
+    assert c2 == CODE.RESOURCE_EXHAUSTED and "exceeds the limit" in d2
+    assert unary.code() == CODE.RESOURCE_EXHAUSTED and "Recognize limit" in unary.details()
+
+
+def test_recognize_bad_audio(server, speech):
+    async def bad():
+        async with AsyncStreamingClient(server.address) as c:
+            with pytest.raises(grpc.aio.AioRpcError) as odd:
+                await c.recognize(b"\0" * 3201, AudioFormat(16000))
+            with pytest.raises(grpc.aio.AioRpcError) as rate:
+                await c.recognize(b"\0" * 3200, AudioFormat(1_000_000))
+        return odd.value, rate.value
+
+    odd, rate = alongside(server, speech, bad)
+    assert odd.code() == rate.code() == CODE.INVALID_ARGUMENT
+
+
+def test_stream_too_long(engine, speech, phrases):
+    """OUT_OF_RANGE once the audio passes the limit; the utterance in progress still gets its final."""
+    a, _, rate = phrases
+    long_speech = compose([a, a], rate)  # 9.3 s, the second phrase from 4.9 s to 8.1 s
+    with ServerThread(ServerOptions(port=0, max_stream_seconds=6), {"tiny": engine}) as server:
+        data = long_speech.pcm.tobytes()
+        step = long_speech.format.chunk_bytes(100)
+        requests = [config(long_speech.format), *(audio(data[i : i + step]) for i in range(0, len(data), step))]
+        code, details, responses = alongside(server, speech, lambda: call_status(server.address, requests))
+    assert code == CODE.OUT_OF_RANGE and "maximum of 6 s" in details
+    results = [r.results[0] for r in responses if r.results]
+    assert [(r.utterance_index, r.is_final, r.end_reason) for r in results] == [
+        (0, True, asr_pb2.SILENCE), (1, True, asr_pb2.END_OF_STREAM)]
+    assert 5000 < results[1].result_end_offset_ms <= 6000
+
+
+def test_idle_stream(server, speech):
+    """A client that stops sending mid-utterance: its final, then DEADLINE_EXCEEDED."""
+    chunks = speech.chunks(100)[:20]  # 2 s: into the phrase
+
+    def requests():
+        yield config(speech.format)
+        yield from map(audio, chunks)
+        time.sleep(OPTIONS.idle_timeout_s + 2)  # then nothing, without closing
+
+    async def bad():
+        return await asyncio.to_thread(call_status_sync, server.address, requests())
+
+    code, details, responses = alongside(server, speech, bad)
+    assert code == CODE.DEADLINE_EXCEEDED and "no audio for" in details
+    assert [r.results[0].is_final for r in responses if r.results] == [True]
+
+
+def test_client_cancels_mid_utterance(server, speech, engine):
+    async def bad():
+        async with AsyncStreamingClient(server.address) as c:
+            stream = await c.open_stream(speech.format, RecognitionOptions(interim_results=True,
+                                                                           update_interval_ms=200))
+            for chunk in speech.chunks(100)[:15]:
+                await stream.send_audio(chunk)
+            it = stream.__aiter__()
+            first = await it.__anext__()  # speech started: an engine utterance is open
+            assert first.type == "start"
+            stream.cancel()
+        await asyncio.sleep(0.5)
+        return first
+
+    alongside(server, speech, bad)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and (server.server.servicer.active_calls or engine.stats().open_utterances):
+        time.sleep(0.05)
+    assert server.server.servicer.active_calls == 0 and not server.server.servicer.sessions
+    assert engine.stats().open_utterances == 0
+
+
+def test_client_that_never_reads(server, speech, engine, phrases):
+    """Responses nobody reads stay bounded (gRPC's flow-control window plus the session's queue);
+    once sending has been blocked for the idle timeout the server releases the stream, and the
+    other streams are served all along."""
+    a, _, rate = phrases
+    long_speech = compose([a] * 15, rate)
+    data = long_speech.pcm.tobytes()
+    step = long_speech.format.chunk_bytes(100)
+
+    async def bad():
+        # A small receive window, so that the unread responses fill it soon.
+        options = [("grpc.http2.bdp_probe", 0), ("grpc.http2.lookahead_bytes", 4096)]
+        async with grpc.aio.insecure_channel(server.address, options=options) as channel:
+            call = asr_pb2_grpc.SpeechRecognitionStub(channel).StreamingRecognize()
+            first = RecognitionOptions(interim_results=True, update_interval_ms=100).streaming_request(
+                long_speech.format)
+
+            async def write():
+                with contextlib.suppress(Exception):
+                    await call.write(first)
+                    for i in range(0, len(data), step):
+                        await call.write(audio(data[i : i + step]))
+
+            writer = asyncio.ensure_future(write())
+            session, high_water = None, 0
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                await asyncio.sleep(0.1)
+                ours = [s for s in server.server.servicer.sessions if s.settings.update_interval_ms == 100]
+                if ours:
+                    session = ours[0]
+                    high_water = max(high_water, len(session.outbox))
+                elif session is not None:
+                    break  # released by the server, while the client still holds the call
+            assert session is not None and session not in server.server.servicer.sessions
+            assert not call.done()
+            call.cancel()
+            writer.cancel()
+            return session, high_water
+
+    session, high_water = alongside(server, speech, bad)
+    # One request is read after the check for room, and may add a few responses.
+    assert high_water <= OPTIONS.max_queued_responses + 3
+    assert len(session.outbox) == 0 and session.outbox.ending  # released: nothing kept
+    assert server.server.servicer.active_calls == 0
+
+
+def test_more_streams_than_the_limit(engine, speech):
+    options = ServerOptions(port=0, max_streams=3)
+    with ServerThread(options, {"tiny": engine}) as server:
+        async def bad():
+            # the two good streams of alongside() plus one held open fill the server
+            async with AsyncStreamingClient(server.address) as c:
+                held = await c.open_stream(speech.format, RecognitionOptions(interim_results=False))
+                await held.send_audio(speech.chunks(100)[0])
+                await asyncio.sleep(0.2)
+                refused = await call_status(server.address, [config()])
+                await held.done_writing()
+                async for _ in held:
+                    pass
+            return refused
+
+        code, details, _ = alongside(server, speech, bad)
+        assert code == CODE.RESOURCE_EXHAUSTED and "limit of 3 streams" in details
+        assert asyncio.run(call_status(server.address, [config(), audio(b"\0" * 3200)]))[0] == CODE.OK
+
+
+def test_engine_full(checkpoints, speech):
+    """More utterances than the engine admits: RESOURCE_EXHAUSTED for the stream that asks too much."""
+    small = load_engine(str(checkpoints["asr"]), ServerOptions(), max_utterances=2)
+    try:
+        with ServerThread(ServerOptions(port=0, max_streams=4), {"tiny": small}) as server:
+            data = speech.pcm.tobytes()
+            step = speech.format.chunk_bytes(100)
+            body = [audio(data[i : i + step]) for i in range(0, len(data), step)]
+
+            async def bad():
+                # the two good streams hold both engine slots while they speak
+                await asyncio.sleep(0.1)
+                return await call_status(server.address, [config(speech.format), *body])
+
+            code, details, _ = alongside(server, speech, bad)
+        assert code == CODE.RESOURCE_EXHAUSTED and "utterances" in details
+    finally:
+        small.close()
