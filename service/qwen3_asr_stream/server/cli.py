@@ -1,0 +1,141 @@
+"""``qwen3-asr-stream serve``: load the models and run the gRPC server until SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import logging
+import os
+from pathlib import Path
+from typing import Callable
+
+from ..checkpoint import LoadOptions
+from .options import ServerOptions
+from .vad import EndpointingOptions
+
+DEFAULT_MODEL = "Qwen/Qwen3-ASR-0.6B"
+DEFAULT_ALIGNER = "Qwen/Qwen3-ForcedAligner-0.6B"
+GIB = 1 << 30
+
+log = logging.getLogger("qwen3_asr_stream.server")
+
+
+def model_name(path_or_repo: str) -> str:
+    """The name clients put in RecognitionConfig.model: the repo's or the folder's last part."""
+    return Path(str(path_or_repo).rstrip("/")).name
+
+
+def add_serve_command(commands, add_load_options: Callable[[argparse.ArgumentParser], None],
+                      load_options: Callable[[argparse.Namespace], LoadOptions]) -> None:
+    d, e = ServerOptions(), EndpointingOptions()
+    p = commands.add_parser("serve", help="run the streaming recognition server (gRPC)",
+                            description="Serve asr.v1.SpeechRecognition (plus grpc.health.v1 and reflection) "
+                                        "until SIGTERM or SIGINT, which drain the running streams first.")
+    p.add_argument("--model", action="append", default=None, metavar="PATH_OR_REPO",
+                   help=f"ASR checkpoint folder or Hub repo id; repeat to serve several, the first is the default; "
+                        f"clients name a model by its last path part (default: {DEFAULT_MODEL})")
+    p.add_argument("--aligner", default=DEFAULT_ALIGNER, help="forced-aligner folder or repo id, for word times (default: %(default)s)")
+    p.add_argument("--no-aligner", action="store_true", help="serve without word times (saves memory)")
+    p.add_argument("--host", default=d.host, help="address to listen on (default: %(default)s, this machine only; 0.0.0.0 or [::] for every interface)")
+    p.add_argument("--port", type=int, default=d.port, help="gRPC port; 0 = any free port (default: %(default)s)")
+    p.add_argument("--max-streams", type=int, default=d.max_streams, help="streams (and Recognize calls) at once; more are RESOURCE_EXHAUSTED (default: %(default)s)")
+    p.add_argument("--max-message-bytes", type=int, default=d.max_message_bytes, help="largest audio_content of one request (default: %(default)s)")
+    p.add_argument("--max-recognize-bytes", type=int, default=d.max_recognize_bytes,
+                   help="largest recording for unary Recognize (default: %(default)s)")
+    p.add_argument("--max-stream-seconds", type=int, default=d.max_stream_seconds, help="audio per stream; more is OUT_OF_RANGE (default: %(default)s)")
+    p.add_argument("--idle-timeout", type=float, default=d.idle_timeout_s, metavar="SECONDS",
+                   help="end a stream that sends (or reads) nothing this long (default: %(default)s)")
+    p.add_argument("--grace", type=float, default=d.grace_s, metavar="SECONDS",
+                   help="on SIGTERM, time for running utterances to finish (default: %(default)s)")
+    p.add_argument("--tls-cert", type=Path, help="PEM certificate chain (with --tls-key: serve TLS)")
+    p.add_argument("--tls-key", type=Path, help="PEM private key")
+    p.add_argument("--tls-client-ca", type=Path, help="PEM CA: require client certificates (mutual TLS)")
+    p.add_argument("--auth-token", default=os.environ.get("QWEN3_ASR_TOKEN"),
+                   help="require 'authorization: Bearer TOKEN' (default: $QWEN3_ASR_TOKEN; unset = no auth)")
+    p.add_argument("--metrics-port", type=int, default=d.metrics_port, help="Prometheus /metrics port on --host; 0 = off (default: %(default)s)")
+    p.add_argument("--update-interval-ms", type=int, default=d.update_interval_ms,
+                   help="default interim result cadence, ms of audio (default: %(default)s)")
+    p.add_argument("--vad-aggressiveness", type=int, default=e.aggressiveness, choices=range(4),
+                   help="default webrtcvad mode, 0-3 (default: %(default)s)")
+    p.add_argument("--stop-history-ms", type=int, default=e.stop_window_ms,
+                   help="default window in which 90%% unvoiced frames end an utterance (default: %(default)s)")
+    p.add_argument("--max-utterance-ms", type=int, default=e.max_utterance_ms,
+                   help="longest utterance, cut at a quiet point; also the most a stream may ask for "
+                        "(default: %(default)s)")
+    p.add_argument("--max-batch", type=int, default=16, help="utterances decoded together (default: %(default)s)")
+    p.add_argument("--kv-cache-gib", type=float, default=None,
+                   help="decoder cache budget of the engine (default: enough for 2 utterances per stream)")
+    p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+                   help="one line per stream at INFO (default: %(default)s)")
+    add_load_options(p)
+    p.set_defaults(handler=lambda args: _serve(args, load_options(args)))
+
+
+def server_options(args: argparse.Namespace) -> ServerOptions:
+    endpointing = dataclasses.replace(EndpointingOptions(), aggressiveness=args.vad_aggressiveness,
+                                      stop_window_ms=args.stop_history_ms, max_utterance_ms=args.max_utterance_ms)
+    return ServerOptions(
+        host=args.host, port=args.port, max_streams=args.max_streams, max_message_bytes=args.max_message_bytes,
+        max_recognize_bytes=args.max_recognize_bytes, max_stream_seconds=args.max_stream_seconds,
+        idle_timeout_s=args.idle_timeout, grace_s=args.grace, tls_cert=args.tls_cert, tls_key=args.tls_key,
+        tls_client_ca=args.tls_client_ca, auth_token=args.auth_token or None, metrics_port=args.metrics_port,
+        endpointing=endpointing, update_interval_ms=args.update_interval_ms)
+
+
+def _serve(args: argparse.Namespace, load: LoadOptions) -> int:
+    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    options = server_options(args)  # ValueError -> exit 2 with the message, before loading anything
+    models = args.model or [DEFAULT_MODEL]
+    names = [model_name(m) for m in models]
+    if len(set(names)) != len(names):
+        raise ValueError(f"two models would have the same name: {names}; use folders with distinct names")
+    if args.max_batch < 1 or (args.kv_cache_gib is not None and args.kv_cache_gib <= 0):
+        raise ValueError("--max-batch must be at least 1 and --kv-cache-gib positive")
+    engines, aligner = load_engines(models, names, load, options, args.max_batch, args.kv_cache_gib)
+    if not args.no_aligner:
+        aligner = load_aligner(args.aligner, load)
+    try:
+        asyncio.run(_run(options, engines, aligner))
+    finally:
+        for engine in engines.values():
+            engine.close()
+    return 0
+
+
+def load_engines(models, names, load: LoadOptions, options: ServerOptions, max_batch: int,
+                 kv_cache_gib: float | None):
+    from ..checkpoint import load_model, resolve
+    from ..engine.engine import StreamingEngine
+    from ..tokenizer import TextTokenizer
+    from .app import engine_options
+
+    engines = {}
+    for name, path in zip(names, models):
+        folder = resolve(path)
+        log.info("loading %s from %s on %s (%s)", name, folder, load.device, load.dtype)
+        model, tokenizer = load_model(folder, load), TextTokenizer.from_folder(folder)
+        engine_opts = engine_options(options, max_batch=max_batch)
+        per_utterance = StreamingEngine(model, tokenizer, engine_opts).kv_bytes_per_utterance
+        budget = int(kv_cache_gib * GIB) if kv_cache_gib else per_utterance * engine_opts.max_utterances
+        engines[name] = StreamingEngine(model, tokenizer, dataclasses.replace(engine_opts, kv_budget_bytes=budget))
+    return engines, None
+
+
+def load_aligner(path: str, load: LoadOptions):
+    from ..aligner import ForcedAligner
+    from ..checkpoint import load_model, resolve
+    from ..tokenizer import TextTokenizer
+
+    folder = resolve(path)
+    log.info("loading aligner %s from %s", model_name(path), folder)
+    return ForcedAligner(load_model(folder, load), TextTokenizer.from_folder(folder))
+
+
+async def _run(options: ServerOptions, engines, aligner) -> None:
+    from .app import AsrServer
+
+    server = AsrServer(options, engines, aligner)
+    await server.start()
+    server.stop_on_signals()
+    await server.wait_for_termination()
