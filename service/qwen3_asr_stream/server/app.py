@@ -217,11 +217,16 @@ class AsrServer:
             await self._stopping
 
     def stop_on_signals(self, signals=(signal.SIGTERM, signal.SIGINT)) -> None:
-        """SIGTERM/SIGINT start a graceful stop (call on the running loop's thread)."""
+        """SIGTERM/SIGINT start a graceful stop; a second one stops at once (call on the loop's thread)."""
         loop = asyncio.get_running_loop()
         for sig in signals:
             loop.add_signal_handler(sig, lambda s=sig: self._on_signal(s))
 
     def _on_signal(self, sig: int) -> None:
-        log.info("received %s", signal.Signals(sig).name)
-        asyncio.ensure_future(self.stop())
+        name = signal.Signals(sig).name
+        if self._stopping is None:
+            log.info("received %s: draining (send it again to stop at once)", name)
+            asyncio.ensure_future(self.stop())
+        elif self._server is not None:
+            log.info("received %s again: stopping now", name)
+            asyncio.ensure_future(self._server.stop(0))
