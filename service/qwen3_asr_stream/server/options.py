@@ -30,7 +30,7 @@ class ServerOptions:
     port: int = 50051  # 0 = any free port (the bound port is reported by the server)
     max_streams: int = 32  # streams and Recognize calls served at once; more are RESOURCE_EXHAUSTED
     max_message_bytes: int = 64 * KIB  # largest audio_content of one streaming request
-    max_recognize_bytes: int = 4 * MIB  # largest RecognizeRequest.audio (~2 min of 16 kHz 16-bit mono)
+    max_recognize_bytes: int = 2 * MIB  # largest RecognizeRequest.audio (~65 s of 16 kHz 16-bit mono)
     max_stream_seconds: int = 3600  # audio of one stream; more ends it with OUT_OF_RANGE
     idle_timeout_s: float = 30.0  # no request (or no response read) this long: DEADLINE_EXCEEDED
     grace_s: float = 20.0  # on SIGTERM, time running utterances get to finish
