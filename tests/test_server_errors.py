@@ -335,3 +335,31 @@ def test_engine_full(checkpoints, speech):
         assert code == CODE.RESOURCE_EXHAUSTED and "utterances" in details
     finally:
         small.close()
+
+
+@pytest.mark.parametrize("case", ["bad_language", "nan_audio"])
+def test_the_client_api_raises_the_servers_status(server, speech, case):
+    """The client keeps writing while the server rejects the call: the caller sees the
+    server's status and message, not a write error of the client's own."""
+
+    async def run():
+        client = AsyncStreamingClient(server.address)
+        try:
+            if case == "bad_language":
+                options, fmt, chunks = RecognitionOptions(language="Klingon"), speech.format, list(speech.chunks(20))
+            else:
+                fmt = AudioFormat(16000, encoding="FLOAT32")
+                samples = np.full(16000 * 5, 0.1, dtype=np.float32)
+                samples[8000] = np.nan
+                data = samples.tobytes()
+                options, chunks = RecognitionOptions(), [data[i : i + 3200] for i in range(0, len(data), 3200)]
+            with pytest.raises(grpc.aio.AioRpcError) as error:
+                async for _ in client.stream(chunks, fmt, options):
+                    pass
+            return error.value
+        finally:
+            await client.close()
+
+    error = asyncio.run(run())
+    assert error.code() == CODE.INVALID_ARGUMENT
+    assert ("Klingon" in error.details()) if case == "bad_language" else ("NaN" in error.details())

@@ -220,36 +220,42 @@ class AsyncStreamingClient(_ClientBase):
                      options: RecognitionOptions = RecognitionOptions(), *, realtime: bool = False,
                      raw: bool = False) -> AsyncIterator[StreamItem | asr_pb2.StreamingRecognizeResponse]:
         """Send the configuration, every chunk (paced in real time if asked), then half-close;
-        yields the results as they come."""
-        stream = await self.open_stream(audio_format, options, raw=raw)
-        sender = asyncio.ensure_future(self._send_all(stream, audio, _Pacer(audio_format, realtime)))
-        try:
-            try:
-                async for item in stream:
-                    yield item
-            except (grpc.aio.AioRpcError, asyncio.CancelledError):
-                if sender.done() and not sender.cancelled() and sender.exception() is not None:
-                    raise sender.exception() from None  # the audio source failed
-                raise
-            await sender
-        finally:
-            if not sender.done():
-                sender.cancel()
-                stream.cancel()
+        yields the results as they come.
 
-    @staticmethod
-    async def _send_all(stream: AsyncRecognitionStream, audio, pacer: _Pacer) -> None:
+        The requests go to gRPC as an iterator, which stops sending by itself when the
+        server ends the call: an error status from the server is what the caller gets,
+        never a failed write of ours.
+        """
+        pacer = _Pacer(audio_format, realtime)
+        source_error: list[BaseException] = []
+
+        async def requests():
+            yield options.streaming_request(audio_format)
+            try:
+                if isinstance(audio, AsyncIterable):
+                    async for chunk in audio:
+                        for request in await _chunk_requests(chunk, pacer, self.max_message_bytes):
+                            yield request
+                else:
+                    for chunk in audio:
+                        for request in await _chunk_requests(chunk, pacer, self.max_message_bytes):
+                            yield request
+            except Exception as exc:  # the audio source failed: end the call, re-raise it below
+                source_error.append(exc)
+                call.cancel()
+
+        call = self.stub.StreamingRecognize(requests(), metadata=self._metadata, timeout=self.timeout)
         try:
-            if isinstance(audio, AsyncIterable):
-                async for chunk in audio:
-                    await _send_chunk(stream, chunk, pacer)
-            else:
-                for chunk in audio:
-                    await _send_chunk(stream, chunk, pacer)
-            await stream.done_writing()
-        except BaseException:
-            stream.cancel()
+            async for response in call:
+                for item in _convert(response, raw):
+                    yield item
+        except (grpc.aio.AioRpcError, asyncio.CancelledError):
+            if source_error:
+                raise source_error[0] from None
             raise
+        finally:
+            if not call.done():
+                call.cancel()
 
     async def recognize(self, audio: bytes, audio_format: AudioFormat,
                         options: RecognitionOptions = RecognitionOptions(), *, raw: bool = False):
@@ -269,14 +275,14 @@ class AsyncStreamingClient(_ClientBase):
         )
 
 
-async def _send_chunk(stream: AsyncRecognitionStream, chunk: AudioChunk, pacer: _Pacer) -> None:
+async def _chunk_requests(chunk: AudioChunk, pacer: _Pacer, max_bytes: int) -> list[asr_pb2.StreamingRecognizeRequest]:
+    """The requests of one chunk (after waiting for its real-time slot when pacing)."""
     if chunk is FINALIZE:
-        await stream.finalize()
-        return
+        return [_FINALIZE_REQUEST]
     wait = pacer.delay(len(chunk))
     if wait:
         await asyncio.sleep(wait)
-    await stream.send_audio(chunk)
+    return list(_audio_requests(chunk, max_bytes))
 
 
 # --------------------------------------------------------------------------- sync

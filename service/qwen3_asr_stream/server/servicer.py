@@ -29,6 +29,10 @@ from .session import StreamSession
 
 log = logging.getLogger(__name__)
 
+ERROR_DRAIN_S = 1.0  # how long a failed stream keeps reading the client's requests before its status
+# Statuses about what the client sent: it is likely still sending (see _drain).
+DRAINED_CODES = (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.OUT_OF_RANGE)
+
 SHUTDOWN_MESSAGE = "the server is shutting down; reconnect to continue"
 
 
@@ -106,7 +110,23 @@ class SpeechRecognitionServicer(asr_pb2_grpc.SpeechRecognitionServicer):
         finally:
             call.end(status)
         if not status.ok:
+            if status.code in DRAINED_CODES:
+                await self._drain(requests)
             await context.abort(status.code, status.message)
+
+    @staticmethod
+    async def _drain(requests, seconds: float = ERROR_DRAIN_S) -> None:
+        """Read and drop what the client is still sending, until it half-closes or ``seconds`` pass.
+
+        A client whose write fails because the call already ended reports its own
+        INTERNAL error instead of our status (grpc.aio); letting its in-flight
+        audio arrive first makes the real status reach it.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + seconds
+        with contextlib.suppress(Exception):
+            while (left := deadline - loop.time()) > 0:
+                await asyncio.wait_for(anext(requests), left)
 
     async def _first_settings(self, requests) -> RecognitionSettings:
         try:
