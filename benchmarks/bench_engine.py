@@ -171,13 +171,14 @@ def run_load(args) -> None:
     from qwen3_asr_stream.tokenizer import TextTokenizer
 
     folder = checkpoint("tiny-asr" if args.quick else args.preset, args.model)
-    model = load_model(folder, LoadOptions(dtype=args.dtype, device=args.device))
+    model = load_model(folder, LoadOptions(dtype=args.dtype, device=args.device, quantize=args.quantize))
     tokenizer = TextTokenizer.from_folder(folder)
     policy = PolicyOptions(update_interval_s=args.interval)
     levels = [int(c) for c in args.concurrency.split(",")]
     options = EngineOptions(max_batch=args.max_batch, max_utterances=max(levels + [64]) * 2,
                             kv_budget_bytes=64 << 30, max_utterance_s=max(args.seconds + 5, 30), policy=policy)
-    rows, record = [], {"device": args.device, "dtype": args.dtype, "seconds": args.seconds,
+    label = f"{args.device}-{args.quantize or args.dtype}"
+    rows, record = [], {"device": args.device, "dtype": args.dtype, "quantize": args.quantize, "seconds": args.seconds,
                         "update_interval_s": args.interval, "levels": []}
     with StreamingEngine(model, tokenizer, options) as engine:
         run_load_once(engine, 1, min(args.seconds, 4.0))  # warm-up
@@ -199,12 +200,12 @@ def run_load(args) -> None:
             if not levels:
                 break
             concurrency = levels[0]
-    print_table(f"simulated real-time streams ({args.device}, {args.dtype}, {args.seconds} s each, "
+    print_table(f"simulated real-time streams ({label}, {args.seconds} s each, "
                 f"updates every {args.interval} s)",
                 ["streams", "first partial ms", "update p50 ms", "update p95 ms", "final p50 ms", "audio s/s"], rows)
     if args.find_capacity:
         print(f"streams held with p95 update latency under {args.interval} s: {record.get('capacity', 0)}")
-    write_results(f"engine-load-{args.device}" + ("-quick" if args.quick else ""), record)
+    write_results(f"engine-load-{label}" + ("-quick" if args.quick else ""), record)
 
 
 def main() -> None:
@@ -222,6 +223,7 @@ def main() -> None:
     q.add_argument("--preset", default="asr-0.6b")
     q.add_argument("--device", default="cpu")
     q.add_argument("--dtype", default="float32")
+    q.add_argument("--quantize", default=None, choices=["int8"])
     q.add_argument("--concurrency", default="1")
     q.add_argument("--find-capacity", action="store_true")
     q.add_argument("--seconds", type=float, default=12.0)
