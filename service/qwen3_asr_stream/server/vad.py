@@ -249,22 +249,14 @@ def webrtc_classifier(aggressiveness: int) -> Callable[[np.ndarray], bool]:
     """Frame classifier: (n,) float32 16 kHz frame -> voiced?"""
     try:
         import webrtcvad
+    except ImportError as exc:
+        raise ImportError(
+            "voice activity detection needs webrtcvad: pip install 'qwen3-asr-stream[server]' (webrtcvad-wheels)"
+        ) from exc
+    vad = webrtcvad.Vad(aggressiveness)
 
-        vad = webrtcvad.Vad(aggressiveness)
-
-        def process(pcm: bytes, n: int) -> bool:
-            return vad.is_speech(pcm, SAMPLE_RATE, n)
-    except ImportError:
-        # webrtcvad 2.0.10's wrapper imports pkg_resources, which new setuptools
-        # no longer ships; its C module works without it.
-        import _webrtcvad
-
-        handle = _webrtcvad.create()
-        _webrtcvad.init(handle)
-        _webrtcvad.set_mode(handle, aggressiveness)
-
-        def process(pcm: bytes, n: int) -> bool:
-            return bool(_webrtcvad.process(handle, SAMPLE_RATE, pcm, n))
+    def process(pcm: bytes, n: int) -> bool:
+        return vad.is_speech(pcm, SAMPLE_RATE, n)
 
     def classify(frame: np.ndarray) -> bool:
         pcm = (np.clip(frame, -1.0, 1.0) * 32767.0).astype("<i2").tobytes()
