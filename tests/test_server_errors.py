@@ -363,3 +363,19 @@ def test_the_client_api_raises_the_servers_status(server, speech, case):
     error = asyncio.run(run())
     assert error.code() == CODE.INVALID_ARGUMENT
     assert ("Klingon" in error.details()) if case == "bad_language" else ("NaN" in error.details())
+
+
+def test_an_engine_failure_ends_the_stream_with_internal_not_an_empty_final(server, speech, engine, monkeypatch):
+    """If the model fails on an utterance, the client gets INTERNAL, never an empty 'transcript'."""
+
+    def broken(batch):
+        raise RuntimeError("simulated model failure")
+
+    monkeypatch.setattr(engine.runner, "update", broken)
+
+    async def run():
+        requests = [config()] + [audio(c) for c in speech.chunks(100)]
+        return await call_status(server.address, requests)
+
+    code, details, _ = asyncio.run(run())
+    assert code == CODE.INTERNAL and "failed" in details

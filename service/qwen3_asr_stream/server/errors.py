@@ -39,6 +39,10 @@ class IdleTimeout(Exception):
     """The client sent nothing, or read nothing, for too long."""
 
 
+class RecognitionFailed(Exception):
+    """The engine failed on an utterance (the server log has the traceback)."""
+
+
 @dataclass(frozen=True)
 class Status:
     code: grpc.StatusCode
@@ -61,6 +65,7 @@ _CODES: tuple[tuple[type[BaseException], grpc.StatusCode], ...] = (
     (IdleTimeout, grpc.StatusCode.DEADLINE_EXCEEDED),
     (ShuttingDown, grpc.StatusCode.UNAVAILABLE),
     (EngineClosed, grpc.StatusCode.UNAVAILABLE),
+    (RecognitionFailed, grpc.StatusCode.INTERNAL),
 )
 
 INTERNAL_MESSAGE = "internal server error; the server log has the details"

@@ -21,6 +21,7 @@ from ..engine.engine import StreamingEngine
 from ..engine.options import UtteranceOptions
 from ..engine.utterance import UpdateResult
 from .audio_input import AudioDecoder
+from .errors import RecognitionFailed
 from .recognition import SAMPLES_PER_MS, Backend, RecognitionSettings, Transcript, words_in_stream
 from .vad import EndReason, Segmenter, SpeechAudio, SpeechEnded, SpeechStarted
 
@@ -95,6 +96,8 @@ async def recognize(data: bytes, settings: RecognitionSettings, backend: Backend
         audio = np.concatenate(piece.audio) if piece.audio else np.zeros(0, np.float32)
         async with limit:
             result = await transcribe(engine, settings.utterance_options(False), audio)
+        if result.error:
+            raise RecognitionFailed(f"recognition of utterance {piece.index} failed")
         words = ()
         if aligner is not None and result.text.strip():
             language = result.language or settings.language or ""

@@ -29,7 +29,7 @@ from ..aligner import AlignRequest
 from ..alignment_text import WordTime
 from ..engine.utterance import UpdateResult
 from .audio_input import AudioDecoder
-from .errors import OK, StreamTooLong, status_of
+from .errors import OK, RecognitionFailed, StreamTooLong, status_of
 from .outbox import Outbox, Slot
 from .recognition import (SAMPLES_PER_MS, Backend, RecognitionSettings, SpeechEvent, Transcript, Word,
                           words_in_stream)
@@ -194,6 +194,11 @@ class StreamSession:
         u = self._utterances.get(index)
         if u is None:
             return  # cancelled
+        if result.error:
+            # The engine failed on this utterance (logged there): the client must not get an
+            # empty text as if it were the transcript.
+            self.fail(RecognitionFailed(f"recognition of utterance {u.index} failed"))
+            return
         if not result.is_final:
             if u.ended is None:
                 self._on_interim(u, result)
