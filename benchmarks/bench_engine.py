@@ -54,7 +54,7 @@ def run_policy(args) -> None:
     tokens = args.tokens
     runner_module.DEFAULT_EOS_IDS = ()  # a fixed number of tokens per update on our side
     policy = PolicyOptions(max_tokens_per_update=tokens, repetition_limit=0)
-    model = load_model(folder, LoadOptions(dtype="float32"))
+    model = load_model(folder, LoadOptions(dtype=args.ours_dtype, quantize=args.ours_quantize))
     tokenizer = TextTokenizer.from_folder(folder)
     runner = ModelRunner(model, tokenizer, policy)
     official = Qwen3ASRModel.from_pretrained(str(folder), dtype=torch.float32, max_new_tokens=tokens)
@@ -63,7 +63,8 @@ def run_policy(args) -> None:
     audio = speechlike(max(points), seed=1)
     dims = model.dims.audio
     utt = Utterance(1, UtteranceOptions(), dims.window_frames, dims.window_tokens, dims.num_mel_bins)
-    rows, record = [], {"tokens_per_update": tokens, "rows": []}
+    ours_label = args.ours_quantize or args.ours_dtype
+    rows, record = [], {"tokens_per_update": tokens, "official_dtype": "float32", "ours": ours_label, "rows": []}
     fed = 0
     for point in points:
         # Bring the utterance to this point the way a stream does: an update every 2 s.
@@ -90,12 +91,13 @@ def run_policy(args) -> None:
         rows.append([f"{point} s", off_t * 1e3, ours_t * 1e3, off_t / ours_t])
         record["rows"].append({"seconds": point, "official_ms": off_t * 1e3, "ours_ms": ours_t * 1e3,
                                "official_over_ours": off_t / ours_t})
-    print_table(f"update latency into an utterance ({tokens} tokens per update; medians, ms)",
-                ["audio so far", "official policy", "ours", "ratio"], rows)
+    print_table(f"update latency into an utterance ({tokens} tokens per update; official float32, ours "
+                f"{ours_label}; medians, ms)", ["audio so far", "official policy", "ours", "ratio"], rows)
     flat = record["rows"][-1]["ours_ms"] / record["rows"][0]["ours_ms"]
     record["ours_30s_over_4s"] = flat
     print(f"ours at 30 s / ours at 4 s: {flat:.2f}")
-    write_results("engine-policy" if not args.quick else "engine-policy-quick", record)
+    suffix = "" if ours_label == "float32" else f"-{ours_label}"
+    write_results(("engine-policy" if not args.quick else "engine-policy-quick") + suffix, record)
 
 
 def run_load_once(engine, concurrency: int, seconds: float, chunk_s: float = 0.1) -> dict:
@@ -216,6 +218,8 @@ def main() -> None:
     p.add_argument("--preset", default="asr-0.6b")
     p.add_argument("--tokens", type=int, default=8)
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--ours-dtype", default="float32", choices=["float32", "bfloat16"])
+    p.add_argument("--ours-quantize", default=None, choices=["int8"], help="our side with int8 decoder weights")
     p.add_argument("--quick", action="store_true")
     p.set_defaults(run=run_policy)
     q = sub.add_parser("load")

@@ -32,13 +32,15 @@ def median_time(fn: Callable[[], object], repeats: int, warmup: int = 1) -> tupl
 
 def paired_medians(first: Callable[[], object], second: Callable[[], object], repeats: int,
                    warmup: int = 1) -> tuple[float, float]:
-    """Median times of two functions timed alternately, so machine noise hits both alike."""
+    """Median times of two functions timed alternately (ABBA order), so machine noise and
+    cache effects of running first hit both alike."""
     for _ in range(warmup):
         first()
         second()
     a, b = [], []
-    for _ in range(repeats):
-        for fn, out in ((first, a), (second, b)):
+    for r in range(repeats):
+        pairs = ((first, a), (second, b)) if r % 2 == 0 else ((second, b), (first, a))
+        for fn, out in pairs:
             start = time.perf_counter()
             fn()
             out.append(time.perf_counter() - start)

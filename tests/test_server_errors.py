@@ -159,10 +159,10 @@ def test_odd_byte_counts_mid_stream_are_carried(server, speech):
     assert offsets(even) == offsets(odd)
 
 
-def test_sample_rate_zero_means_16k(server, speech):
+def test_sample_rate_zero_is_rejected(server, speech):
     code, details, responses = alongside(server, speech, lambda: call_status(
         server.address, [config(sample_rate_hertz=0), audio(b"\0" * 3200)]))
-    assert code == CODE.OK, details
+    assert code == CODE.INVALID_ARGUMENT and "sample_rate_hertz is not set" in details
 
 
 def test_oversize_messages(server, speech):

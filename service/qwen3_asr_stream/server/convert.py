@@ -76,8 +76,10 @@ def settings_of(backend: Backend, config: asr_pb2.RecognitionConfig,
     encoding = ENCODINGS.get(config.encoding)
     if encoding is None:
         raise InvalidRequest(f"unknown audio encoding {config.encoding}; use LINEAR_PCM (16-bit) or FLOAT32")
+    if config.sample_rate_hertz == 0:
+        raise InvalidRequest("sample_rate_hertz is not set; give the audio's rate, 8000 to 48000 Hz")
     try:
-        audio = AudioFormat(encoding, config.sample_rate_hertz or 16_000, config.audio_channel_count or 1)
+        audio = AudioFormat(encoding, config.sample_rate_hertz, config.audio_channel_count or 1)
     except ValueError as exc:
         raise InvalidRequest(str(exc)) from None
     model = config.model or backend.default_model
