@@ -48,6 +48,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Iterator
 
+from ..tokenizer import QWEN2_SPLIT_PATTERN
+from ..transcript import SUPPORTED_LANGUAGES as _SUPPORTED_LANGUAGES
+
 __all__ = [
     "CheckpointSpec",
     "write_checkpoint",
@@ -71,14 +74,8 @@ __all__ = [
 # Published constants
 # --------------------------------------------------------------------------------------
 
-#: The 30 language names the official wrapper accepts (``qwen_asr.inference.utils``).
-SUPPORTED_LANGUAGES: tuple[str, ...] = (
-    "Chinese", "English", "Cantonese", "Arabic", "German", "French", "Spanish",
-    "Portuguese", "Indonesian", "Italian", "Korean", "Russian", "Thai", "Vietnamese",
-    "Japanese", "Turkish", "Hindi", "Malay", "Dutch", "Swedish", "Danish", "Finnish",
-    "Polish", "Czech", "Filipino", "Persian", "Greek", "Romanian", "Hungarian",
-    "Macedonian",
-)
+#: The 30 language names the official wrapper accepts (re-exported for the config's ``support_languages``).
+SUPPORTED_LANGUAGES = _SUPPORTED_LANGUAGES
 
 #: Ids below this are ordinary byte-level BPE tokens; the added tokens start here.
 FIRST_SPECIAL_ID = 151643
@@ -545,10 +542,7 @@ def _write_weights(out: pathlib.Path, spec: CheckpointSpec, seed: int, dtype: st
 # Tokenizer
 # --------------------------------------------------------------------------------------
 
-_QWEN2_SPLIT = (
-    r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*"""
-    r"""|\s*[\r\n]+|\s+(?!\S)|\s+"""
-)
+_QWEN2_SPLIT = QWEN2_SPLIT_PATTERN  # the split the checkpoints' tokenizer uses
 
 # Text the merges are learned from: plain English and Chinese sentences of the kind a
 # speech recogniser hears, plus the "language X" prefixes the model writes.
@@ -630,15 +624,10 @@ def _bytes_to_unicode() -> dict[int, str]:
 
 def _pretokenize(text: str) -> list[str]:
     """Split ``text`` the way Qwen2's tokenizer does before BPE."""
-    try:
-        from tokenizers import Regex, pre_tokenizers
+    from tokenizers import Regex, pre_tokenizers
 
-        splitter = pre_tokenizers.Split(Regex(_QWEN2_SPLIT), behavior="isolated", invert=False)
-        return [piece for piece, _ in splitter.pre_tokenize_str(text)]
-    except ImportError:  # pragma: no cover - tokenizers is a server dependency
-        import regex
-
-        return regex.findall(_QWEN2_SPLIT, text)
+    splitter = pre_tokenizers.Split(Regex(_QWEN2_SPLIT), behavior="isolated", invert=False)
+    return [piece for piece, _ in splitter.pre_tokenize_str(text)]
 
 
 def _learn_merges(text: str, num_merges: int, byte_map: dict[int, str]) -> list[tuple[str, str]]:
