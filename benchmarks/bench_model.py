@@ -63,7 +63,6 @@ def main() -> None:
 
     from qwen_asr.core.transformers_backend import Qwen3ASRForConditionalGeneration
     from transformers import AutoConfig, AutoModel
-    from transformers.cache_utils import DynamicCache
 
     from qwen_asr.core.transformers_backend import Qwen3ASRConfig
     from qwen3_asr_stream.checkpoint import LoadOptions, load_model

@@ -98,7 +98,7 @@ class ModelRunner:
         Returns, by utterance id, the audio tokens of the windows to commit and those
         of the open window.
         """
-        model, dims = self.model, self.dims
+        model = self.model
         pieces: list[torch.Tensor] = []
         owners: list[tuple[_Work, int | None]] = []  # (work, window index or None for the open one)
         for w in works:

@@ -18,10 +18,9 @@ from typing import Callable
 
 from ..aligner import MAX_ALIGN_SECONDS, AlignRequest, ForcedAligner
 from ..alignment_text import WordTime
+from ..frontend import SAMPLE_RATE
 
 log = logging.getLogger(__name__)
-
-SAMPLE_RATE = 16_000
 
 
 class AlignerWorker:

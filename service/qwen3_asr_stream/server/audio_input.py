@@ -19,7 +19,9 @@ from dataclasses import dataclass
 import numpy as np
 import soxr
 
-TARGET_SAMPLE_RATE = 16_000  # what the VAD and the model consume
+from ..frontend import SAMPLE_RATE
+
+TARGET_SAMPLE_RATE = SAMPLE_RATE  # what the VAD and the model consume
 MIN_SAMPLE_RATE = 8_000
 MAX_SAMPLE_RATE = 48_000
 MAX_CHANNELS = 2

@@ -5,8 +5,13 @@ Protobuf stays in ``convert``; sessions and unary recognition work on these.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from dataclasses import dataclass
 
+import numpy as np
+
+from ..aligner import AlignRequest
 from ..alignment_text import WordTime
 from ..engine.engine import StreamingEngine
 from ..engine.options import UtteranceOptions
@@ -14,9 +19,9 @@ from .aligner_worker import AlignerWorker
 from .audio_input import AudioFormat
 from .metrics import Metrics
 from .options import ServerOptions
-from .vad import EndpointingOptions, EndReason
+from .vad import SAMPLES_PER_MS, EndpointingOptions, EndReason
 
-SAMPLES_PER_MS = 16
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -31,6 +36,10 @@ class RecognitionSettings:
     endpointing: EndpointingOptions
     interim_results: bool = False
     update_interval_ms: int = 1000
+
+    def language_of(self, detected: str) -> str:
+        """A result's language: what the model detected, else what the client forced, else ''."""
+        return detected or self.language or ""
 
     def utterance_options(self, interim: bool) -> UtteranceOptions:
         return UtteranceOptions(language=self.language, context=self.context, interim_results=interim,
@@ -97,3 +106,19 @@ def words_in_stream(words: list[WordTime], start_sample: int, end_sample: int) -
         out.append(Word(w.text, start, end))
         floor = start
     return tuple(out)
+
+
+async def align_words(aligner: AlignerWorker, audio: np.ndarray, text: str, language: str,
+                      start_sample: int, end_sample: int, what: str) -> tuple[Word, ...]:
+    """Word times of one utterance in ms from the stream start, through the shared aligner.
+
+    When the aligner fails, the result still goes out without words (logged as ``what``).
+    """
+    try:
+        times = await asyncio.wrap_future(aligner.submit(AlignRequest(audio, text, language)))
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the final still goes out, without words
+        log.warning("%s: no word times (%s: %s)", what, type(exc).__name__, exc)
+        return ()
+    return words_in_stream(times, start_sample, end_sample)

@@ -10,22 +10,18 @@ worker. Results are final, one per utterance, in order.
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from dataclasses import dataclass
 
 import numpy as np
 
-from ..aligner import AlignRequest
 from ..engine.engine import StreamingEngine
 from ..engine.options import UtteranceOptions
 from ..engine.utterance import UpdateResult
 from .audio_input import AudioDecoder
 from .errors import RecognitionFailed
-from .recognition import SAMPLES_PER_MS, Backend, RecognitionSettings, Transcript, words_in_stream
+from .recognition import SAMPLES_PER_MS, Backend, RecognitionSettings, Transcript, align_words
 from .vad import EndReason, Segmenter, SpeechAudio, SpeechEnded, SpeechStarted
-
-log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -100,18 +96,12 @@ async def recognize(data: bytes, settings: RecognitionSettings, backend: Backend
             raise RecognitionFailed(f"recognition of utterance {piece.index} failed")
         words = ()
         if aligner is not None and result.text.strip():
-            language = result.language or settings.language or ""
-            try:
-                times = await asyncio.wrap_future(aligner.submit(AlignRequest(audio, result.text, language)))
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - the result still goes out, without words
-                log.warning("recognize utterance %d: no word times (%s: %s)", piece.index, type(exc).__name__, exc)
-            else:
-                words = words_in_stream(times, piece.audio_start, piece.end.audio_end_sample)
+            words = await align_words(aligner, audio, result.text, settings.language_of(result.language),
+                                      piece.audio_start, piece.end.audio_end_sample,
+                                      f"recognize utterance {piece.index}")
         return Transcript(
             utterance_index=piece.index, is_final=True, text=result.text, stable_text=result.text,
-            language=result.language or settings.language or "",
+            language=settings.language_of(result.language),
             start_ms=piece.audio_start // SAMPLES_PER_MS, end_ms=piece.end.audio_end_ms,
             processed_ms=duration_ms, latency_ms=round(1000 * (time.monotonic() - received)),
             end_reason=piece.end.reason, words=words,

@@ -19,23 +19,19 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import logging
 import time
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..aligner import AlignRequest
-from ..alignment_text import WordTime
 from ..engine.utterance import UpdateResult
 from .audio_input import AudioDecoder
 from .errors import OK, RecognitionFailed, StreamTooLong, status_of
 from .outbox import Outbox, Slot
 from .recognition import (SAMPLES_PER_MS, Backend, RecognitionSettings, SpeechEvent, Transcript, Word,
-                          words_in_stream)
+                          align_words)
 from .vad import EndReason, Segmenter, SpeechAudio, SpeechEnded, SpeechStarted
 
-log = logging.getLogger(__name__)
 
 @dataclass(eq=False)
 class _Utterance:
@@ -219,7 +215,7 @@ class StreamSession:
         before = self.outbox.coalesced
         self.outbox.put_interim(u.index, Transcript(
             utterance_index=u.index, is_final=False, text=result.text, stable_text=result.stable_text,
-            language=result.language or self.settings.language or "",
+            language=self.settings.language_of(result.language),
             start_ms=u.audio_start // SAMPLES_PER_MS,
             end_ms=(u.audio_start + result.audio_samples) // SAMPLES_PER_MS,
             processed_ms=self.segmenter.received_ms, latency_ms=round(1000 * (now - arrived)),
@@ -235,23 +231,16 @@ class StreamSession:
     async def _final_with_words(self, u: _Utterance, result: UpdateResult) -> None:
         assert self.backend.aligner is not None and u.ended is not None
         audio = np.concatenate(u.audio) if u.audio else np.zeros(0, np.float32)
-        language = result.language or self.settings.language or ""
-        words: list[WordTime] = []
-        try:
-            future = self.backend.aligner.submit(AlignRequest(audio, result.text, language))
-            words = await asyncio.wrap_future(future)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - the final still goes out, without words
-            log.warning("utterance %d: no word times (%s: %s)", u.index, type(exc).__name__, exc)
-        self._deliver_final(u, result, words_in_stream(words, u.audio_start, u.ended.audio_end_sample))
+        words = await align_words(self.backend.aligner, audio, result.text, self.settings.language_of(result.language),
+                                  u.audio_start, u.ended.audio_end_sample, f"utterance {u.index}")
+        self._deliver_final(u, result, words)
 
     def _deliver_final(self, u: _Utterance, result: UpdateResult, words: tuple[Word, ...]) -> None:
         assert u.ended is not None and u.slot is not None
         latency = time.monotonic() - u.ended_at
         self.outbox.fill(u.slot, Transcript(
             utterance_index=u.index, is_final=True, text=result.text, stable_text=result.text,
-            language=result.language or self.settings.language or "",
+            language=self.settings.language_of(result.language),
             start_ms=u.audio_start // SAMPLES_PER_MS, end_ms=u.ended.audio_end_ms,
             processed_ms=self.segmenter.received_ms, latency_ms=round(1000 * latency),
             end_reason=u.ended.reason, words=words,

@@ -39,7 +39,8 @@ from typing import Callable, Union
 
 import numpy as np
 
-SAMPLE_RATE = 16_000
+from ..frontend import SAMPLE_RATE  # the model's rate: the VAD sees the decoded audio
+
 SAMPLES_PER_MS = SAMPLE_RATE // 1000
 VAD_FRAME_MS = (10, 20, 30)  # the frame lengths webrtcvad accepts
 CUT_FRAME_MS = 10  # resolution of the quiet-point search of a max-length cut
