@@ -83,11 +83,6 @@ def log_mel(waveforms: torch.Tensor, n_mels: int = N_MELS) -> torch.Tensor:
     return features[0] if squeeze else features
 
 
-def frame_count(samples: int) -> int:
-    """Frames ``log_mel`` gives for one waveform of ``samples`` samples."""
-    return samples // HOP_LENGTH
-
-
 def batch_features(waveforms: list[torch.Tensor]) -> tuple[torch.Tensor, list[int]]:
     """Features of several waveforms computed together, as the official processor does.
 

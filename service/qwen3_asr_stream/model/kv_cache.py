@@ -89,31 +89,13 @@ class KVCache:
         if not 0 <= length <= self.cursor:
             raise ValueError(f"cannot truncate a cache of {self.cursor} slots to {length}")
         self.valid[:, length : self.cursor] = False
-        self.next_position = self.valid[:, :length].sum(dim=1)
+        # In place: a captured CUDA graph reads this very tensor.
+        self.next_position.copy_(self.valid[:, :length].sum(dim=1))
         self.cursor = length
 
     def reset(self) -> None:
         """Empty the cache, keeping its buffers."""
         self.truncate(0)
-
-    def bytes_used(self) -> int:
-        """Bytes of key/value buffers that hold slots (capacity is larger)."""
-        per_slot = 2 * self.n_layers * self.batch * self.kv_heads * self.head_dim * self.keys[0].element_size()
-        return per_slot * self.cursor
-
-    def clone(self, capacity: int | None = None) -> "KVCache":
-        """A copy holding the same slots (for forking an utterance's audio prefix)."""
-        copy = KVCache(
-            self.n_layers, self.batch, self.kv_heads, self.head_dim,
-            max(capacity or 0, self.cursor, 1), self.dtype, self.device,
-        )
-        for src, dst in ((self.keys, copy.keys), (self.values, copy.values)):
-            for layer in range(self.n_layers):
-                dst[layer][:, :, : self.cursor] = src[layer][:, :, : self.cursor]
-        copy.valid[:, : self.cursor] = self.valid[:, : self.cursor]
-        copy.next_position = self.next_position.clone()
-        copy.cursor = self.cursor
-        return copy
 
     @classmethod
     def stack(cls, caches: list["KVCache"], extra: int, into: "KVCache | None" = None) -> "KVCache":
