@@ -96,6 +96,11 @@ def _audio_requests(data, max_message_bytes: int) -> Iterator[asr_pb2.StreamingR
         yield asr_pb2.StreamingRecognizeRequest(audio_content=data[i : i + max_message_bytes])
 
 
+async def _as_async(items: Iterable[AudioChunk]) -> AsyncIterator[AudioChunk]:
+    for item in items:
+        yield item
+
+
 def _convert(response: asr_pb2.StreamingRecognizeResponse, raw: bool):
     return [response] if raw else list(items_of(response))
 
@@ -232,14 +237,13 @@ class AsyncStreamingClient(_ClientBase):
         async def requests():
             yield options.streaming_request(audio_format)
             try:
-                if isinstance(audio, AsyncIterable):
-                    async for chunk in audio:
-                        for request in await _chunk_requests(chunk, pacer, self.max_message_bytes):
-                            yield request
-                else:
-                    for chunk in audio:
-                        for request in await _chunk_requests(chunk, pacer, self.max_message_bytes):
-                            yield request
+                chunks = audio if isinstance(audio, AsyncIterable) else _as_async(audio)
+                async for chunk in chunks:
+                    wait, chunk_requests = _chunk_requests(chunk, pacer, self.max_message_bytes)
+                    if wait:
+                        await asyncio.sleep(wait)
+                    for request in chunk_requests:
+                        yield request
             except Exception as exc:  # the audio source failed: end the call, re-raise it below
                 source_error.append(exc)
                 call.cancel()
@@ -275,14 +279,12 @@ class AsyncStreamingClient(_ClientBase):
         )
 
 
-async def _chunk_requests(chunk: AudioChunk, pacer: _Pacer, max_bytes: int) -> list[asr_pb2.StreamingRecognizeRequest]:
-    """The requests of one chunk (after waiting for its real-time slot when pacing)."""
+def _chunk_requests(chunk: AudioChunk, pacer: _Pacer,
+                    max_bytes: int) -> tuple[float, list[asr_pb2.StreamingRecognizeRequest]]:
+    """The requests of one chunk, and the seconds to wait first when pacing in real time."""
     if chunk is FINALIZE:
-        return [_FINALIZE_REQUEST]
-    wait = pacer.delay(len(chunk))
-    if wait:
-        await asyncio.sleep(wait)
-    return list(_audio_requests(chunk, max_bytes))
+        return 0.0, [_FINALIZE_REQUEST]
+    return pacer.delay(len(chunk)), list(_audio_requests(chunk, max_bytes))
 
 
 # --------------------------------------------------------------------------- sync
@@ -369,13 +371,10 @@ class StreamingClient(_ClientBase):
             pacer = _Pacer(audio_format, realtime)
             try:
                 for chunk in audio:
-                    if chunk is FINALIZE:
-                        yield _FINALIZE_REQUEST
-                        continue
-                    wait = pacer.delay(len(chunk))
+                    wait, chunk_requests = _chunk_requests(chunk, pacer, self.max_message_bytes)
                     if wait:
                         time.sleep(wait)
-                    yield from _audio_requests(chunk, self.max_message_bytes)
+                    yield from chunk_requests
             except Exception as exc:
                 failure.append(exc)
                 raise
