@@ -1,4 +1,4 @@
-"""Server-side commands of ``qwen3-asr-stream``: transcribe, align (and serve)."""
+"""Server-side commands of ``qwen3-asr-stream``: transcribe, align and serve."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import sys
 from typing import Sequence
 
 from .checkpoint import DTYPES, CheckpointError, LoadOptions, best_device
+from .server.cli import add_serve_command
 
 DEFAULT_MODEL = "Qwen/Qwen3-ASR-0.6B"
 DEFAULT_ALIGNER = "Qwen/Qwen3-ForcedAligner-0.6B"
@@ -97,12 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_load_options(a)
     a.set_defaults(handler=_cmd_align)
 
-    try:
-        from .server.cli import add_serve_command
-    except ImportError:
-        pass
-    else:
-        add_serve_command(commands, _add_load_options, _load_options)
+    add_serve_command(commands, _add_load_options, _load_options)
     return parser
 
 
