@@ -108,7 +108,8 @@ def settings_of(backend: Backend, config: asr_pb2.RecognitionConfig,
 
 
 def result_proto(t: Transcript) -> asr_pb2.StreamingRecognitionResult:
-    stable = t.stable_text if t.text.startswith(t.stable_text) else ""
+    stable = t.stable_text
+    assert t.text.startswith(stable), "the engine gives a stable text that prefixes the text"
     return asr_pb2.StreamingRecognitionResult(
         transcript=t.text, is_final=t.is_final,
         stability=1.0 if t.is_final else (len(stable) / len(t.text) if t.text else 0.0),
