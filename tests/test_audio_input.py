@@ -3,7 +3,7 @@ import pytest
 
 pytest.importorskip("soxr", reason="the server extra is needed")
 
-from qwen3_asr_stream.server.audio_input import (  # noqa: E402
+from qwen3_asr_stream.audio.input import (  # noqa: E402
     TARGET_SAMPLE_RATE,
     AudioDecoder,
     AudioEncoding,

@@ -11,15 +11,15 @@ pytest.importorskip("prometheus_client")
 from qwen3_asr_client.proto import asr_pb2  # noqa: E402
 from qwen3_asr_stream.alignment_text import WordTime  # noqa: E402
 from qwen3_asr_stream.engine.engine import EngineFull  # noqa: E402
-from qwen3_asr_stream.server.audio_input import InvalidAudio  # noqa: E402
-from qwen3_asr_stream.server.errors import (  # noqa: E402
+from qwen3_asr_stream.audio.input import InvalidAudio  # noqa: E402
+from qwen3_asr_stream.session.errors import (  # noqa: E402
     OK, IdleTimeout, InvalidRequest, MessageTooLarge, ServerBusy, ShuttingDown, Status, StreamTooLong, status_of,
 )
 from qwen3_asr_stream.server.options import KIB, MESSAGE_OVERHEAD_BYTES, ServerOptions  # noqa: E402
-from qwen3_asr_stream.server.outbox import Outbox  # noqa: E402
-from qwen3_asr_stream.server.convert import endpointing_of, language_of  # noqa: E402
-from qwen3_asr_stream.server.recognition import words_in_stream  # noqa: E402
-from qwen3_asr_stream.server.vad import EndpointingOptions  # noqa: E402
+from qwen3_asr_stream.session.outbox import Outbox  # noqa: E402
+from qwen3_asr_stream.protocols.grpc_asr.convert import endpointing_of, language_of  # noqa: E402
+from qwen3_asr_stream.session.types import words_in_stream  # noqa: E402
+from qwen3_asr_stream.audio.vad import EndpointingOptions  # noqa: E402
 
 
 @pytest.mark.parametrize("fields, words", [

@@ -7,7 +7,7 @@ import pytest
 
 pytest.importorskip("_webrtcvad", reason="webrtcvad (server extra) is needed")
 
-from qwen3_asr_stream.server.vad import (  # noqa: E402
+from qwen3_asr_stream.audio.vad import (  # noqa: E402
     BufferOverflow,
     EndpointingOptions,
     EndReason,

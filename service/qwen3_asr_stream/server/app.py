@@ -34,11 +34,11 @@ from qwen3_asr_client.proto import asr_pb2, asr_pb2_grpc
 from ..aligner import ForcedAligner
 from ..engine.engine import StreamingEngine
 from ..engine.options import EngineOptions, PolicyOptions
-from .aligner_worker import AlignerWorker
+from ..session.aligner_worker import AlignerWorker
 from .metrics import Metrics
 from .options import ServerOptions
-from .servicer import SpeechRecognitionServicer
-from .recognition import Backend
+from ..protocols.grpc_asr.servicer import SpeechRecognitionServicer
+from ..session.types import Backend
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ from typing import Callable
 
 from ..checkpoint import LoadOptions
 from .options import ServerOptions
-from .vad import EndpointingOptions
+from ..audio.vad import EndpointingOptions
 
 DEFAULT_MODEL = "Qwen/Qwen3-ASR-0.6B"
 DEFAULT_ALIGNER = "Qwen/Qwen3-ForcedAligner-0.6B"

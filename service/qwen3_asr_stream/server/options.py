@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .vad import EndpointingOptions
+from ..audio.vad import EndpointingOptions
 
 KIB = 1024
 MIB = 1024 * KIB

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from qwen3_asr_client.proto import asr_pb2
 
-from ..transcript import normalize_language
-from .audio_input import AudioEncoding, AudioFormat
-from .errors import InvalidRequest
-from .options import MAX_UPDATE_INTERVAL_MS, MIN_UPDATE_INTERVAL_MS
-from .recognition import Backend, RecognitionSettings, SpeechEvent, Transcript
-from .vad import EndpointingOptions, EndReason
+from ...transcript import normalize_language
+from ...audio.input import AudioEncoding, AudioFormat
+from ...session.errors import InvalidRequest
+from ...server.options import MAX_UPDATE_INTERVAL_MS, MIN_UPDATE_INTERVAL_MS
+from ...session.types import Backend, RecognitionSettings, SpeechEvent, Transcript
+from ...audio.vad import EndpointingOptions, EndReason
 
 # ISO 639 codes accepted besides the names (BCP-47 tags like "en-US" use the first part).
 LANGUAGE_CODES = {

@@ -16,10 +16,10 @@ from ..alignment_text import WordTime
 from ..engine.engine import StreamingEngine
 from ..engine.options import UtteranceOptions
 from .aligner_worker import AlignerWorker
-from .audio_input import AudioFormat
-from .metrics import Metrics
-from .options import ServerOptions
-from .vad import SAMPLES_PER_MS, EndpointingOptions, EndReason
+from ..audio.input import AudioFormat
+from ..server.metrics import Metrics
+from ..server.options import ServerOptions
+from ..audio.vad import SAMPLES_PER_MS, EndpointingOptions, EndReason
 
 log = logging.getLogger(__name__)
 

@@ -39,7 +39,7 @@ from typing import Callable, Union
 
 import numpy as np
 
-from ..frontend import SAMPLE_RATE  # the model's rate: the VAD sees the decoded audio
+from . import SAMPLE_RATE  # the model's rate: the VAD sees the decoded audio
 
 SAMPLES_PER_MS = SAMPLE_RATE // 1000
 VAD_FRAME_MS = (10, 20, 30)  # the frame lengths webrtcvad accepts

@@ -18,14 +18,14 @@ import grpc
 
 from qwen3_asr_client.proto import asr_pb2, asr_pb2_grpc
 
-from ..transcript import SUPPORTED_LANGUAGES
-from .audio_input import MAX_CHANNELS, MAX_SAMPLE_RATE, MIN_SAMPLE_RATE
+from ...transcript import SUPPORTED_LANGUAGES
+from ...audio.input import MAX_CHANNELS, MAX_SAMPLE_RATE, MIN_SAMPLE_RATE
 from .convert import LANGUAGE_CODES, endpointing_proto, response_proto, result_proto, settings_of
-from .errors import (IdleTimeout, InvalidRequest, MessageTooLarge, ServerBusy, ShuttingDown, Status,
+from ...session.errors import (IdleTimeout, InvalidRequest, MessageTooLarge, ServerBusy, ShuttingDown, Status,
                      is_expected, status_of)
-from .recognition import Backend, RecognitionSettings
-from .recognize import recognize
-from .session import StreamSession
+from ...session.types import Backend, RecognitionSettings
+from ...session.recognize import recognize
+from ...session.core import StreamSession
 
 log = logging.getLogger(__name__)
 

@@ -18,10 +18,10 @@ import numpy as np
 from ..engine.engine import StreamingEngine
 from ..engine.options import UtteranceOptions
 from ..engine.utterance import UpdateResult
-from .audio_input import AudioDecoder
+from ..audio.input import AudioDecoder
 from .errors import RecognitionFailed
-from .recognition import SAMPLES_PER_MS, Backend, RecognitionSettings, Transcript, align_words
-from .vad import EndReason, Segmenter, SpeechAudio, SpeechEnded, SpeechStarted
+from .types import SAMPLES_PER_MS, Backend, RecognitionSettings, Transcript, align_words
+from ..audio.vad import EndReason, Segmenter, SpeechAudio, SpeechEnded, SpeechStarted
 
 
 @dataclass

@@ -18,7 +18,7 @@ from typing import Callable
 
 from ..aligner import MAX_ALIGN_SECONDS, AlignRequest, ForcedAligner
 from ..alignment_text import WordTime
-from ..frontend import SAMPLE_RATE
+from ..audio import SAMPLE_RATE
 
 log = logging.getLogger(__name__)
 

@@ -25,12 +25,12 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..engine.utterance import UpdateResult
-from .audio_input import AudioDecoder
+from ..audio.input import AudioDecoder
 from .errors import OK, RecognitionFailed, StreamTooLong, status_of
 from .outbox import Outbox, Slot
-from .recognition import (SAMPLES_PER_MS, Backend, RecognitionSettings, SpeechEvent, Transcript, Word,
+from .types import (SAMPLES_PER_MS, Backend, RecognitionSettings, SpeechEvent, Transcript, Word,
                           align_words)
-from .vad import EndReason, Segmenter, SpeechAudio, SpeechEnded, SpeechStarted
+from ..audio.vad import EndReason, Segmenter, SpeechAudio, SpeechEnded, SpeechStarted
 
 
 @dataclass(eq=False)

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import soxr
 
-from ..frontend import SAMPLE_RATE
+from . import SAMPLE_RATE
 
 TARGET_SAMPLE_RATE = SAMPLE_RATE  # what the VAD and the model consume
 MIN_SAMPLE_RATE = 8_000

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import grpc
 
 from ..engine.engine import EngineClosed, EngineFull
-from .audio_input import InvalidAudio
+from ..audio.input import InvalidAudio
 
 
 class InvalidRequest(ValueError):

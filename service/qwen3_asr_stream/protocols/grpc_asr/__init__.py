@@ -1,0 +1,1 @@
+"""asr.v1.SpeechRecognition over gRPC."""
