@@ -15,6 +15,7 @@ import json
 import os
 import shutil
 import sys
+import unicodedata
 from typing import Sequence, TextIO
 
 import grpc
@@ -33,6 +34,15 @@ def _seconds(ms: int) -> str:
     return f"{ms / 1000:.2f}"
 
 
+def printable(text: str) -> str:
+    """``text`` with control characters (escape sequences, carriage returns, newlines: anything a
+    terminal would act on) written as ``\\xNN`` / ``\\uNNNN``, so a transcript is shown, never obeyed.
+    JSON output needs no such care: it escapes them itself."""
+    if text.isprintable():
+        return text
+    return "".join(c if unicodedata.category(c) != "Cc" else ascii(c)[1:-1] for c in text)
+
+
 class TranscriptPrinter:
     """Text output: finals with their times and words; on a terminal, the live
     partial transcript is rewritten in place on one line with carriage returns."""
@@ -48,7 +58,7 @@ class TranscriptPrinter:
         if item.is_final:
             self._final(item)
         elif self.live:
-            self._partial(item.transcript)
+            self._partial(printable(item.transcript))
 
     def close(self) -> None:
         self._erase()
@@ -69,9 +79,9 @@ class TranscriptPrinter:
     def _final(self, r: Result) -> None:
         self._erase()
         language = f" ({r.language})" if r.language else ""
-        self.out.write(f"[{_seconds(r.start_ms)}-{_seconds(r.end_ms)}]{language} {r.transcript}\n")
+        self.out.write(f"[{_seconds(r.start_ms)}-{_seconds(r.end_ms)}]{language} {printable(r.transcript)}\n")
         if r.words:
-            words = " ".join(f"{w.word}[{_seconds(w.start_ms)}-{_seconds(w.end_ms)}]" for w in r.words)
+            words = " ".join(f"{printable(w.word)}[{_seconds(w.start_ms)}-{_seconds(w.end_ms)}]" for w in r.words)
             self.out.write(f"    {words}\n")
         self.out.flush()
 
