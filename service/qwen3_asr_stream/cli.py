@@ -72,7 +72,7 @@ def _cmd_align(args: argparse.Namespace) -> int:
     audio = read_audio(args.audio)
     if audio.shape[0] == 0:
         raise ValueError(f"{args.audio} has no audio: there is nothing to align the text to")
-    folder = resolve(args.aligner)
+    folder = resolve(args.aligner, "aligner")
     aligner = ForcedAligner(load_model(folder, _load_options(args)), TextTokenizer.from_folder(folder))
     words = align_recording(aligner, audio, args.text, language)
     if args.json:

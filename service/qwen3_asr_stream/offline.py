@@ -96,7 +96,7 @@ class Transcriber:
         asr_folder = resolve(model)
         forced = None
         if aligner is not None:
-            aligner_folder = resolve(aligner)
+            aligner_folder = resolve(aligner, "aligner")
             forced = ForcedAligner(load_model(aligner_folder, load), TextTokenizer.from_folder(aligner_folder))
         return cls(load_model(asr_folder, load), TextTokenizer.from_folder(asr_folder), forced)
 
