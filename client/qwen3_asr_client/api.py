@@ -35,6 +35,23 @@ from .proto import asr_pb2, asr_pb2_grpc
 from .results import ENCODINGS, AudioFormat, Result, StreamItem, items_of
 
 DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024  # larger audio is split; 100 ms of 48 kHz stereo float32 is 38.4 KB
+DEFAULT_PORT = 50051  # the server's default port
+_SCHEMES = ("dns:", "unix:", "unix-abstract:", "ipv4:", "ipv6:", "vsock:")
+
+
+def server_target(server: str) -> str:
+    """The gRPC target of a server address: a host without a port gets DEFAULT_PORT (gRPC alone
+    would use 443). Targets with a scheme (``dns:///``, ``unix:``, ...) are kept as they are."""
+    server = server.strip()
+    if not server:
+        raise ValueError("the server address is empty; give HOST[:PORT]")
+    if server.startswith(_SCHEMES) or "://" in server:
+        return server
+    if server.startswith("["):  # [IPv6] or [IPv6]:PORT
+        return server if "]:" in server else f"{server}:{DEFAULT_PORT}"
+    if server.count(":") > 1:  # a bare IPv6 address
+        return f"[{server}]:{DEFAULT_PORT}"
+    return server if ":" in server else f"{server}:{DEFAULT_PORT}"
 
 
 class _Finalize:
@@ -128,7 +145,7 @@ class _Pacer:
 class _ClientBase:
     """Connection settings shared by the async and the sync client.
 
-    server: "HOST:PORT" (any gRPC target). TLS is used when ``tls`` is set or
+    server: "HOST:PORT" (any gRPC target; a host without a port means DEFAULT_PORT). TLS is used when ``tls`` is set or
     ``root_certificates`` (PEM bytes or a file path) is given; ``token`` is sent as
     ``authorization: Bearer TOKEN`` metadata. ``timeout`` (s) bounds each call.
     Audio larger than ``max_message_bytes`` is split into several messages.
@@ -139,7 +156,7 @@ class _ClientBase:
                  timeout: float | None = None, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES):
         if max_message_bytes < 1:
             raise ValueError("max_message_bytes must be positive")
-        self.server = server
+        self.server = server_target(server)
         self.timeout = timeout
         self.max_message_bytes = max_message_bytes
         self._options = list(channel_options)
