@@ -129,7 +129,7 @@ def test_unauthenticated_every_time(server, client, token):
 @pytest.mark.parametrize("client", sorted(CLIENTS))
 def test_invalid_configuration_every_time(server, client):
     outcomes = hammer(server.address, CLIENTS[client], TOKEN, RecognitionOptions(language="Klingon"))
-    only(outcomes, CODE.INVALID_ARGUMENT, "language_code")
+    only(outcomes, CODE.INVALID_ARGUMENT, "unknown language")
 
 
 def while_full(server, client) -> collections.Counter:
@@ -138,12 +138,12 @@ def while_full(server, client) -> collections.Counter:
         async with AsyncStreamingClient(server.address, token=TOKEN) as holder:
             held = [await holder.open_stream(FORMAT) for _ in range(server.options.max_streams)]
             await asyncio.sleep(0.3)
-            assert server.server.servicer.active_calls == server.options.max_streams  # the precondition
+            assert server.server.calls.active == server.options.max_streams  # the precondition
             outcomes = collections.Counter()
             for _ in range(0, STREAMS, WAVE):
                 outcomes.update(await asyncio.gather(*[client(server.address, TOKEN, RecognitionOptions())
                                                        for _ in range(WAVE)]))
-            assert server.server.servicer.active_calls == server.options.max_streams  # held throughout
+            assert server.server.calls.active == server.options.max_streams  # held throughout
             for stream in held:
                 stream.cancel()
             return outcomes
@@ -165,16 +165,16 @@ def while_draining(engine, client) -> collections.Counter:
                         await asyncio.sleep(0.1)
                 speaking = asyncio.ensure_future(speak())
                 await asyncio.sleep(1.0)
-                (session,) = server.server.servicer.sessions
+                (session,) = server.server.calls.sessions
                 assert session.in_speech  # the precondition: draining waits for this utterance
                 stopping = asyncio.get_running_loop().run_in_executor(None, server.stop)
-                while not server.server.servicer.draining:
+                while not server.server.calls.draining:
                     await asyncio.sleep(0.01)
                 outcomes = collections.Counter()
                 for _ in range(0, STREAMS, WAVE):
                     outcomes.update(await asyncio.gather(*[client(server.address, None, RecognitionOptions())
                                                            for _ in range(WAVE)]))
-                assert server.server.servicer.active_calls == 1  # the held stream kept it draining throughout
+                assert server.server.calls.active == 1  # the held stream kept it draining throughout
                 speaking.cancel()
                 await held.done_writing()
                 async for _ in held:
@@ -197,26 +197,20 @@ def test_draining_server_every_time(engine, client):
 
 
 # Third-party asyncio clients depend on the server: it must read what the client still sends
-# before it rejects a stream. The server does so for configuration errors and a full server.
+# before it rejects a stream: for configuration errors, a full server, a wrong token and a drain.
 
 def test_raw_aio_client_gets_invalid_argument(server):
     outcomes = hammer(server.address, raw_aio, TOKEN, RecognitionOptions(language="Klingon"))
-    only(outcomes, CODE.INVALID_ARGUMENT, "language_code")
+    only(outcomes, CODE.INVALID_ARGUMENT, "unknown language")
 
 
 def test_raw_aio_client_gets_resource_exhausted(full_server):
     only(while_full(full_server, raw_aio), CODE.RESOURCE_EXHAUSTED, "limit of 2 streams")
 
 
-SERVER_FIX = ("the server does not yet read before it rejects in the token interceptor (issue 11, item 1: "
-              "server side); remove this mark when it does")
-
-
-@pytest.mark.xfail(strict=True, reason=SERVER_FIX)
 def test_raw_aio_client_gets_unauthenticated(server):
     only(hammer(server.address, raw_aio, "wrong-token"), CODE.UNAUTHENTICATED, "bearer token")
 
 
-@pytest.mark.xfail(strict=True, reason=SERVER_FIX.replace("token interceptor", "drain"))
 def test_raw_aio_client_gets_unavailable_while_draining(engine):
     only(while_draining(engine, raw_aio), CODE.UNAVAILABLE, "shutting down")

@@ -13,11 +13,13 @@ from qwen3_asr_stream.alignment_text import WordTime  # noqa: E402
 from qwen3_asr_stream.engine.engine import EngineFull  # noqa: E402
 from qwen3_asr_stream.audio.input import InvalidAudio  # noqa: E402
 from qwen3_asr_stream.session.errors import (  # noqa: E402
-    OK, IdleTimeout, InvalidRequest, MessageTooLarge, ServerBusy, ShuttingDown, Status, StreamTooLong, status_of,
+    OK, Code, IdleTimeout, InvalidRequest, MessageTooLarge, ServerBusy, ShuttingDown, Status, StreamTooLong, status_of,
 )
+from qwen3_asr_stream.protocols.grpc_asr.servicer import grpc_code  # noqa: E402
 from qwen3_asr_stream.server.options import KIB, MESSAGE_OVERHEAD_BYTES, ServerOptions  # noqa: E402
 from qwen3_asr_stream.session.outbox import Outbox  # noqa: E402
-from qwen3_asr_stream.protocols.grpc_asr.convert import endpointing_of, language_of  # noqa: E402
+from qwen3_asr_stream.protocols.grpc_asr.convert import endpointing_of  # noqa: E402
+from qwen3_asr_stream.session.settings import bcp47_of, language_of  # noqa: E402
 from qwen3_asr_stream.session.types import words_in_stream  # noqa: E402
 from qwen3_asr_stream.audio.vad import EndpointingOptions  # noqa: E402
 
@@ -57,7 +59,7 @@ def test_receive_limit_covers_the_largest_message():
 ])
 def test_status_table(exc, code):
     status = status_of(exc)
-    assert status.code == code
+    assert grpc_code(status.code) == code
     assert ("secret" not in status.message) if code == grpc.StatusCode.INTERNAL else status.message == "x"
 
 
@@ -94,16 +96,16 @@ def test_outbox_abort_drops_everything_and_room_is_bounded():
         assert not await box.wait_room(0.05)
         await box.next()
         assert await box.wait_room(0.05)
-        box.abort(Status(grpc.StatusCode.DEADLINE_EXCEEDED, "gone"))
+        box.abort(Status(Code.DEADLINE_EXCEEDED, "gone"))
         return len(box), await box.next()
 
-    assert asyncio.run(run()) == (0, Status(grpc.StatusCode.DEADLINE_EXCEEDED, "gone"))
+    assert asyncio.run(run()) == (0, Status(Code.DEADLINE_EXCEEDED, "gone"))
 
 
 def test_words_are_clamped_to_the_utterance_and_ordered():
     words = [WordTime("a", 0.1, 0.3), WordTime("b", 0.2, 0.25), WordTime("c", 5.0, 9.0)]
     out = words_in_stream(words, start_sample=16_000, end_sample=16_000 + 2 * 16_000)  # 1000-3000 ms
-    assert [(w.text, w.start_ms, w.end_ms) for w in out] == [("a", 1100, 1300), ("b", 1200, 1250),
+    assert [(w.word, w.start_ms, w.end_ms) for w in out] == [("a", 1100, 1300), ("b", 1200, 1250),
                                                              ("c", 3000, 3000)]
 
 
@@ -111,7 +113,8 @@ def test_language_names_and_codes():
     assert language_of("") is None
     assert language_of("english") == language_of("en") == language_of("en-US") == "English"
     assert language_of("yue") == "Cantonese"
-    with pytest.raises(InvalidRequest, match="language_code"):
+    assert bcp47_of("English") == "en-US" and language_of(bcp47_of("Cantonese")) == "Cantonese"
+    with pytest.raises(InvalidRequest, match="unknown language 'xx'"):
         language_of("xx")
 
 
@@ -123,3 +126,16 @@ def test_endpointing_zero_fields_take_the_defaults():
     assert (got.aggressiveness, got.pre_roll_ms, got.stop_window_ms, got.frame_ms) == (0, 0, 900, default.frame_ms)
     with pytest.raises(InvalidRequest, match="frame_ms"):
         endpointing_of(asr_pb2.EndpointingConfig(frame_ms=15), default)
+
+
+def test_stage_conflicts_are_found_at_start():
+    from qwen3_asr_stream.aligner import MAX_ALIGN_SECONDS
+    from qwen3_asr_stream.server.options import stage_conflicts
+
+    long = ServerOptions(endpointing=EndpointingOptions(max_utterance_ms=200_000))
+    assert stage_conflicts(long, {"m": 600.0}, None) == []
+    (aligner_problem,) = stage_conflicts(long, {"m": 600.0}, MAX_ALIGN_SECONDS)
+    assert "aligner can time (180000 ms)" in aligner_problem and "word times" in aligner_problem
+    (engine_problem,) = stage_conflicts(long, {"m": 60.0}, None)
+    assert "engine of m holds (60000 ms)" in engine_problem
+    assert stage_conflicts(ServerOptions(), {"m": 60.0}, MAX_ALIGN_SECONDS) == []

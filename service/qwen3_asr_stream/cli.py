@@ -9,11 +9,9 @@ from typing import Sequence
 
 from qwen3_asr_client.cli import printable
 
-from .checkpoint import DTYPES, CheckpointError, LoadOptions, best_device
+from .checkpoint import DEFAULT_ALIGNER, DEFAULT_MODEL, DTYPES, CheckpointError, LoadOptions, best_device
 from .server.cli import add_serve_command
 
-DEFAULT_MODEL = "Qwen/Qwen3-ASR-0.6B"
-DEFAULT_ALIGNER = "Qwen/Qwen3-ForcedAligner-0.6B"
 
 
 def _add_load_options(parser: argparse.ArgumentParser) -> None:
@@ -63,17 +61,15 @@ def _cmd_transcribe(args: argparse.Namespace) -> int:
 def _cmd_align(args: argparse.Namespace) -> int:
     from .aligner import ForcedAligner
     from .audio_io import read_audio
-    from .checkpoint import load_model, resolve
+    from .checkpoint import load_pretrained
     from .offline import align_recording
-    from .tokenizer import TextTokenizer
     from .transcript import normalize_language
 
     language = normalize_language(args.language)
     audio = read_audio(args.audio)
     if audio.shape[0] == 0:
         raise ValueError(f"{args.audio} has no audio: there is nothing to align the text to")
-    folder = resolve(args.aligner, "aligner")
-    aligner = ForcedAligner(load_model(folder, _load_options(args)), TextTokenizer.from_folder(folder))
+    aligner = ForcedAligner(*load_pretrained(args.aligner, _load_options(args), "aligner"))
     words = align_recording(aligner, audio, args.text, language)
     if args.json:
         print(json.dumps({"file": args.audio, "words": _words_json(words)}, ensure_ascii=False))

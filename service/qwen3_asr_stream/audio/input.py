@@ -5,7 +5,7 @@ sample or a channel frame are kept and joined to the next chunk, never dropped.
 Two channels are averaged; other rates are resampled with a streaming soxr
 resampler, so the output does not depend on how the input was chunked.
 
-    decoder = AudioDecoder(AudioFormat(AudioEncoding.LINEAR16, 44100, 2))
+    decoder = AudioDecoder(AudioFormat(44100, 2, AudioEncoding.LINEAR16))
     samples = decoder.decode(chunk)      # (n,) float32 at 16 kHz, n may be 0
     held = decoder.drain()               # on a forced finalize: the resampler's delay
     tail = decoder.flush()               # at end of stream
@@ -18,6 +18,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import soxr
+
+from qwen3_asr_client.results import AudioFormat as ClientAudioFormat
 
 from . import SAMPLE_RATE
 
@@ -33,9 +35,11 @@ class InvalidAudio(ValueError):
     """The client sent audio that cannot be decoded (maps to INVALID_ARGUMENT)."""
 
 
-class AudioEncoding(enum.Enum):
-    LINEAR16 = "linear16"  # signed 16-bit little-endian PCM
-    FLOAT32 = "float32"  # IEEE 754 32-bit little-endian, nominally in [-1, 1]
+class AudioEncoding(str, enum.Enum):
+    """The encodings the server decodes; equal to the client's strings ("LINEAR16", "FLOAT32")."""
+
+    LINEAR16 = "LINEAR16"  # signed 16-bit little-endian PCM
+    FLOAT32 = "FLOAT32"  # IEEE 754 32-bit little-endian, nominally in [-1, 1]
 
     @property
     def sample_bytes(self) -> int:
@@ -47,19 +51,17 @@ class AudioEncoding(enum.Enum):
 
 
 @dataclass(frozen=True)
-class AudioFormat:
-    """What the client sends. Invalid values raise ValueError on creation."""
-
-    encoding: AudioEncoding = AudioEncoding.LINEAR16
-    sample_rate: int = TARGET_SAMPLE_RATE
-    channels: int = 1
+class AudioFormat(ClientAudioFormat):
+    """The client's ``AudioFormat`` (same fields, same order), checked against what the server
+    decodes: invalid values raise ValueError on creation; ``encoding`` becomes an AudioEncoding."""
 
     def __post_init__(self):
-        if not isinstance(self.encoding, AudioEncoding):
+        if self.encoding not in AudioEncoding.__members__.values():
             raise ValueError(
                 f"unsupported audio encoding {self.encoding!r}; "
                 f"use one of {[e.name for e in AudioEncoding]}"
             )
+        object.__setattr__(self, "encoding", AudioEncoding(self.encoding))
         if not _is_int(self.sample_rate):
             raise ValueError(f"sample rate must be an integer number of Hz, got {self.sample_rate!r}")
         if not MIN_SAMPLE_RATE <= self.sample_rate <= MAX_SAMPLE_RATE:
@@ -157,16 +159,30 @@ class AudioDecoder:
         Raises InvalidAudio when the stream ended inside a frame (the leftover
         bytes are not silently dropped).
         """
+        tail, error = self.finish()
+        if error is not None:
+            raise error
+        return tail
+
+    def finish(self) -> tuple[np.ndarray, InvalidAudio | None]:
+        """End of stream: the remaining output of the whole frames received, and the
+        error for bytes of an incomplete frame at the end (None when there are none).
+
+        What was whole is still decoded: a caller can deliver results for it and then
+        report the error.
+        """
         if self._finished:
-            return np.zeros(0, np.float32)
+            return np.zeros(0, np.float32), None
         self._finished = True
+        error = None
         if self._partial:
-            raise InvalidAudio(
+            error = InvalidAudio(
                 f"the audio ended with {len(self._partial)} bytes that do not form a whole "
                 f"frame of {self.format.frame_bytes} bytes ({self.format.encoding.name}, "
-                f"{self.format.channels} channel(s))"
+                f"{self.format.channels} channel(s)); results up to the last whole frame were sent"
             )
-        return self._emit(np.zeros(0, np.float32), last=True)
+            self._partial = b""
+        return self._emit(np.zeros(0, np.float32), last=True), error
 
     def _to_mono(self, raw: np.ndarray) -> np.ndarray:
         if self.format.encoding is AudioEncoding.LINEAR16:

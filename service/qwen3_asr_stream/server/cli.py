@@ -11,12 +11,10 @@ import socket
 from pathlib import Path
 from typing import Callable
 
-from ..checkpoint import LoadOptions
-from .options import ServerOptions
+from ..checkpoint import DEFAULT_ALIGNER, DEFAULT_MODEL, LoadOptions
+from .options import ServerOptions, stage_conflicts
 from ..audio.vad import EndpointingOptions
 
-DEFAULT_MODEL = "Qwen/Qwen3-ASR-0.6B"
-DEFAULT_ALIGNER = "Qwen/Qwen3-ForcedAligner-0.6B"
 GIB = 1 << 30
 
 log = logging.getLogger("qwen3_asr_stream.server")
@@ -132,10 +130,9 @@ def preflight(args: argparse.Namespace) -> tuple[ServerOptions, list[str], list[
         raise ValueError(f"two models would have the same name: {names}; use folders with distinct names")
     if args.max_batch < 1 or (args.kv_cache_gib is not None and args.kv_cache_gib <= 0):
         raise ValueError("--max-batch must be at least 1 and --kv-cache-gib positive")
-    max_align_ms = int(MAX_ALIGN_SECONDS * 1000)
-    if not args.no_aligner and options.endpointing.max_utterance_ms > max_align_ms:
-        raise ValueError(f"--max-utterance-ms {options.endpointing.max_utterance_ms} is longer than the aligner can "
-                         f"time ({max_align_ms} ms): such finals would have no word times; lower it or add --no-aligner")
+    problems = stage_conflicts(options, {}, None if args.no_aligner else MAX_ALIGN_SECONDS)
+    if problems:
+        raise ValueError("; ".join(problems))
     check_tls_file(options.tls_cert, "--tls-cert")
     check_tls_file(options.tls_key, "--tls-key")
     check_tls_file(options.tls_client_ca, "--tls-client-ca")
@@ -173,17 +170,15 @@ def _serve(args: argparse.Namespace, load: LoadOptions) -> int:
 
 def load_engines(models, names, load: LoadOptions, options: ServerOptions, max_batch: int,
                  kv_cache_gib: float | None):
-    from ..checkpoint import load_model, resolve
+    from ..checkpoint import load_pretrained
     from ..engine.engine import StreamingEngine
-    from ..tokenizer import TextTokenizer
     from .app import engine_options
 
     engines = {}
     for name, path in zip(names, models):
-        folder = resolve(path)
-        log.info("loading %s from %s on %s (%s%s)", name, folder, load.device, load.dtype,
+        log.info("loading %s from %s on %s (%s%s)", name, path, load.device, load.dtype,
                  ", int8 decoder" if load.quantize == "int8" else "")
-        model, tokenizer = load_model(folder, load), TextTokenizer.from_folder(folder)
+        model, tokenizer = load_pretrained(path, load)
         engine_opts = engine_options(options, max_batch=max_batch)
         per_utterance = StreamingEngine(model, tokenizer, engine_opts).kv_bytes_per_utterance
         budget = int(kv_cache_gib * GIB) if kv_cache_gib else per_utterance * engine_opts.max_utterances
@@ -193,12 +188,10 @@ def load_engines(models, names, load: LoadOptions, options: ServerOptions, max_b
 
 def load_aligner(path: str, load: LoadOptions):
     from ..aligner import ForcedAligner
-    from ..checkpoint import load_model, resolve
-    from ..tokenizer import TextTokenizer
+    from ..checkpoint import load_pretrained
 
-    folder = resolve(path, "aligner")
-    log.info("loading aligner %s from %s", model_name(path), folder)
-    return ForcedAligner(load_model(folder, load), TextTokenizer.from_folder(folder))
+    log.info("loading aligner %s from %s", model_name(path), path)
+    return ForcedAligner(*load_pretrained(path, load, "aligner"))
 
 
 async def _run(options: ServerOptions, engines, aligner) -> None:

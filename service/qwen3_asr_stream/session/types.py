@@ -7,19 +7,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
+from qwen3_asr_client.results import SpeechEvent, Word  # shared with the client: one definition
+
 from ..aligner import AlignRequest
 from ..alignment_text import WordTime, clamp_word_times
+from ..audio.input import AudioFormat
+from ..audio.vad import SAMPLES_PER_MS, EndpointingOptions, EndReason
 from ..engine.engine import StreamingEngine
 from ..engine.options import UtteranceOptions
-from .aligner_worker import AlignerWorker
-from ..audio.input import AudioFormat
 from ..server.metrics import Metrics
 from ..server.options import ServerOptions
-from ..audio.vad import SAMPLES_PER_MS, EndpointingOptions, EndReason
+from .aligner_worker import AlignerWorker
 
 log = logging.getLogger(__name__)
 
@@ -48,23 +50,22 @@ class RecognitionSettings:
 
 @dataclass
 class Backend:
-    """What every session shares: the options, the engines by model name, the aligner, metrics."""
+    """What every call shares: the options, the engines by model name, the aligner, metrics,
+    and the admission of calls of every protocol (``calls``)."""
 
     options: ServerOptions
     engines: dict[str, StreamingEngine]
     aligner: AlignerWorker | None
     metrics: Metrics
+    calls: "Calls" = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        from .calls import Calls  # calls -> core -> types: created here, imported late
+        self.calls = Calls(self)
 
     @property
     def default_model(self) -> str:
         return next(iter(self.engines))
-
-
-@dataclass(frozen=True)
-class Word:
-    text: str
-    start_ms: int
-    end_ms: int
 
 
 @dataclass(frozen=True)
@@ -82,14 +83,6 @@ class Transcript:
     latency_ms: int
     end_reason: EndReason | None = None
     words: tuple[Word, ...] = ()
-
-
-@dataclass(frozen=True)
-class SpeechEvent:
-    started: bool  # True: speech started, False: the utterance ended
-    offset_ms: int
-    utterance_index: int
-    end_reason: EndReason | None = None
 
 
 def words_in_stream(words: list[WordTime], start_sample: int, end_sample: int) -> tuple[Word, ...]:
