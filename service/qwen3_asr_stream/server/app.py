@@ -38,6 +38,7 @@ from ..session.aligner_worker import AlignerWorker
 from .metrics import Metrics
 from .options import ServerOptions
 from ..protocols.grpc_asr.servicer import SpeechRecognitionServicer, read_before_reject
+from ..protocols.grpc_riva.servicer import add_to_server as add_riva_service
 from ..session.types import Backend
 
 log = logging.getLogger(__name__)
@@ -158,10 +159,12 @@ class AsrServer:
             *KEEPALIVE,
         ])
         asr_pb2_grpc.add_SpeechRecognitionServicer_to_server(self.servicer, server)
+        riva_service = add_riva_service(self.backend, server)  # nvidia.riva.asr on the same session core
         self._health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         reflection.enable_server_reflection(
-            [SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME], server)
+            [SERVICE_NAME, riva_service, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+             reflection.SERVICE_NAME], server)
         address = f"{options.host}:{options.port}"
         try:
             if options.tls:
