@@ -257,6 +257,16 @@ def test_model_names(server, engine, phrases):
         assert code == CODE.OK
 
 
+
+def test_serve_flag_riva_any_model():
+    from qwen3_asr_stream.cli import build_parser
+    from qwen3_asr_stream.server.cli import server_options
+
+    assert server_options(build_parser().parse_args(["serve", "--riva-any-model"])).riva_any_model is True
+    assert server_options(build_parser().parse_args(["serve"])).riva_any_model is False
+    with pytest.raises(ValueError, match="riva_any_model must be a bool"):
+        ServerOptions(riva_any_model="yes")
+
 # -- the bad-input list: the same statuses through both protocols ----------------------------------
 
 ASR_CONFIG_ERRORS = {  # case -> (asr.v1 config fields, Riva config fields)

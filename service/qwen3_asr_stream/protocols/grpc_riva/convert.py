@@ -5,8 +5,9 @@ A ``RecognitionConfig`` becomes the keyword arguments of ``settings_from`` (whic
 checks them as it does for every protocol); a feature we do not have raises
 InvalidRequest naming it; a ``Transcript`` becomes a response with one result.
 
-    kwargs = config_kwargs(config)                       # pure: protobuf -> plain values
-    settings = settings_from(backend, **kwargs)          # the core's one check
+    kwargs = config_kwargs(config, options.endpointing)         # protobuf -> plain values
+    model = model_name(config.model, backend.engines, options.riva_any_model)
+    settings = settings_from(backend, model=model, **kwargs)    # the core's one check
     response = streaming_response(transcript, request_id)
 """
 
