@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import hmac
 import logging
 import signal
 from pathlib import Path
@@ -34,17 +33,17 @@ from qwen3_asr_client.proto import asr_pb2, asr_pb2_grpc
 from ..aligner import ForcedAligner
 from ..engine.engine import StreamingEngine
 from ..engine.options import EngineOptions, PolicyOptions
+from ..protocols.grpc_asr.servicer import SpeechRecognitionServicer
+from ..protocols.grpc_riva.servicer import add_to_server as add_riva_service
 from ..session.aligner_worker import AlignerWorker
+from ..session.types import Backend
+from .interceptors import BearerTokenAuth, MalformedRequests
 from .metrics import Metrics
 from .options import ServerOptions
-from ..protocols.grpc_asr.servicer import SpeechRecognitionServicer, read_before_reject
-from ..protocols.grpc_riva.servicer import add_to_server as add_riva_service
-from ..session.types import Backend
 
 log = logging.getLogger(__name__)
 
 SERVICE_NAME = asr_pb2.DESCRIPTOR.services_by_name["SpeechRecognition"].full_name
-HEALTH_PREFIX = "/grpc.health.v1.Health/"  # exempt from the token: load balancers and kubelets probe it
 KEEPALIVE = [  # values from grpc's keepalive example
     ("grpc.keepalive_time_ms", 20_000),
     ("grpc.keepalive_timeout_ms", 10_000),
@@ -63,44 +62,6 @@ def engine_options(options: ServerOptions, *, max_batch: int = 16, kv_budget_byt
         max_batch=max_batch, max_utterances=2 * options.max_streams, kv_budget_bytes=kv_budget_bytes,
         max_utterance_s=options.endpointing.max_utterance_ms / 1000,
         policy=dataclasses.replace(PolicyOptions(), update_interval_s=options.update_interval_ms / 1000))
-
-
-class BearerTokenAuth(grpc.aio.ServerInterceptor):
-    """Calls without ``authorization: Bearer <token>`` fail with UNAUTHENTICATED (health checks pass)."""
-
-    def __init__(self, token: str, on_reject=None) -> None:
-        self._token = token.encode()
-        self._on_reject = on_reject
-
-    def _authorized(self, metadata) -> bool:
-        for key, value in metadata or ():
-            if key == "authorization" and isinstance(value, str):
-                scheme, _, token = value.partition(" ")
-                if scheme.lower() == "bearer" and hmac.compare_digest(token.strip().encode(), self._token):
-                    return True
-        return False
-
-    async def intercept_service(self, continuation, details):
-        handler = await continuation(details)
-        if handler is None or details.method.startswith(HEALTH_PREFIX) or self._authorized(details.invocation_metadata):
-            return handler
-        if self._on_reject is not None:
-            self._on_reject()
-
-        streaming = handler.request_streaming
-
-        async def deny(request, context):
-            if streaming:  # let the client's in-flight requests arrive, so it gets this status
-                await read_before_reject(request)
-            await context.abort(grpc.StatusCode.UNAUTHENTICATED,
-                                "missing or wrong bearer token: send metadata 'authorization: Bearer <token>'")
-
-        # A handler of the same kind as the method's, so the call's cardinality is kept.
-        kinds = {(False, False): grpc.unary_unary_rpc_method_handler, (False, True): grpc.unary_stream_rpc_method_handler,
-                 (True, False): grpc.stream_unary_rpc_method_handler, (True, True): grpc.stream_stream_rpc_method_handler}
-        make = kinds[(handler.request_streaming, handler.response_streaming)]
-        return make(deny, request_deserializer=handler.request_deserializer,
-                    response_serializer=handler.response_serializer)
 
 
 class AsrServer:
@@ -149,7 +110,7 @@ class AsrServer:
             engine.start()
         if self.backend.aligner is not None:
             self.backend.aligner.start()
-        interceptors = []
+        interceptors = [MalformedRequests()]
         if options.auth_token:
             interceptors.append(BearerTokenAuth(options.auth_token,
                                                 lambda: self.metrics.rejected.labels("unauthenticated").inc()))

@@ -12,13 +12,14 @@ Riva has no message for) are not sent.
 from __future__ import annotations
 
 import asyncio
+import logging
 
 from riva.client.proto import riva_asr_pb2 as rasr
 from riva.client.proto import riva_asr_pb2_grpc as rasr_grpc
 
 from ...audio.input import AudioFormat
-from ...session.calls import Control, StreamCall
-from ...session.errors import Code, IdleTimeout, InvalidRequest, MessageTooLarge, Status, status_of
+from ...session.calls import Control
+from ...session.errors import IdleTimeout, InvalidRequest, MessageTooLarge, Status, is_expected, status_of
 from ...session.recognize import recognize
 from ...session.settings import settings_from
 from ...session.types import Backend, RecognitionSettings, Transcript
@@ -26,6 +27,8 @@ from ...transcript import SUPPORTED_LANGUAGES
 from ..grpc_asr.servicer import READ_BEFORE_REJECT, grpc_code, read_before_reject
 from .convert import (WavHeader, check_header, config_kwargs, force_eou, model_configs, model_name,
                       recognize_response, streaming_response, wav_header)
+
+log = logging.getLogger(__name__)
 
 PROTOCOL = "riva.asr"
 SERVICE_NAME = rasr.DESCRIPTOR.services_by_name["RivaSpeechRecognition"].full_name
@@ -72,30 +75,36 @@ class RivaSpeechRecognitionServicer(rasr_grpc.RivaSpeechRecognitionServicer):
 
     async def StreamingRecognize(self, requests, context):
         peer = context.peer()  # now: an ended call can crash grpc.aio
-        status = Status(Code.CANCELLED, "cancelled by the client")
         reader = None
         try:
             with self.backend.calls.stream(PROTOCOL, peer) as call:
-                first = await self._first_request(requests, call)
-                streaming = first.streaming_config
-                session = call.open(self._settings(streaming.config, interim_results=streaming.interim_results))
-                reader = asyncio.create_task(call.pump(_inputs(requests, session.settings.audio)))
-                while not isinstance(item := await session.next(), Status):
-                    if isinstance(item, Transcript):
-                        yield streaming_response(item, first.id.value)
-                status = item
+                try:
+                    first = await self._first_request(requests)
+                    streaming = first.streaming_config
+                    session = call.open(self._settings(streaming.config, interim_results=streaming.interim_results))
+                    reader = asyncio.create_task(call.pump(_inputs(requests, session.settings.audio)))
+                    while not isinstance(item := await session.next(), Status):
+                        if isinstance(item, Transcript):  # Riva has no message for speech events
+                            yield streaming_response(item, first.id.value)
+                    status = item
+                except Exception as exc:  # noqa: BLE001 - every failure becomes a status
+                    status = status_of(exc)
+                    if not is_expected(exc):
+                        log.exception("stream %d failed", call.id)
+                finally:
+                    if reader is not None:
+                        reader.cancel()
+                if status.code in READ_BEFORE_REJECT:
+                    await read_before_reject(requests)  # the call keeps its admission meanwhile
                 call.end(status)
-        except Exception as exc:  # noqa: BLE001 - every failure becomes a status
+        except Exception as exc:  # noqa: BLE001 - refused at admission
             status = status_of(exc)
-        finally:
-            if reader is not None:
-                reader.cancel()
-        if not status.ok:
             if status.code in READ_BEFORE_REJECT:
                 await read_before_reject(requests)
+        if not status.ok:
             await context.abort(grpc_code(status.code), status.message)
 
-    async def _first_request(self, requests, call: StreamCall) -> rasr.StreamingRecognizeRequest:
+    async def _first_request(self, requests) -> rasr.StreamingRecognizeRequest:
         idle = self.options.idle_timeout_s
         try:
             first = await asyncio.wait_for(anext(requests), idle)
