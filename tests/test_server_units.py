@@ -105,7 +105,7 @@ def test_outbox_abort_drops_everything_and_room_is_bounded():
 def test_words_are_clamped_to_the_utterance_and_ordered():
     words = [WordTime("a", 0.1, 0.3), WordTime("b", 0.2, 0.25), WordTime("c", 5.0, 9.0)]
     out = words_in_stream(words, start_sample=16_000, end_sample=16_000 + 2 * 16_000)  # 1000-3000 ms
-    assert [(w.text, w.start_ms, w.end_ms) for w in out] == [("a", 1100, 1300), ("b", 1200, 1250),
+    assert [(w.word, w.start_ms, w.end_ms) for w in out] == [("a", 1100, 1300), ("b", 1200, 1250),
                                                              ("c", 3000, 3000)]
 
 
