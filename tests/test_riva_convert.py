@@ -105,7 +105,7 @@ def test_unsupported_features_are_named(feature):
 def test_wav_header_read_and_checked():
     data = wav_bytes(np.arange(800), rate=8000, channels=2) + b"LIST\x04\x00\x00\x00abcd"
     header = convert.wav_header(data)
-    assert header.format == AudioFormat(AudioEncoding.LINEAR16, 8000, 2)
+    assert header.format == AudioFormat(sample_rate=8000, channels=2, encoding=AudioEncoding.LINEAR16)
     assert data[header.data_offset : header.data_end] == np.arange(800).astype("<i2").tobytes()
     assert convert.wav_header(b"\0" * 64) is None
     kwargs = convert.config_kwargs(rasr.RecognitionConfig(language_code="en-US"), DEFAULT, header=header)
@@ -113,7 +113,7 @@ def test_wav_header_read_and_checked():
     with pytest.raises(InvalidRequest, match="sample_rate_hertz is 16000 but the audio's WAV header says 8000"):
         convert.config_kwargs(rasr.RecognitionConfig(sample_rate_hertz=16000), DEFAULT, header=header)
     with pytest.raises(InvalidRequest, match="WAV header says 8000 Hz"):
-        convert.check_header(header, AudioFormat(AudioEncoding.LINEAR16, 16000, 1))
+        convert.check_header(header, AudioFormat(sample_rate=16000, channels=1, encoding=AudioEncoding.LINEAR16))
     with pytest.raises(InvalidRequest, match="no data chunk"):
         convert.wav_header(data[:36])
     eight_bit = bytearray(wav_bytes(np.zeros(10)))

@@ -79,7 +79,7 @@ def wav_header(data: bytes) -> WavHeader | None:
         raise InvalidRequest(f"WAV audio with format tag {tag} and {bits}-bit samples is not supported; "
                              "send 16-bit PCM (LINEAR_PCM)")
     try:
-        audio = AudioFormat(encoding, rate, channels)
+        audio = AudioFormat(sample_rate=rate, channels=channels, encoding=encoding)
     except ValueError as exc:
         raise InvalidRequest(f"WAV header: {exc}") from None
     # Writers that stream a file leave the data size at 0 or 0xFFFFFFFF.
@@ -232,7 +232,7 @@ def alternative(t: Transcript) -> rasr.SpeechRecognitionAlternative:
     code = bcp47_of(t.language) if t.language else ""
     return rasr.SpeechRecognitionAlternative(
         transcript=t.text, language_code=[code] if code else [],
-        words=[rasr.WordInfo(word=w.text, start_time=w.start_ms, end_time=w.end_ms, language_code=code)
+        words=[rasr.WordInfo(word=w.word, start_time=w.start_ms, end_time=w.end_ms, language_code=code)
                for w in t.words])
 
 
