@@ -126,3 +126,16 @@ def test_endpointing_zero_fields_take_the_defaults():
     assert (got.aggressiveness, got.pre_roll_ms, got.stop_window_ms, got.frame_ms) == (0, 0, 900, default.frame_ms)
     with pytest.raises(InvalidRequest, match="frame_ms"):
         endpointing_of(asr_pb2.EndpointingConfig(frame_ms=15), default)
+
+
+def test_stage_conflicts_are_found_at_start():
+    from qwen3_asr_stream.aligner import MAX_ALIGN_SECONDS
+    from qwen3_asr_stream.server.options import stage_conflicts
+
+    long = ServerOptions(endpointing=EndpointingOptions(max_utterance_ms=200_000))
+    assert stage_conflicts(long, {"m": 600.0}, None) == []
+    (aligner_problem,) = stage_conflicts(long, {"m": 600.0}, MAX_ALIGN_SECONDS)
+    assert "aligner" in aligner_problem and "word times" in aligner_problem
+    (engine_problem,) = stage_conflicts(long, {"m": 60.0}, None)
+    assert "engine of m" in engine_problem
+    assert stage_conflicts(ServerOptions(), {"m": 60.0}, MAX_ALIGN_SECONDS) == []
