@@ -21,6 +21,7 @@ from riva.client.proto import riva_audio_pb2 as raudio
 
 from ...audio.input import AudioEncoding, AudioFormat
 from ...audio.vad import EndpointingOptions
+from ...server.options import MAX_UPDATE_INTERVAL_MS, MIN_UPDATE_INTERVAL_MS
 from ...session.errors import InvalidRequest
 from ...session.settings import bcp47_of, endpointing_with
 from ...session.types import Transcript
@@ -32,7 +33,7 @@ DETECT_CODES = ("", "multi")
 # custom_configuration keys of ours (a Riva server passes such keys to its pipeline).
 CUSTOM_KEYS = {
     "context": "text that biases recognition (names, terms), as our context",
-    "update_interval_ms": "interim cadence, 100-30000 ms",
+    "update_interval_ms": f"interim cadence, {MIN_UPDATE_INTERVAL_MS}-{MAX_UPDATE_INTERVAL_MS} ms",
 }
 RUNTIME_KEYS = ("force_eou",)
 TRUE = ("true", "1", "yes")
