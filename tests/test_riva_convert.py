@@ -11,7 +11,6 @@ import pytest
 from riva.client.proto import riva_asr_pb2 as rasr
 from riva.client.proto import riva_audio_pb2 as raudio
 
-pytest.importorskip("webrtcvad")
 from qwen3_asr_stream.audio.input import AudioEncoding, AudioFormat  # noqa: E402
 from qwen3_asr_stream.audio.vad import EndpointingOptions  # noqa: E402
 from qwen3_asr_stream.protocols.grpc_riva import convert  # noqa: E402

@@ -18,7 +18,6 @@ import pytest
 from test_riva_service import write_wav
 from test_server_e2e import aligner, compose, engine, phrases  # noqa: F401 - module fixtures
 
-pytest.importorskip("webrtcvad")
 from qwen3_asr_stream.server.harness import ServerThread  # noqa: E402
 from qwen3_asr_stream.server.options import ServerOptions  # noqa: E402
 
