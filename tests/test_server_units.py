@@ -135,7 +135,7 @@ def test_stage_conflicts_are_found_at_start():
     long = ServerOptions(endpointing=EndpointingOptions(max_utterance_ms=200_000))
     assert stage_conflicts(long, {"m": 600.0}, None) == []
     (aligner_problem,) = stage_conflicts(long, {"m": 600.0}, MAX_ALIGN_SECONDS)
-    assert "aligner" in aligner_problem and "word times" in aligner_problem
+    assert "aligner can time (180000 ms)" in aligner_problem and "word times" in aligner_problem
     (engine_problem,) = stage_conflicts(long, {"m": 60.0}, None)
-    assert "engine of m" in engine_problem
+    assert "engine of m holds (60000 ms)" in engine_problem
     assert stage_conflicts(ServerOptions(), {"m": 60.0}, MAX_ALIGN_SECONDS) == []

@@ -114,13 +114,13 @@ def stage_conflicts(options: ServerOptions, engine_max_utterance_s: Mapping[str,
     longest audio the forced aligner times (None: no aligner, no word times).
     """
     problems = []
-    longest_s = options.endpointing.max_utterance_ms / 1000
+    longest_ms = options.endpointing.max_utterance_ms
     for name, limit in engine_max_utterance_s.items():
-        if longest_s > limit:
-            problems.append(f"max_utterance_ms {options.endpointing.max_utterance_ms} exceeds what the engine of "
-                            f"{name} holds ({limit:g} s)")
-    if aligner_max_s is not None and longest_s > aligner_max_s:
-        problems.append(f"max_utterance_ms {options.endpointing.max_utterance_ms} exceeds the {aligner_max_s:g} s the "
-                        f"forced aligner can time, so longer finals would lose their word times; lower it, or serve "
-                        f"without the aligner")
+        if longest_ms > limit * 1000:
+            problems.append(f"max-utterance-ms {longest_ms} is longer than the engine of {name} holds "
+                            f"({limit * 1000:.0f} ms)")
+    if aligner_max_s is not None and longest_ms > aligner_max_s * 1000:
+        problems.append(f"max-utterance-ms {longest_ms} is longer than the aligner can time "
+                        f"({aligner_max_s * 1000:.0f} ms): such finals would have no word times; lower it, or serve "
+                        f"without the aligner (--no-aligner)")
     return problems
