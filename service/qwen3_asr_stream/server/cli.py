@@ -62,6 +62,9 @@ def add_serve_command(commands, add_load_options: Callable[[argparse.ArgumentPar
     p.add_argument("--max-utterance-ms", type=int, default=e.max_utterance_ms,
                    help="longest utterance, cut at a quiet point; also the most a stream may ask for "
                         "(default: %(default)s)")
+    p.add_argument("--riva-any-model", action="store_true",
+                   help="Riva API: a request naming a model this server does not have (LiveKit's nvidia plugin "
+                        "sends a Parakeet name by default) gets the default model instead of INVALID_ARGUMENT")
     p.add_argument("--max-batch", type=int, default=16, help="utterances decoded together (default: %(default)s)")
     p.add_argument("--kv-cache-gib", type=float, default=None,
                    help="decoder cache budget of the engine (default: enough for 2 utterances per stream)")
@@ -79,7 +82,7 @@ def server_options(args: argparse.Namespace) -> ServerOptions:
         max_recognize_bytes=args.max_recognize_bytes, max_stream_seconds=args.max_stream_seconds,
         idle_timeout_s=args.idle_timeout, grace_s=args.grace, tls_cert=args.tls_cert, tls_key=args.tls_key,
         tls_client_ca=args.tls_client_ca, auth_token=args.auth_token or None, metrics_port=args.metrics_port,
-        endpointing=endpointing, update_interval_ms=args.update_interval_ms)
+        endpointing=endpointing, update_interval_ms=args.update_interval_ms, riva_any_model=args.riva_any_model)
 
 
 def check_port_free(host: str, port: int, what: str) -> None:

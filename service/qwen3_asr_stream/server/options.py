@@ -47,6 +47,9 @@ class ServerOptions:
     max_queued_responses: int = 64  # unread responses of a stream before its audio is no longer read
     recognize_parallel: int = 4  # utterances of one Recognize call in the engine at once
     aligner_max_batch: int = 16  # utterances aligned in one pass
+    # Riva requests naming a model this server does not have (LiveKit's nvidia plugin sends a
+    # Parakeet name by default) get the default model instead of INVALID_ARGUMENT.
+    riva_any_model: bool = False
 
     def __post_init__(self) -> None:
         def need(ok: bool, message: str) -> None:
@@ -87,6 +90,7 @@ class ServerOptions:
             need(_int(value) and value >= 1, f"{name} must be at least 1, got {value!r}")
         need(_int(self.max_queued_responses) and self.max_queued_responses >= 8,
              f"max_queued_responses must be at least 8, got {self.max_queued_responses!r}")
+        need(isinstance(self.riva_any_model, bool), f"riva_any_model must be a bool, got {self.riva_any_model!r}")
 
     @property
     def tls(self) -> bool:
