@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..checkpoint import LoadOptions
-from .options import ServerOptions
+from .options import DEFAULT_HTTP_PORT, ServerOptions
 from ..audio.vad import EndpointingOptions
 
 DEFAULT_MODEL = "Qwen/Qwen3-ASR-0.6B"
@@ -54,6 +54,9 @@ def add_serve_command(commands, add_load_options: Callable[[argparse.ArgumentPar
     p.add_argument("--auth-token", default=os.environ.get("QWEN3_ASR_TOKEN"),
                    help="require 'authorization: Bearer TOKEN' (default: $QWEN3_ASR_TOKEN; unset = no auth)")
     p.add_argument("--metrics-port", type=int, default=d.metrics_port, help="Prometheus /metrics port on --host; 0 = off (default: %(default)s)")
+    p.add_argument("--http-port", type=int, default=DEFAULT_HTTP_PORT,
+                   help="HTTP port on --host: OpenAI /v1/realtime (WebSocket) and /v1/audio/transcriptions, the live "
+                        "captions page at /, /readyz, /livez; 0 = off (default: %(default)s)")
     p.add_argument("--update-interval-ms", type=int, default=d.update_interval_ms,
                    help="default interim result cadence, ms of audio (default: %(default)s)")
     p.add_argument("--vad-aggressiveness", type=int, default=e.aggressiveness, choices=range(4),
@@ -80,6 +83,7 @@ def server_options(args: argparse.Namespace) -> ServerOptions:
         max_recognize_bytes=args.max_recognize_bytes, max_stream_seconds=args.max_stream_seconds,
         idle_timeout_s=args.idle_timeout, grace_s=args.grace, tls_cert=args.tls_cert, tls_key=args.tls_key,
         tls_client_ca=args.tls_client_ca, auth_token=args.auth_token or None, metrics_port=args.metrics_port,
+        http_port=args.http_port,
         endpointing=endpointing, update_interval_ms=args.update_interval_ms)
 
 

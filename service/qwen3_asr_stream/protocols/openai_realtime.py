@@ -1,0 +1,506 @@
+"""OpenAI's Realtime transcription API over WebSocket, on the session core.
+
+    GET /v1/realtime?intent=transcription   (WebSocket; Authorization: Bearer, or the browser's
+                                             subprotocols "realtime", "openai-insecure-api-key.<token>")
+
+Client events: ``session.update`` (GA: ``session.type = "transcription"``, ``audio.input``
+{format, transcription, turn_detection}) or the beta ``transcription_session.update``
+(``input_audio_format: "pcm16"``, ``input_audio_transcription``, ``turn_detection``);
+``input_audio_buffer.append`` / ``.commit`` / ``.clear``. Server events:
+``session.created`` / ``session.updated`` (beta: ``transcription_session.updated``),
+``input_audio_buffer.speech_started`` / ``.speech_stopped`` / ``.committed`` / ``.cleared``,
+``conversation.item.input_audio_transcription.delta`` / ``.completed`` and ``error``.
+
+One item per utterance of the core (``item_id`` from ``speech_started`` to ``completed``).
+Interims map onto append-only deltas like this: a delta carries only what the *stable*
+text of the utterance grew by (the stable prefix never changes in later interims); when
+the final text extends what the deltas spelled, a last delta carries the rest, and the
+``completed`` event always carries the whole final transcript, which replaces the deltas
+(it differs from them only when the final decode, which sees the whole utterance,
+revised the stable text: then ``revised`` is true). Every interim also sends a delta
+(maybe empty) with extra fields: ``text`` (the whole current hypothesis),
+``stable_text``, ``unstable_text``, ``stability``, ``audio_start_ms``, ``audio_end_ms``,
+``language``. ``completed`` adds ``words`` (``{word, start, end}`` in seconds from the
+session's first audio), ``audio_start_ms``, ``audio_end_ms``, ``language``, ``latency_ms``.
+OpenAI clients ignore these extra fields.
+
+Everything about admission, limits, idle time, drain, order and finals is the core's
+(``backend.calls``); this module only converts events and maps errors through the table
+in ``openai_common``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import contextlib
+import json
+import logging
+import secrets
+from dataclasses import dataclass, field, replace
+
+from aiohttp import WSMsgType, web
+
+from ..audio.vad import MAX_WINDOW_MS, EndpointingOptions
+from ..session.calls import StreamCall
+from ..session.errors import InvalidRequest, Status, is_expected, status_of
+from ..session.settings import endpointing_with, settings_from
+from ..session.types import RecognitionSettings, SpeechEvent, Transcript
+from .openai_common import (SUBPROTOCOL, EventIds, OpenAIError, error_event, error_for, error_body, model_for)
+
+log = logging.getLogger(__name__)
+
+DEFAULT_RATE = 24_000  # OpenAI's pcm16 rate
+WORDS_INCLUDE = "item.input_audio_transcription.words"  # our value of session.include: word times on completed
+MESSAGE_OVERHEAD = 4096  # JSON around the base64 audio of one append
+BAD = error_for("INVALID_ARGUMENT")
+
+
+class BadEvent(Exception):
+    """A client event that is refused with an error event; the session goes on."""
+
+    def __init__(self, message: str, code: str = "invalid_value", param: str | None = None):
+        super().__init__(message)
+        self.code, self.param = code, param
+
+
+# -- the session configuration ------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ServerVad:
+    threshold: float = 0.5
+    prefix_padding_ms: int = 300
+    silence_duration_ms: int = 600
+
+
+@dataclass(frozen=True)
+class SessionConfig:
+    """What the client configured, in OpenAI's terms (both shapes map onto this)."""
+
+    rate: int = DEFAULT_RATE
+    model: str = ""
+    language: str = ""
+    prompt: str = ""
+    vad: ServerVad | None = field(default_factory=ServerVad)  # None: manual turns (commit)
+    words: bool = False
+    update_interval_ms: int | None = None
+    noise_reduction: object = None  # accepted and reported, not applied
+
+    def endpointing(self, default: EndpointingOptions) -> EndpointingOptions:
+        if self.vad is None:
+            # Manual turns: the utterance goes on until commit (or 10 s of silence, or the
+            # longest utterance); webrtcvad still finds where speech starts.
+            return endpointing_with(default, stop_window_ms=MAX_WINDOW_MS, stop_threshold=1.0,
+                                    pre_roll_ms=max(default.pre_roll_ms, 500))
+        v = self.vad
+        return endpointing_with(default, aggressiveness=min(3, max(0, int(v.threshold * 4))),
+                                stop_window_ms=v.silence_duration_ms, pre_roll_ms=v.prefix_padding_ms,
+                                hangover_ms=min(default.hangover_ms, v.silence_duration_ms))
+
+
+def _obj(value, param: str) -> dict:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise BadEvent(f"{param} must be an object", param=param)
+    return value
+
+
+def _int(value, param: str, lo: int, hi: int) -> int:
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or int(value) != value or not lo <= value <= hi:
+        raise BadEvent(f"{param} must be an integer {lo}-{hi}, got {value!r}", param=param)
+    return int(value)
+
+
+def _str(value, param: str) -> str:
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise BadEvent(f"{param} must be a string", param=param)
+    return value
+
+
+def _vad(value, current: ServerVad | None, param: str) -> ServerVad | None:
+    if value is None:
+        return None
+    value = _obj(value, param)
+    kind = value.get("type", "server_vad")
+    if kind not in ("server_vad", "semantic_vad"):
+        raise BadEvent(f"{param}.type {kind!r} is not supported; use server_vad, or null for manual commits",
+                       param=f"{param}.type")
+    base = current or ServerVad()
+    threshold = value.get("threshold", base.threshold)
+    if not isinstance(threshold, (int, float)) or isinstance(threshold, bool) or not 0 <= threshold <= 1:
+        raise BadEvent(f"{param}.threshold must be 0.0-1.0", param=f"{param}.threshold")
+    return ServerVad(
+        threshold=float(threshold),
+        prefix_padding_ms=_int(value.get("prefix_padding_ms", base.prefix_padding_ms), f"{param}.prefix_padding_ms",
+                               0, MAX_WINDOW_MS),
+        silence_duration_ms=_int(value.get("silence_duration_ms", base.silence_duration_ms),
+                                 f"{param}.silence_duration_ms", 30, MAX_WINDOW_MS))
+
+
+def _transcription(config: SessionConfig, value, param: str) -> SessionConfig:
+    if value is None:
+        return config
+    value = _obj(value, param)
+    changes = {}
+    for key, name in (("model", "model"), ("language", "language"), ("prompt", "prompt")):
+        if key in value:
+            changes[name] = _str(value[key], f"{param}.{key}")
+    if value.get("update_interval_ms") is not None:  # our extension: the interim cadence
+        changes["update_interval_ms"] = _int(value["update_interval_ms"], f"{param}.update_interval_ms", 100, 30_000)
+    return replace(config, **changes)
+
+
+def _include(config: SessionConfig, value) -> SessionConfig:
+    if value is None:
+        return config
+    if not isinstance(value, list):
+        raise BadEvent("session.include must be a list", param="session.include")
+    return replace(config, words=WORDS_INCLUDE in value)
+
+
+def update_ga(config: SessionConfig, session: dict) -> SessionConfig:
+    """Apply a GA ``session.update``'s session object."""
+    kind = session.get("type", "transcription")
+    if kind != "transcription":
+        raise BadEvent(f"session.type {kind!r} is not served here; this server transcribes: use \"transcription\"",
+                       code="unsupported_session_type", param="session.type")
+    audio_in = _obj(_obj(session.get("audio"), "session.audio").get("input"), "session.audio.input")
+    if "format" in audio_in:
+        fmt = _obj(audio_in["format"], "session.audio.input.format")
+        kind = fmt.get("type", "audio/pcm")
+        if kind != "audio/pcm":
+            raise BadEvent(f"audio format {kind!r} is not supported; send audio/pcm (16-bit little-endian mono)",
+                           code="unsupported_audio_format", param="session.audio.input.format.type")
+        if "rate" in fmt:
+            config = replace(config, rate=_int(fmt["rate"], "session.audio.input.format.rate", 8000, 48000))
+    config = _transcription(config, audio_in.get("transcription"), "session.audio.input.transcription")
+    if "turn_detection" in audio_in:
+        config = replace(config, vad=_vad(audio_in["turn_detection"], config.vad, "session.audio.input.turn_detection"))
+    if "noise_reduction" in audio_in:
+        config = replace(config, noise_reduction=audio_in["noise_reduction"])
+    return _include(config, session.get("include"))
+
+
+BETA_FORMATS = {"pcm16": DEFAULT_RATE}
+
+
+def update_beta(config: SessionConfig, session: dict) -> SessionConfig:
+    """Apply a beta ``transcription_session.update``'s session object."""
+    if "input_audio_format" in session:
+        fmt = session["input_audio_format"]
+        if fmt not in BETA_FORMATS:
+            raise BadEvent(f"input_audio_format {fmt!r} is not supported; send pcm16 (24 kHz 16-bit mono)",
+                           code="unsupported_audio_format", param="session.input_audio_format")
+        config = replace(config, rate=BETA_FORMATS[fmt])
+    if "input_audio_sample_rate" in session:  # our extension for the beta shape
+        config = replace(config, rate=_int(session["input_audio_sample_rate"], "session.input_audio_sample_rate",
+                                           8000, 48000))
+    config = _transcription(config, session.get("input_audio_transcription"), "session.input_audio_transcription")
+    if "turn_detection" in session:
+        config = replace(config, vad=_vad(session["turn_detection"], config.vad, "session.turn_detection"))
+    if "input_audio_noise_reduction" in session:
+        config = replace(config, noise_reduction=session["input_audio_noise_reduction"])
+    return _include(config, session.get("include"))
+
+
+def _vad_object(config: SessionConfig) -> dict | None:
+    v = config.vad
+    return None if v is None else {"type": "server_vad", "threshold": v.threshold,
+                                   "prefix_padding_ms": v.prefix_padding_ms,
+                                   "silence_duration_ms": v.silence_duration_ms}
+
+
+def session_object(session_id: str, config: SessionConfig, model: str, beta: bool) -> dict:
+    """The effective session as ``session.created`` / ``session.updated`` report it."""
+    transcription = {"model": model, "language": config.language or None, "prompt": config.prompt}
+    include = [WORDS_INCLUDE] if config.words else []
+    if beta:
+        return {"id": session_id, "object": "realtime.transcription_session", "input_audio_format": "pcm16",
+                "input_audio_sample_rate": config.rate, "input_audio_transcription": transcription,
+                "turn_detection": _vad_object(config), "input_audio_noise_reduction": config.noise_reduction,
+                "include": include}
+    return {"id": session_id, "object": "realtime.transcription_session", "type": "transcription",
+            "audio": {"input": {"format": {"type": "audio/pcm", "rate": config.rate},
+                                "transcription": transcription, "turn_detection": _vad_object(config),
+                                "noise_reduction": config.noise_reduction}},
+            "include": include}
+
+
+# -- one connection ------------------------------------------------------------------------------
+
+@dataclass
+class _Item:
+    item_id: str
+    sent: str = ""  # what the deltas spelled so far
+    announced: bool = False  # speech_started went out
+
+
+class Connection:
+    """One WebSocket: client events -> the core's session; its results -> server events."""
+
+    def __init__(self, ws: web.WebSocketResponse, call: StreamCall, backend) -> None:
+        self.ws, self.call, self.backend = ws, call, backend
+        self.session_id = "sess_" + secrets.token_hex(8)
+        self.event_id = EventIds()
+        self._item_prefix = "item_" + secrets.token_hex(6)
+        self.config = SessionConfig()
+        self.settings: RecognitionSettings | None = None  # set by the first session.update
+        self.session = None  # the core's session, opened by the first audio
+        self.items: dict[int, _Item] = {}
+        self.cleared: set[int] = set()
+        self.previous_item_id: str | None = None
+        self._send_lock = asyncio.Lock()
+        self._writer: asyncio.Task | None = None
+
+    # -- sending ------------------------------------------------------------------------------
+
+    async def send(self, event: dict) -> None:
+        event.setdefault("event_id", self.event_id())
+        async with self._send_lock:
+            if not self.ws.closed:
+                await self.ws.send_str(json.dumps(event, ensure_ascii=False))
+
+    async def send_error(self, message: str, error: OpenAIError = BAD, *, code: str | None = None,
+                         param: str | None = None, client_event_id: str | None = None) -> None:
+        await self.send(error_event(self.event_id(), message, error, code=code, param=param,
+                                    client_event_id=client_event_id))
+
+    def item(self, index: int) -> _Item:
+        if index not in self.items:
+            self.items[index] = _Item(f"{self._item_prefix}{index:04d}")
+        return self.items[index]
+
+    # -- the connection's life -----------------------------------------------------------------
+
+    async def run(self) -> None:
+        model = self.backend.default_model
+        await self.send({"type": "session.created", "session": session_object(self.session_id, self.config, model,
+                                                                               beta=False)})
+        try:
+            async for message in self.ws:
+                if message.type == WSMsgType.TEXT:
+                    await self.on_text(message.data)
+                elif message.type == WSMsgType.BINARY:
+                    await self.send_error("send events as JSON text frames; audio goes base64 in "
+                                          "input_audio_buffer.append", code="invalid_json")
+                if self.session is not None and not self.session.taking_input:
+                    break  # the core ended the session; the writer sends the end
+                if self.session is not None and not await self.session.wait_room(self.backend.options.idle_timeout_s):
+                    continue  # the client reads nothing; the core's watchdog ends the call
+        finally:
+            if self._writer is not None:
+                if self.ws.closed or self.call.ended:
+                    self._writer.cancel()
+                with contextlib.suppress(asyncio.CancelledError, ConnectionError):
+                    await self._writer
+
+    async def on_text(self, text: str) -> None:
+        try:
+            event = json.loads(text)
+        except ValueError as exc:
+            await self.send_error(f"the message is not JSON: {exc}", code="invalid_json")
+            return
+        if not isinstance(event, dict) or not isinstance(event.get("type"), str):
+            await self.send_error("each client event is a JSON object with a string 'type'", code="invalid_event",
+                                  param="type")
+            return
+        kind, client_event_id = event["type"], event.get("event_id")
+        handler = HANDLERS.get(kind)
+        try:
+            if handler is None:
+                raise BadEvent(f"unknown or unsupported event type {kind!r} in a transcription session; send "
+                               f"{', '.join(HANDLERS)}", code="invalid_event_type", param="type")
+            await handler(self, event)
+        except BadEvent as exc:
+            await self.send_error(str(exc), code=exc.code, param=exc.param, client_event_id=client_event_id)
+        except InvalidRequest as exc:
+            await self.send_error(str(exc), code="invalid_value", client_event_id=client_event_id)
+
+    # -- client events -------------------------------------------------------------------------
+
+    async def on_session_update(self, event: dict) -> None:
+        session = _obj(event.get("session"), "session")
+        beta = event["type"] == "transcription_session.update" or any(
+            key in session for key in ("input_audio_format", "input_audio_transcription"))
+        config = (update_beta if beta else update_ga)(self.config, session)
+        model = model_for(config.model, self.backend.engines, self.backend.default_model)
+        if model is None:
+            raise BadEvent(f"unknown model {config.model!r}; this server has {', '.join(self.backend.engines)} "
+                           f"(OpenAI model names select {self.backend.default_model})", code="model_not_found",
+                           param="session.audio.input.transcription.model")
+        if config.words and self.backend.aligner is None:
+            raise BadEvent("word times need the forced aligner, which this server runs without",
+                           param="session.include")
+        settings = settings_from(self.backend, sample_rate=config.rate, model=model, language=config.language,
+                                 context=config.prompt, word_times=config.words,
+                                 endpointing=config.endpointing(self.backend.options.endpointing),
+                                 interim_results=True, update_interval_ms=config.update_interval_ms)
+        if self.session is not None and settings != self.settings:
+            raise BadEvent("the session's audio has started; its configuration cannot change now: open a new "
+                           "connection for other settings", code="session_already_started", param="session")
+        self.config, self.settings = config, settings
+        kind = "transcription_session.updated" if event["type"] == "transcription_session.update" else "session.updated"
+        await self.send({"type": kind, "session": session_object(self.session_id, config, model, beta)})
+
+    async def on_append(self, event: dict) -> None:
+        audio = event.get("audio")
+        if not isinstance(audio, str):
+            raise BadEvent("input_audio_buffer.append needs 'audio': base64 of 16-bit little-endian PCM",
+                           param="audio")
+        try:
+            data = base64.b64decode(audio, validate=True)
+        except (binascii.Error, ValueError):
+            raise BadEvent("'audio' is not valid base64", code="invalid_audio", param="audio") from None
+        if len(data) % 2:
+            raise BadEvent(f"'audio' has {len(data)} bytes; pcm16 audio has an even number (2 bytes a sample)",
+                           code="invalid_audio", param="audio")
+        if self.settings is None:
+            raise BadEvent("configure the session first: send session.update (type transcription, audio format and "
+                           "turn detection) before input_audio_buffer.append", code="session_not_configured")
+        self.open().audio(data)
+
+    async def on_commit(self, event: dict) -> None:
+        if self.session is None or not self.session.in_speech:
+            raise BadEvent("the input audio buffer has no speech to commit", code="input_audio_buffer_commit_empty")
+        self.session.finalize()
+
+    async def on_clear(self, event: dict) -> None:
+        if self.session is not None:
+            if self.session.in_speech:
+                index = self.session.segmenter.utterance_index
+                self.cleared.add(index)
+                item = self.items.get(index)
+                if item is not None and item.announced:  # close the item the client has seen
+                    if self.config.vad is not None:
+                        await self.send({"type": "input_audio_buffer.speech_stopped", "item_id": item.item_id,
+                                         "audio_end_ms": self.session.received_ms})
+                    await self.send(self._completed(item, "", cleared=True))
+            self.session.clear()
+        await self.send({"type": "input_audio_buffer.cleared"})
+
+    def open(self):
+        if self.session is None:
+            self.session = self.call.open(self.settings)
+            self._writer = asyncio.get_running_loop().create_task(self.write())
+        return self.session
+
+    # -- results -> server events --------------------------------------------------------------
+
+    async def write(self) -> None:
+        """The core's results in order as server events, then the end."""
+        session = self.session
+        while not isinstance(item := await session.next(), Status):
+            if item.utterance_index in self.cleared:
+                continue
+            for event in self.events_of(item):
+                await self.send(event)
+        await self.end(item)
+
+    def events_of(self, result: Transcript | SpeechEvent) -> list[dict]:
+        item = self.item(result.utterance_index)
+        vad = self.config.vad is not None
+        if isinstance(result, SpeechEvent):
+            if result.started:
+                item.announced = True
+                return [{"type": "input_audio_buffer.speech_started", "item_id": item.item_id,
+                         "audio_start_ms": result.offset_ms}] if vad else []
+            events = [{"type": "input_audio_buffer.speech_stopped", "item_id": item.item_id,
+                       "audio_end_ms": result.offset_ms}] if vad else []
+            events.append({"type": "input_audio_buffer.committed", "item_id": item.item_id,
+                           "previous_item_id": self.previous_item_id})
+            self.previous_item_id = item.item_id
+            return events
+        if not result.is_final:
+            delta = ""
+            if result.stable_text.startswith(item.sent):
+                delta = result.stable_text[len(item.sent):]
+                item.sent = result.stable_text
+            return [self._delta(item, delta, result)]
+        events = []
+        if result.text.startswith(item.sent) and len(result.text) > len(item.sent):
+            events.append(self._delta(item, result.text[len(item.sent):], result))
+            item.sent = result.text
+        events.append(self._completed(item, result.text, result=result))
+        del self.items[result.utterance_index]
+        return events
+
+    def _delta(self, item: _Item, delta: str, t: Transcript) -> dict:
+        text, stable = t.text, t.stable_text if not t.is_final else t.text
+        return {"type": "conversation.item.input_audio_transcription.delta", "item_id": item.item_id,
+                "content_index": 0, "delta": delta, "text": text, "stable_text": stable,
+                "unstable_text": text[len(stable):] if text.startswith(stable) else text,
+                "stability": 1.0 if t.is_final else (len(stable) / len(text) if text else 0.0),
+                "audio_start_ms": t.start_ms, "audio_end_ms": t.end_ms, "language": t.language}
+
+    def _completed(self, item: _Item, transcript: str, *, result: Transcript | None = None,
+                   cleared: bool = False) -> dict:
+        event = {"type": "conversation.item.input_audio_transcription.completed", "item_id": item.item_id,
+                 "content_index": 0, "transcript": transcript, "revised": transcript != item.sent,
+                 "usage": {"type": "duration", "seconds": 0.0}}
+        if cleared:
+            event["cleared"] = True
+        if result is not None:
+            event["usage"]["seconds"] = round((result.end_ms - result.start_ms) / 1000, 3)
+            event.update(words=[{"word": w.text, "start": w.start_ms / 1000, "end": w.end_ms / 1000}
+                                for w in result.words],
+                         audio_start_ms=result.start_ms, audio_end_ms=result.end_ms, language=result.language,
+                         latency_ms=result.latency_ms, end_reason=result.end_reason.value if result.end_reason else None)
+        return event
+
+    async def end(self, status: Status) -> None:
+        """The core ended the session: an error event unless it ended OK, then the close."""
+        self.call.end(status)
+        error = error_for(status.code.name)
+        with contextlib.suppress(ConnectionError, RuntimeError):
+            if not status.ok:
+                await self.send_error(status.message, error)
+            await self.ws.close(code=1000 if status.ok else error.close_code,
+                                message=status.message[:120].encode())
+
+
+HANDLERS = {
+    "session.update": Connection.on_session_update,
+    "transcription_session.update": Connection.on_session_update,
+    "input_audio_buffer.append": Connection.on_append,
+    "input_audio_buffer.commit": Connection.on_commit,
+    "input_audio_buffer.clear": Connection.on_clear,
+}
+
+
+class RealtimeApi:
+    def __init__(self, backend) -> None:
+        self.backend = backend
+
+    def add_routes(self, app: web.Application) -> None:
+        app.router.add_get("/v1/realtime", self.realtime)
+
+    async def realtime(self, request: web.Request) -> web.StreamResponse:
+        intent = request.query.get("intent", "transcription")
+        if intent != "transcription":
+            return web.json_response(error_body(
+                f"intent {intent!r} is not served here; this server transcribes: connect with ?intent=transcription",
+                BAD, code="unsupported_intent", param="intent"), status=400)
+        try:
+            call = self.backend.calls.stream("openai.realtime", request.remote or "")
+        except Exception as exc:  # noqa: BLE001 - busy or draining: refused before the upgrade
+            status = status_of(exc)
+            error = error_for(status.code.name)
+            return web.json_response(error_body(status.message, error), status=error.http_status)
+        limit = 2 * self.backend.options.max_message_bytes + MESSAGE_OVERHEAD  # base64 is 4/3 of the audio
+        ws = web.WebSocketResponse(protocols=(SUBPROTOCOL,), max_msg_size=limit, compress=False)
+        with call:
+            await ws.prepare(request)
+            connection = Connection(ws, call, self.backend)
+            try:
+                await connection.run()
+            except Exception as exc:  # noqa: BLE001 - a bug: the client gets INTERNAL
+                if not is_expected(exc):
+                    log.exception("realtime connection failed")
+                await connection.end(status_of(exc))
+            if not ws.closed:
+                await ws.close()
+        return ws
