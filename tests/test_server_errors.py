@@ -81,7 +81,7 @@ BAD_CONFIGS = {
     "negative sample rate": ({"sample_rate_hertz": -1}, "sample rate"),
     "1 MHz sample rate": ({"sample_rate_hertz": 1_000_000}, "8000-48000"),
     "three channels": ({"audio_channel_count": 3}, "channels"),
-    "unknown language": ({"language_code": "Klingon"}, "language_code"),
+    "unknown language": ({"language_code": "Klingon"}, "unknown language"),
     "unknown model": ({"model": "no-such-model"}, "unknown model"),
     "context too long": ({"context": "x" * 5000}, "context"),
 }
@@ -244,9 +244,9 @@ def test_client_cancels_mid_utterance(server, speech, engine):
 
     alongside(server, speech, bad)
     deadline = time.monotonic() + 5
-    while time.monotonic() < deadline and (server.server.servicer.active_calls or engine.stats().open_utterances):
+    while time.monotonic() < deadline and (server.server.calls.active or engine.stats().open_utterances):
         time.sleep(0.05)
-    assert server.server.servicer.active_calls == 0 and not server.server.servicer.sessions
+    assert server.server.calls.active == 0 and not server.server.calls.sessions
     assert engine.stats().open_utterances == 0
 
 
@@ -278,13 +278,13 @@ def test_client_that_never_reads(server, speech, engine, phrases):
             deadline = time.monotonic() + 60
             while time.monotonic() < deadline:
                 await asyncio.sleep(0.1)
-                ours = [s for s in server.server.servicer.sessions if s.settings.update_interval_ms == 100]
+                ours = [s for s in server.server.calls.sessions if s.settings.update_interval_ms == 100]
                 if ours:
                     session = ours[0]
                     high_water = max(high_water, len(session.outbox))
                 elif session is not None:
                     break  # released by the server, while the client still holds the call
-            assert session is not None and session not in server.server.servicer.sessions
+            assert session is not None and session not in server.server.calls.sessions
             assert not call.done()
             call.cancel()
             writer.cancel()
@@ -294,7 +294,7 @@ def test_client_that_never_reads(server, speech, engine, phrases):
     # One request is read after the check for room, and may add a few responses.
     assert high_water <= OPTIONS.max_queued_responses + 3
     assert len(session.outbox) == 0 and session.outbox.ending  # released: nothing kept
-    assert server.server.servicer.active_calls == 0
+    assert server.server.calls.active == 0
 
 
 def test_more_streams_than_the_limit(engine, speech):

@@ -45,7 +45,7 @@ def test_32_concurrent_streams_get_every_final(engine, aligner, phrases):
             return await asyncio.gather(*(one(server.address, i) for i in range(STREAMS)))
 
         outcomes = asyncio.run(run())
-        assert server.server.servicer.active_calls == 0
+        assert server.server.calls.active == 0
 
     audio_s = len(speech.pcm) / rate
     for i, (items, wall) in enumerate(outcomes):

@@ -13,11 +13,13 @@ from qwen3_asr_stream.alignment_text import WordTime  # noqa: E402
 from qwen3_asr_stream.engine.engine import EngineFull  # noqa: E402
 from qwen3_asr_stream.audio.input import InvalidAudio  # noqa: E402
 from qwen3_asr_stream.session.errors import (  # noqa: E402
-    OK, IdleTimeout, InvalidRequest, MessageTooLarge, ServerBusy, ShuttingDown, Status, StreamTooLong, status_of,
+    OK, Code, IdleTimeout, InvalidRequest, MessageTooLarge, ServerBusy, ShuttingDown, Status, StreamTooLong, status_of,
 )
+from qwen3_asr_stream.protocols.grpc_asr.servicer import grpc_code  # noqa: E402
 from qwen3_asr_stream.server.options import KIB, MESSAGE_OVERHEAD_BYTES, ServerOptions  # noqa: E402
 from qwen3_asr_stream.session.outbox import Outbox  # noqa: E402
-from qwen3_asr_stream.protocols.grpc_asr.convert import endpointing_of, language_of  # noqa: E402
+from qwen3_asr_stream.protocols.grpc_asr.convert import endpointing_of  # noqa: E402
+from qwen3_asr_stream.session.settings import bcp47_of, language_of  # noqa: E402
 from qwen3_asr_stream.session.types import words_in_stream  # noqa: E402
 from qwen3_asr_stream.audio.vad import EndpointingOptions  # noqa: E402
 
@@ -57,7 +59,7 @@ def test_receive_limit_covers_the_largest_message():
 ])
 def test_status_table(exc, code):
     status = status_of(exc)
-    assert status.code == code
+    assert grpc_code(status.code) == code
     assert ("secret" not in status.message) if code == grpc.StatusCode.INTERNAL else status.message == "x"
 
 
@@ -94,10 +96,10 @@ def test_outbox_abort_drops_everything_and_room_is_bounded():
         assert not await box.wait_room(0.05)
         await box.next()
         assert await box.wait_room(0.05)
-        box.abort(Status(grpc.StatusCode.DEADLINE_EXCEEDED, "gone"))
+        box.abort(Status(Code.DEADLINE_EXCEEDED, "gone"))
         return len(box), await box.next()
 
-    assert asyncio.run(run()) == (0, Status(grpc.StatusCode.DEADLINE_EXCEEDED, "gone"))
+    assert asyncio.run(run()) == (0, Status(Code.DEADLINE_EXCEEDED, "gone"))
 
 
 def test_words_are_clamped_to_the_utterance_and_ordered():
@@ -111,7 +113,8 @@ def test_language_names_and_codes():
     assert language_of("") is None
     assert language_of("english") == language_of("en") == language_of("en-US") == "English"
     assert language_of("yue") == "Cantonese"
-    with pytest.raises(InvalidRequest, match="language_code"):
+    assert bcp47_of("English") == "en-US" and language_of(bcp47_of("Cantonese")) == "Cantonese"
+    with pytest.raises(InvalidRequest, match="unknown language 'xx'"):
         language_of("xx")
 
 

@@ -157,16 +157,30 @@ class AudioDecoder:
         Raises InvalidAudio when the stream ended inside a frame (the leftover
         bytes are not silently dropped).
         """
+        tail, error = self.finish()
+        if error is not None:
+            raise error
+        return tail
+
+    def finish(self) -> tuple[np.ndarray, InvalidAudio | None]:
+        """End of stream: the remaining output of the whole frames received, and the
+        error for bytes of an incomplete frame at the end (None when there are none).
+
+        What was whole is still decoded: a caller can deliver results for it and then
+        report the error.
+        """
         if self._finished:
-            return np.zeros(0, np.float32)
+            return np.zeros(0, np.float32), None
         self._finished = True
+        error = None
         if self._partial:
-            raise InvalidAudio(
+            error = InvalidAudio(
                 f"the audio ended with {len(self._partial)} bytes that do not form a whole "
                 f"frame of {self.format.frame_bytes} bytes ({self.format.encoding.name}, "
-                f"{self.format.channels} channel(s))"
+                f"{self.format.channels} channel(s)); results up to the last whole frame were sent"
             )
-        return self._emit(np.zeros(0, np.float32), last=True)
+            self._partial = b""
+        return self._emit(np.zeros(0, np.float32), last=True), error
 
     def _to_mono(self, raw: np.ndarray) -> np.ndarray:
         if self.format.encoding is AudioEncoding.LINEAR16:

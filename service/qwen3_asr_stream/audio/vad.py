@@ -345,6 +345,20 @@ class Segmenter:
             self._closed = True
         return events
 
+    def discard(self) -> None:
+        """Drop the utterance in progress (no SpeechEnded follows) and the audio held.
+
+        Offsets go on from the audio received; the next utterance gets the next
+        index and no pre-roll from before this point.
+        """
+        if self._in_speech:
+            self._index += 1
+            self._in_speech = False
+        self._start_flags.clear()
+        self._stop_flags.clear()
+        self._prev_end = self._emitted_to = self._framed_to
+        self._ring.discard_before(self._framed_to)
+
     # -- internals ---------------------------------------------------------
 
     def _process_frames(self, events: list[Event]) -> None:

@@ -37,7 +37,7 @@ from ..engine.options import EngineOptions, PolicyOptions
 from ..session.aligner_worker import AlignerWorker
 from .metrics import Metrics
 from .options import ServerOptions
-from ..protocols.grpc_asr.servicer import SpeechRecognitionServicer
+from ..protocols.grpc_asr.servicer import SpeechRecognitionServicer, read_before_reject
 from ..session.types import Backend
 
 log = logging.getLogger(__name__)
@@ -86,7 +86,11 @@ class BearerTokenAuth(grpc.aio.ServerInterceptor):
         if self._on_reject is not None:
             self._on_reject()
 
+        streaming = handler.request_streaming
+
         async def deny(request, context):
+            if streaming:  # let the client's in-flight requests arrive, so it gets this status
+                await read_before_reject(request)
             await context.abort(grpc.StatusCode.UNAUTHENTICATED,
                                 "missing or wrong bearer token: send metadata 'authorization: Bearer <token>'")
 
@@ -110,6 +114,7 @@ class AsrServer:
             worker = AlignerWorker(aligner, max_batch=options.aligner_max_batch,
                                    on_batch=lambda n, seconds: self.metrics.aligner_seconds.observe(seconds))
         self.backend = Backend(options, dict(engines), worker, self.metrics)
+        self.calls = self.backend.calls
         self.servicer = SpeechRecognitionServicer(self.backend)
         self.port: int | None = None
         self.metrics_port: int | None = None
@@ -199,9 +204,9 @@ class AsrServer:
     async def _stop(self, grace_s: float) -> None:
         if self._server is None:
             return
-        log.info("shutting down: draining %d calls (grace %.1f s)", self.servicer.active_calls, grace_s)
+        log.info("shutting down: draining %d calls (grace %.1f s)", self.calls.active, grace_s)
         await self._health.enter_graceful_shutdown()
-        await self.servicer.drain(grace_s)
+        await self.calls.drain(grace_s)
         await self._server.stop(STOP_GRACE_S)
         if self.backend.aligner is not None:
             self.backend.aligner.close()

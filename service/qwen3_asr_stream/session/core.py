@@ -1,43 +1,74 @@
-"""One recognition stream: audio bytes -> utterances -> ordered results.
+"""One recognition call, protocol-free: audio bytes in, ordered results out.
 
     AudioDecoder -> Segmenter -> one engine utterance per detected utterance
-                                  -> interim results at the stream's cadence
+                                  -> interim results at the call's cadence
                                   -> the final result (+ words from the aligner)
-                 -> Outbox (stream order; unread interims coalesced)
+                 -> Outbox (call order; unread interims coalesced) -> ``next()``
 
-The servicer feeds ``audio``/``finalize``/``end_of_stream`` from the client's
-requests and sends what ``outbox.next()`` returns. Everything here runs on the
-event loop; the engine and the aligner call back from their threads through
-``loop.call_soon_threadsafe`` / ``asyncio.wrap_future``.
+A protocol adapter feeds ``audio`` / ``finalize`` / ``clear`` / ``end_input`` from
+its client's messages and sends what ``next()`` returns until that is a
+``Status``: how the call ended. Every way a call ends goes through ``_close``,
+and ``State`` says where the call is:
 
-Audio goes to the engine as it arrives; the engine runs an interim update every
-``update_interval_ms`` of new audio when the stream asked for interim results. All
-offsets are ms from the first audio byte of the stream.
+    OPEN -----------> CLOSING --(results due are sent)--> ENDED
+      |  \\                ^
+      |   `-> DRAINING ---'   (server shutdown: after the utterance in progress)
+      `--------------------------------(abort)----------> ENDED
+
+==================================  =========  ==================================
+end                                 graceful   status
+==================================  =========  ==================================
+half-close (``end_input``)          yes        OK (INVALID_ARGUMENT if the audio
+                                               ended inside a sample)
+duration limit (``audio``)          yes        OUT_OF_RANGE
+no input for the idle timeout       yes        DEADLINE_EXCEEDED
+server shutdown (``drain``)         yes        UNAVAILABLE, after the utterance
+client reads nothing (``fail``)     no         DEADLINE_EXCEEDED
+bad input, engine full (``fail``)   no         INVALID_ARGUMENT / RESOURCE_EXHAUSTED
+engine failure on an utterance      no         INTERNAL
+client cancels (``close``)          no         CANCELLED
+==================================  =========  ==================================
+
+Graceful: the utterance in progress is finished and every result already due is
+sent before the status. Everything here runs on the event loop; the engine and
+the aligner call back from their threads through ``loop.call_soon_threadsafe`` /
+``asyncio.wrap_future``. All offsets are ms from the first audio byte of the call.
 """
 
 from __future__ import annotations
 
 import asyncio
+import enum
 import functools
+import logging
 import time
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..engine.utterance import UpdateResult
+from ..audio import SAMPLES_PER_MS
 from ..audio.input import AudioDecoder
-from .errors import OK, RecognitionFailed, StreamTooLong, status_of
-from .outbox import Outbox, Slot
-from .types import (SAMPLES_PER_MS, Backend, RecognitionSettings, SpeechEvent, Transcript, Word,
-                          align_words)
 from ..audio.vad import EndReason, Segmenter, SpeechAudio, SpeechEnded, SpeechStarted
+from ..engine.utterance import UpdateResult
+from .errors import OK, Cancelled, MessageTooLarge, RecognitionFailed, Status, StreamTooLong, is_expected, status_of
+from .outbox import Outbox, Slot
+from .types import Backend, RecognitionSettings, SpeechEvent, Transcript, Word, align_words
+
+log = logging.getLogger(__name__)
+
+
+class State(enum.Enum):
+    OPEN = "open"  # audio is taken
+    DRAINING = "draining"  # the server is shutting down: audio is taken until the utterance in progress ends
+    CLOSING = "closing"  # no more input: the results already due are sent, then the end status
+    ENDED = "ended"  # the end status is decided and out (or the call was cut: unsent results dropped)
 
 
 @dataclass(eq=False)
 class _Utterance:
     index: int
     engine_id: int
-    audio_start: int  # sample of the stream where its audio starts (with pre-roll)
+    audio_start: int  # sample of the call where its audio starts (with pre-roll)
     started_at: float  # monotonic time speech was detected
     keep_audio: bool
     interim: bool
@@ -50,40 +81,65 @@ class _Utterance:
     slot: Slot | None = None
 
 
-class StreamSession:
-    def __init__(self, settings: RecognitionSettings, backend: Backend) -> None:
+class Session:
+    def __init__(self, settings: RecognitionSettings, backend: Backend, *, max_stream_ms: int | None = None,
+                 max_message_bytes: int | None = None, kind: str = "stream") -> None:
         options = backend.options
         self.settings = settings
         self.backend = backend
         self.metrics = backend.metrics
         self.engine = backend.engines[settings.model]
-        self.decoder = AudioDecoder(settings.audio, max_chunk_bytes=options.max_message_bytes)
+        self.max_message_bytes = max_message_bytes or options.max_message_bytes
+        self.decoder = AudioDecoder(settings.audio, max_chunk_bytes=self.max_message_bytes)
         self.segmenter = Segmenter(settings.endpointing)
         self.outbox = Outbox(options.max_queued_responses)
-        self.max_stream_ms = options.max_stream_seconds * 1000
+        self.max_stream_ms = max_stream_ms or options.max_stream_seconds * 1000
+        self.state = State.OPEN
+        self.end_status: Status | None = None
+        self.last_input_at = time.monotonic()
+        self.kind = kind  # the metrics label of its audio: "stream" or "recognize"
         self._loop = asyncio.get_running_loop()
+        self._final_delivered = asyncio.Event()
         self._word_times = settings.word_times and backend.aligner is not None
         self._utterances: dict[int, _Utterance] = {}
         self._tasks: set[asyncio.Task] = set()
-        self._input_closed = False
-        self._draining = False
         self._drain_reason: BaseException | None = None
         self.utterances = self.finals = self.interims = 0
 
     @property
-    def input_closed(self) -> bool:
-        """No more client input is taken: the stream is ending."""
-        return self._input_closed or self.outbox.ending
+    def taking_input(self) -> bool:
+        return self.state in (State.OPEN, State.DRAINING)
 
     @property
     def in_speech(self) -> bool:
         return self.segmenter.in_speech
 
+    @property
+    def received_ms(self) -> int:
+        return int(self.decoder.received_ms)
+
+    @property
+    def pending_finals(self) -> int:
+        """Utterances that ended and wait for their final."""
+        return sum(1 for u in self._utterances.values() if u.ended is not None)
+
+    def idle_for(self) -> float:
+        """Seconds since the client's last input; 0 while its unread results hold the input back."""
+        if len(self.outbox) >= self.outbox.max_items:
+            self.last_input_at = time.monotonic()
+        return time.monotonic() - self.last_input_at
+
     # -- client input ------------------------------------------------------------------
 
     def audio(self, data: bytes) -> None:
-        """One audio message; raises InvalidAudio, EngineFull. Over the duration limit the stream ends."""
-        if self.input_closed:
+        """One audio message. Bad audio or a full engine ends the call; over the duration
+        limit the call ends after the utterance in progress."""
+        if not self.taking_input:
+            return
+        self.last_input_at = time.monotonic()
+        if len(data) > self.max_message_bytes:
+            self.fail(MessageTooLarge(f"audio message of {len(data)} bytes exceeds the limit of "
+                                      f"{self.max_message_bytes}; send 20-100 ms per message"))
             return
         fmt = self.settings.audio
         if self.decoder.received_ms + fmt.bytes_to_ms(len(data)) > self.max_stream_ms:
@@ -91,58 +147,123 @@ class StreamSession:
                 f"the stream reached the maximum of {self.max_stream_ms // 1000} s of audio; results up to "
                 f"there were sent; open a new stream to continue"))
             return
-        samples = self.decoder.decode(data)
-        self.metrics.audio_seconds.labels("stream").inc(len(data) / (fmt.frame_bytes * fmt.sample_rate))
-        self._handle(self.segmenter.push(samples))
+        try:
+            samples = self.decoder.decode(data)
+            self.metrics.audio_seconds.labels(self.kind).inc(len(data) / (fmt.frame_bytes * fmt.sample_rate))
+            self._handle(self.segmenter.push(samples))
+        except Exception as exc:  # noqa: BLE001 - bad audio, the engine full or closed: the call ends
+            self._failed(exc)
 
     def finalize(self) -> None:
-        """Control FINALIZE: end the utterance in progress now."""
-        if self.input_closed:
+        """End the utterance in progress now (asr.v1 FINALIZE, OpenAI commit, Riva force_eou)."""
+        if not self.taking_input:
             return
-        self._handle(self.segmenter.push(self.decoder.drain()))
-        self._handle(self.segmenter.finish(EndReason.FORCED))
-
-    def end_of_stream(self) -> None:
-        """Half-close: flush the last utterance; the call ends OK after its final."""
-        if self.input_closed:
-            return
-        self._input_closed = True
-        tail = self.decoder.flush()  # InvalidAudio when the stream ended inside a sample
-        self._handle(self.segmenter.push(tail))
-        self._handle(self.segmenter.finish(EndReason.END_OF_STREAM))
-        self.outbox.end(OK)
-
-    def stop(self, reason: BaseException) -> None:
-        """End the stream early (limit, idle, shutdown): finish the utterance in progress,
-        send what is due, then end the call with the status of ``reason``."""
-        if self.input_closed:
-            return
-        self._input_closed = True
+        self.last_input_at = time.monotonic()
         try:
             self._handle(self.segmenter.push(self.decoder.drain()))
-            self._handle(self.segmenter.finish(EndReason.END_OF_STREAM))
-        except Exception as exc:  # noqa: BLE001 - e.g. the engine is full or closed
-            self.fail(exc)
+            self._handle(self.segmenter.finish(EndReason.FORCED))
+        except Exception as exc:  # noqa: BLE001
+            self._failed(exc)
+
+    def clear(self) -> None:
+        """Drop the utterance in progress and the audio held, without a final."""
+        if not self.taking_input:
             return
-        self.outbox.end(status_of(reason))
+        self.last_input_at = time.monotonic()
+        self.decoder.drain()
+        self.segmenter.discard()
+        for index, u in list(self._utterances.items()):
+            if u.ended is None:
+                self.engine.cancel(u.engine_id)
+                del self._utterances[index]
+        self._check_drain()
+
+    def end_input(self) -> None:
+        """Half-close: the last final, then OK (or INVALID_ARGUMENT after it when the audio
+        ended inside a sample)."""
+        if not self.taking_input:
+            return
+        tail, error = self.decoder.finish()
+        self._finish_input(tail, error)
+
+    def stop(self, reason: BaseException) -> None:
+        """End early (limit, idle, shutdown): finish the utterance in progress, send what is
+        due, then end the call with the status of ``reason``."""
+        if not self.taking_input:
+            return
+        tail, _ = self.decoder.finish()
+        self._finish_input(tail, reason)
 
     def drain(self, reason: BaseException) -> None:
-        """Server shutdown: end the stream after the utterance in progress (at once in silence)."""
-        self._draining = True
+        """Server shutdown: end the call after the utterance in progress (at once in silence)."""
+        if self.state is not State.OPEN:
+            return
+        self.state = State.DRAINING
         self._drain_reason = reason
-        if not self.in_speech:
-            self.stop(reason)
+        self._check_drain()
 
     def fail(self, exc: BaseException) -> None:
         """End the call now with the status of ``exc``; nothing more is sent."""
-        self._input_closed = True
-        self._cancel_all()
-        self.outbox.abort(status_of(exc))
+        self._close(status_of(exc), graceful=False)
 
     def close(self) -> None:
         """The call is over (any way): release the engine utterances and pending work."""
-        self._input_closed = True
+        if self.state is not State.ENDED:
+            self._close(status_of(Cancelled("cancelled by the client")), graceful=False)
         self._cancel_all()
+
+    # -- results -----------------------------------------------------------------------
+
+    async def next(self) -> Transcript | SpeechEvent | Status:
+        """The next result or event in call order, or the Status the call ended with."""
+        item = await self.outbox.next()
+        if isinstance(item, Status):
+            self.state = State.ENDED
+        return item
+
+    async def wait_pending_below(self, limit: int) -> None:
+        """Wait until fewer than ``limit`` ended utterances wait for their final."""
+        while self.pending_finals >= limit and self.state is not State.ENDED:
+            self._final_delivered.clear()
+            await self._final_delivered.wait()
+
+    async def wait_room(self, timeout: float) -> bool:
+        """Wait until the client has read enough to take more input; False after ``timeout`` s."""
+        return await self.outbox.wait_room(timeout)
+
+    # -- the one way a call ends --------------------------------------------------------
+
+    def _finish_input(self, tail: np.ndarray, reason: BaseException | None) -> None:
+        self.state = State.CLOSING  # no more input: nothing below may end the call a second time
+        try:
+            self._handle(self.segmenter.push(tail))
+            self._handle(self.segmenter.finish(EndReason.END_OF_STREAM))
+        except Exception as exc:  # noqa: BLE001 - e.g. the engine is full or closed
+            self._failed(exc)
+            return
+        self._close(OK if reason is None else status_of(reason), graceful=True)
+
+    def _close(self, status: Status, *, graceful: bool) -> None:
+        if self.end_status is not None and (graceful or self.state is State.ENDED):
+            return  # the end is decided; only an abort may cut a graceful end short
+        self.end_status = status
+        if graceful:
+            self.state = State.CLOSING
+            self.outbox.end(status)
+        else:
+            self.state = State.ENDED
+            self._cancel_all()
+            self.outbox.abort(status)
+            self._final_delivered.set()
+
+    def _failed(self, exc: BaseException) -> None:
+        if not is_expected(exc):
+            log.exception("recognition call failed")
+        self.fail(exc)
+
+    def _check_drain(self) -> None:
+        if self.state is State.DRAINING and not self.in_speech:
+            self.stop(self._drain_reason)  # the utterance in progress at shutdown has ended
 
     # -- segmenter events ---------------------------------------------------------------
 
@@ -154,8 +275,7 @@ class StreamSession:
                 self._on_start(event)
             else:
                 self._on_end(event)
-        if self._draining and not self.in_speech and not self.input_closed:
-            self.stop(self._drain_reason)  # the utterance in progress at shutdown has ended
+        self._check_drain()
 
     def _on_start(self, event: SpeechStarted) -> None:
         index = event.utterance_index
@@ -168,7 +288,9 @@ class StreamSession:
         self.outbox.put(SpeechEvent(True, event.offset_ms, index))
 
     def _on_audio(self, event: SpeechAudio) -> None:
-        u = self._utterances[event.utterance_index]
+        u = self._utterances.get(event.utterance_index)
+        if u is None:
+            return  # cleared
         if u.keep_audio:
             u.audio.append(event.samples)
         self.engine.push(u.engine_id, event.samples)
@@ -246,6 +368,7 @@ class StreamSession:
             end_reason=u.ended.reason, words=words,
         ))
         del self._utterances[u.index]
+        self._final_delivered.set()
         self.finals += 1
         self.metrics.results.labels("final").inc()
         self.metrics.final_latency.observe(latency)

@@ -1,18 +1,34 @@
-"""Domain errors of the server and the one table that maps them to gRPC status codes.
+"""Domain errors of a recognition call and the one table that maps them to a status.
 
-Sessions and the servicer raise these (or the engine's and the audio decoder's own
-errors); ``status_of`` turns any of them into the status the client gets. Anything
-not in the table is a bug: INTERNAL, with the details only in the server log.
+Sessions, admission and the protocol adapters raise these (or the engine's and
+the audio decoder's own errors); ``status_of`` turns any of them into the
+protocol-neutral ``Status`` the call ends with. Each protocol adapter has one
+table of its own from ``Code`` to its wire form (a gRPC status code, an HTTP
+status and an OpenAI error type). Anything not in the table is a bug: INTERNAL,
+with the details only in the server log.
 """
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
 
-import grpc
-
-from ..engine.engine import EngineClosed, EngineFull
 from ..audio.input import InvalidAudio
+from ..engine.engine import EngineClosed, EngineFull
+
+
+class Code(enum.Enum):
+    """How a call ended; the names are gRPC's (``grpc.StatusCode[code.name]``)."""
+
+    OK = "ok"
+    CANCELLED = "cancelled"
+    INVALID_ARGUMENT = "invalid_argument"
+    DEADLINE_EXCEEDED = "deadline_exceeded"
+    UNAUTHENTICATED = "unauthenticated"
+    RESOURCE_EXHAUSTED = "resource_exhausted"
+    OUT_OF_RANGE = "out_of_range"
+    UNAVAILABLE = "unavailable"
+    INTERNAL = "internal"
 
 
 class InvalidRequest(ValueError):
@@ -24,7 +40,7 @@ class MessageTooLarge(Exception):
 
 
 class ServerBusy(Exception):
-    """The server already serves as many streams as it allows."""
+    """The server already serves as many calls as it allows."""
 
 
 class ShuttingDown(Exception):
@@ -39,33 +55,51 @@ class IdleTimeout(Exception):
     """The client sent nothing, or read nothing, for too long."""
 
 
+class Unauthenticated(Exception):
+    """The call carries no token, or the wrong one."""
+
+
 class RecognitionFailed(Exception):
     """The engine failed on an utterance (the server log has the traceback)."""
 
 
+class Cancelled(Exception):
+    """The client went away or cancelled the call."""
+
+
 @dataclass(frozen=True)
 class Status:
-    code: grpc.StatusCode
+    code: Code
     message: str
 
     @property
     def ok(self) -> bool:
-        return self.code is grpc.StatusCode.OK
+        return self.code is Code.OK
 
 
-OK = Status(grpc.StatusCode.OK, "")
+OK = Status(Code.OK, "")
 
-_CODES: tuple[tuple[type[BaseException], grpc.StatusCode], ...] = (
-    (InvalidRequest, grpc.StatusCode.INVALID_ARGUMENT),
-    (InvalidAudio, grpc.StatusCode.INVALID_ARGUMENT),
-    (MessageTooLarge, grpc.StatusCode.RESOURCE_EXHAUSTED),
-    (ServerBusy, grpc.StatusCode.RESOURCE_EXHAUSTED),
-    (EngineFull, grpc.StatusCode.RESOURCE_EXHAUSTED),
-    (StreamTooLong, grpc.StatusCode.OUT_OF_RANGE),
-    (IdleTimeout, grpc.StatusCode.DEADLINE_EXCEEDED),
-    (ShuttingDown, grpc.StatusCode.UNAVAILABLE),
-    (EngineClosed, grpc.StatusCode.UNAVAILABLE),
-    (RecognitionFailed, grpc.StatusCode.INTERNAL),
+
+class CallEnded(Exception):
+    """A call ended with ``status`` (unary recognition raises it for a status other than OK)."""
+
+    def __init__(self, status: Status) -> None:
+        super().__init__(status.message)
+        self.status = status
+
+_CODES: tuple[tuple[type[BaseException], Code], ...] = (
+    (InvalidRequest, Code.INVALID_ARGUMENT),
+    (InvalidAudio, Code.INVALID_ARGUMENT),
+    (MessageTooLarge, Code.RESOURCE_EXHAUSTED),
+    (ServerBusy, Code.RESOURCE_EXHAUSTED),
+    (EngineFull, Code.RESOURCE_EXHAUSTED),
+    (StreamTooLong, Code.OUT_OF_RANGE),
+    (IdleTimeout, Code.DEADLINE_EXCEEDED),
+    (Unauthenticated, Code.UNAUTHENTICATED),
+    (ShuttingDown, Code.UNAVAILABLE),
+    (EngineClosed, Code.UNAVAILABLE),
+    (Cancelled, Code.CANCELLED),
+    (RecognitionFailed, Code.INTERNAL),
 )
 
 INTERNAL_MESSAGE = "internal server error; the server log has the details"
@@ -73,12 +107,14 @@ INTERNAL_MESSAGE = "internal server error; the server log has the details"
 
 def status_of(exc: BaseException) -> Status:
     """The status a client gets for ``exc``."""
+    if isinstance(exc, CallEnded):
+        return exc.status
     for kind, code in _CODES:
         if isinstance(exc, kind):
             return Status(code, str(exc) or kind.__doc__ or kind.__name__)
-    return Status(grpc.StatusCode.INTERNAL, INTERNAL_MESSAGE)
+    return Status(Code.INTERNAL, INTERNAL_MESSAGE)
 
 
 def is_expected(exc: BaseException) -> bool:
     """Whether ``exc`` is a client-facing condition (not a server bug worth a traceback)."""
-    return any(isinstance(exc, kind) for kind, _ in _CODES)
+    return isinstance(exc, CallEnded) or any(isinstance(exc, kind) for kind, _ in _CODES)

@@ -110,6 +110,14 @@ class Outbox:
             self._changed.clear()
             await self._changed.wait()
 
+    def take_ready(self) -> Any:
+        """The next response if it is ready now, else None (never the terminal Status)."""
+        if self._items and self._items[0].value is not None:
+            value = self._items.popleft().value
+            self._changed.set()
+            return value
+        return None
+
     def sending_for(self) -> float:
         """Seconds the response taken last has been waiting to be sent (0 when none is):
         a client that reads nothing blocks gRPC's send after its flow-control window."""

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -48,12 +48,18 @@ class RecognitionSettings:
 
 @dataclass
 class Backend:
-    """What every session shares: the options, the engines by model name, the aligner, metrics."""
+    """What every call shares: the options, the engines by model name, the aligner, metrics,
+    and the admission of calls of every protocol (``calls``)."""
 
     options: ServerOptions
     engines: dict[str, StreamingEngine]
     aligner: AlignerWorker | None
     metrics: Metrics
+    calls: "Calls" = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        from .calls import Calls  # calls -> core -> types: created here, imported late
+        self.calls = Calls(self)
 
     @property
     def default_model(self) -> str:

@@ -1,0 +1,106 @@
+"""What a client asked for, checked once for every protocol.
+
+Each protocol adapter reads its own messages and calls ``settings_from`` with
+plain values; everything a client can get wrong raises ``InvalidRequest`` with a
+message that says what to send instead, so the three protocols refuse the same
+requests with the same words.
+
+    settings = settings_from(backend, sample_rate=24000, language="en-US", interim_results=True)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Sequence
+
+from ..audio.input import AudioEncoding, AudioFormat
+from ..audio.vad import EndpointingOptions
+from ..server.options import MAX_UPDATE_INTERVAL_MS, MIN_UPDATE_INTERVAL_MS
+from ..transcript import SUPPORTED_LANGUAGES, normalize_language
+from .errors import InvalidRequest
+from .types import Backend, RecognitionSettings
+
+# ISO 639 codes accepted besides the names (BCP-47 tags like "en-US" use the first part).
+LANGUAGE_CODES = {
+    "zh": "Chinese", "en": "English", "yue": "Cantonese", "ar": "Arabic", "de": "German", "fr": "French",
+    "es": "Spanish", "pt": "Portuguese", "id": "Indonesian", "it": "Italian", "ko": "Korean", "ru": "Russian",
+    "th": "Thai", "vi": "Vietnamese", "ja": "Japanese", "tr": "Turkish", "hi": "Hindi", "ms": "Malay",
+    "nl": "Dutch", "sv": "Swedish", "da": "Danish", "fi": "Finnish", "pl": "Polish", "cs": "Czech",
+    "fil": "Filipino", "tl": "Filipino", "fa": "Persian", "el": "Greek", "ro": "Romanian", "hu": "Hungarian",
+    "mk": "Macedonian",
+}
+# The region a bare language gets in a BCP-47 tag we send (Riva's clients expect "en-US", not "en").
+_DEFAULT_REGIONS = {
+    "zh": "CN", "en": "US", "yue": "HK", "ar": "SA", "de": "DE", "fr": "FR", "es": "ES", "pt": "BR", "id": "ID",
+    "it": "IT", "ko": "KR", "ru": "RU", "th": "TH", "vi": "VN", "ja": "JP", "tr": "TR", "hi": "IN", "ms": "MY",
+    "nl": "NL", "sv": "SE", "da": "DK", "fi": "FI", "pl": "PL", "cs": "CZ", "fil": "PH", "fa": "IR", "el": "GR",
+    "ro": "RO", "hu": "HU", "mk": "MK",
+}
+_CODE_OF_NAME = {name: code for code, name in LANGUAGE_CODES.items() if code != "tl"}
+
+
+def language_of(code: str | None) -> str | None:
+    """A language name, ISO 639 code or BCP-47 tag -> the model's name; None or "" -> None (detect)."""
+    code = (code or "").strip()
+    if not code:
+        return None
+    name = LANGUAGE_CODES.get(code.lower()) or LANGUAGE_CODES.get(code.lower().replace("_", "-").split("-")[0])
+    try:
+        return normalize_language(name or code)
+    except ValueError:
+        raise InvalidRequest(f"unknown language {code!r}; use a name or code such as 'English', 'en' or 'en-US' "
+                             f"(the server's configuration lists them), or leave it empty to detect") from None
+
+
+def bcp47_of(name: str) -> str:
+    """The model's language name -> a BCP-47 tag ("English" -> "en-US"); "" for a language without a code."""
+    code = _CODE_OF_NAME.get(name, "")
+    return f"{code}-{_DEFAULT_REGIONS[code]}" if code else ""
+
+
+def language_choices() -> list[str]:
+    """Every spelling ``language_of`` accepts besides the names' case variants."""
+    return [*SUPPORTED_LANGUAGES, *sorted(LANGUAGE_CODES)]
+
+
+def endpointing_with(default: EndpointingOptions, **overrides) -> EndpointingOptions:
+    """``default`` with the given fields replaced (None = keep); raises InvalidRequest."""
+    values = {name: value for name, value in overrides.items() if value is not None}
+    try:
+        return dataclasses.replace(default, **values)
+    except (TypeError, ValueError) as exc:
+        raise InvalidRequest(str(exc)) from None
+
+
+def settings_from(backend: Backend, *, encoding: AudioEncoding = AudioEncoding.LINEAR16, sample_rate: int,
+                  channels: int = 1, model: str | None = None, language: str | None = None, context: str = "",
+                  hot_words: Sequence[str] = (), word_times: bool = False,
+                  endpointing: EndpointingOptions | None = None, interim_results: bool = False,
+                  update_interval_ms: int | None = None) -> RecognitionSettings:
+    """Check a client's request and fill in the server's defaults; raises InvalidRequest."""
+    options = backend.options
+    if not sample_rate:
+        raise InvalidRequest("the sample rate is not set; give the audio's rate, 8000 to 48000 Hz")
+    try:
+        audio = AudioFormat(encoding, sample_rate, channels or 1)
+    except ValueError as exc:
+        raise InvalidRequest(str(exc)) from None
+    name = model or backend.default_model
+    if name not in backend.engines:
+        raise InvalidRequest(f"unknown model {model!r}; this server has {', '.join(backend.engines)}")
+    context = "\n".join(part.strip() for part in [context, *hot_words] if part.strip())
+    if len(context) > options.max_context_chars:
+        raise InvalidRequest(f"context and hot words have {len(context)} characters; the limit is "
+                             f"{options.max_context_chars}")
+    endpointing = endpointing or options.endpointing
+    engine_limit_ms = round(backend.engines[name].options.max_utterance_s * 1000)
+    if endpointing.max_utterance_ms > engine_limit_ms:
+        raise InvalidRequest(f"endpointing max_utterance_ms {endpointing.max_utterance_ms} exceeds this server's "
+                             f"limit of {engine_limit_ms} ms")
+    interval = update_interval_ms or options.update_interval_ms
+    if not MIN_UPDATE_INTERVAL_MS <= interval <= MAX_UPDATE_INTERVAL_MS:
+        raise InvalidRequest(f"update_interval_ms must be {MIN_UPDATE_INTERVAL_MS}-{MAX_UPDATE_INTERVAL_MS} "
+                             f"(or 0 for the default {options.update_interval_ms}), got {interval}")
+    return RecognitionSettings(
+        audio=audio, model=name, language=language_of(language), context=context, word_times=word_times,
+        endpointing=endpointing, interim_results=interim_results, update_interval_ms=interval)
