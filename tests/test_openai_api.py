@@ -453,20 +453,24 @@ def test_realtime_wrong_token_and_intent(server):
 
 
 def test_idle_client_gets_an_error_event(engine):
-    """A client that stops sending (and reading) is ended by the core's idle timeout with an error event."""
-    options = ServerOptions(port=0, http_port=free_port(), idle_timeout_s=1.0)
+    """A client that stops sending (and reading), before or after its first audio, is ended with an
+    idle_timeout error event and a close; the admission is released."""
+    options = ServerOptions(port=0, http_port=free_port(), idle_timeout_s=1.0, max_streams=1)
     with ServerThread(options, {"tiny": engine}) as server:
-        async def main():
-            http, ws = await raw_session(server)
-            await ws.send_json({"type": "input_audio_buffer.append", "audio": base64.b64encode(bytes(3200)).decode()})
+        async def main(send_audio: bool):
+            http, ws = await raw_session(server, configure=send_audio)
+            if send_audio:
+                await ws.send_json({"type": "input_audio_buffer.append",
+                                    "audio": base64.b64encode(bytes(3200)).decode()})
             event = await asyncio.wait_for(ws.receive_json(), 10)
             closed = await asyncio.wait_for(ws.receive(), 10)
             await http.close()
             return event, closed
 
-        event, closed = asyncio.run(main())
-    assert event["type"] == "error" and event["error"]["code"] == "idle_timeout"
-    assert closed.type == aiohttp.WSMsgType.CLOSE and closed.data == 1008
+        for send_audio in (False, True):  # max_streams=1: the second runs only if the first was released
+            event, closed = asyncio.run(main(send_audio))
+            assert event["type"] == "error" and event["error"]["code"] == "idle_timeout"
+            assert closed.type == aiohttp.WSMsgType.CLOSE and closed.data == 1008
 
 
 def test_busy_draining_and_probes(engine, phrases):

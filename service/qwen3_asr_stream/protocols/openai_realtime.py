@@ -44,7 +44,7 @@ from aiohttp import WSMsgType, web
 
 from ..audio.vad import MAX_WINDOW_MS, EndpointingOptions
 from ..session.calls import StreamCall
-from ..session.errors import InvalidRequest, Status, is_expected, status_of
+from ..session.errors import IdleTimeout, InvalidRequest, Status, is_expected, status_of
 from ..session.settings import endpointing_with, settings_from
 from ..session.types import RecognitionSettings, SpeechEvent, Transcript
 from .openai_common import (SUBPROTOCOL, EventIds, OpenAIError, error_event, error_for, error_body, model_for)
@@ -280,17 +280,29 @@ class Connection:
         model = self.backend.default_model
         await self.send({"type": "session.created", "session": session_object(self.session_id, self.config, model,
                                                                                beta=False)})
+        idle = self.backend.options.idle_timeout_s
         try:
-            async for message in self.ws:
+            while True:
+                if self.session is None:  # the core watches a call for idleness once its session is open
+                    try:
+                        message = await asyncio.wait_for(self.ws.receive(), idle)
+                    except asyncio.TimeoutError:
+                        await self.end(status_of(IdleTimeout(f"no audio for {idle:g} s; configure the session and "
+                                                             f"send audio (silence counts), or close")))
+                        return
+                else:
+                    message = await self.ws.receive()
                 if message.type == WSMsgType.TEXT:
                     await self.on_text(message.data)
                 elif message.type == WSMsgType.BINARY:
                     await self.send_error("send events as JSON text frames; audio goes base64 in "
                                           "input_audio_buffer.append", code="invalid_json")
+                else:
+                    break  # closed by the client, or a protocol error
                 if self.session is not None and not self.session.taking_input:
                     break  # the core ended the session; the writer sends the end
-                if self.session is not None and not await self.session.wait_room(self.backend.options.idle_timeout_s):
-                    continue  # the client reads nothing; the core's watchdog ends the call
+                if self.session is not None:
+                    await self.session.wait_room(idle)  # back-pressure: the core's watchdog ends a non-reader
         finally:
             if self._writer is not None:
                 if self.ws.closed or self.call.ended:

@@ -24,7 +24,7 @@ from aiohttp import web
 
 from ..audio.input import MAX_CHANNELS, MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, AudioEncoding
 from ..audio_io import to_mono_16k
-from ..session.errors import MessageTooLarge, is_expected, status_of
+from ..session.errors import InvalidRequest, MessageTooLarge, status_of
 from ..session.recognize import recognize
 from ..session.settings import settings_from
 from ..session.types import Transcript
@@ -39,8 +39,9 @@ PCM16_BYTES_PER_S = 16000 * 2  # the recording limit is counted as 16 kHz 16-bit
 MODEL_CREATED = 1_700_000_000  # a fixed "created" for /v1/models
 
 
-class HttpError(Exception):
-    """What the REST adapter itself refuses (the form, the file): OpenAI's body and status."""
+class HttpError(InvalidRequest):
+    """What the REST adapter itself refuses (the form, the file): OpenAI's body and status
+    (an InvalidRequest to the core's call accounting)."""
 
     def __init__(self, message: str, error: OpenAIError = BAD_REQUEST, code: str | None = None,
                  param: str | None = None):
@@ -283,9 +284,7 @@ class RestApi:
                 result = await recognize(pcm, settings, backend)
         except HttpError as exc:
             return exc.response()
-        except Exception as exc:  # noqa: BLE001 - every failure is an OpenAI error body
-            if not is_expected(exc):
-                request.app.logger.exception("transcription failed")
+        except Exception as exc:  # noqa: BLE001 - every failure is an OpenAI error body (the call logged it)
             return status_response(exc)
         if req.stream:
             return await stream_body(request, result.results, result.duration_ms)
