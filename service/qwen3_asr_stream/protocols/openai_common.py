@@ -32,7 +32,7 @@ class OpenAIError:
 # The one table: the core's status code (by name: session.errors.Code, same names as gRPC's) -> OpenAI.
 ERRORS: dict[str, OpenAIError] = {
     "INVALID_ARGUMENT": OpenAIError(400, "invalid_request_error", "invalid_value", 1008),
-    "OUT_OF_RANGE": OpenAIError(400, "invalid_request_error", "audio_too_long", 1009),
+    "OUT_OF_RANGE": OpenAIError(400, "invalid_request_error", "audio_too_long", 1008),
     "UNAUTHENTICATED": OpenAIError(401, "invalid_request_error", "invalid_api_key", 1008),
     "RESOURCE_EXHAUSTED": OpenAIError(429, "rate_limit_error", "rate_limit_exceeded", 1013),
     "DEADLINE_EXCEEDED": OpenAIError(408, "invalid_request_error", "idle_timeout", 1008),
