@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import contextlib
 import json
 import multiprocessing as mp
 import socket
@@ -131,8 +132,11 @@ async def ws_stream(config: dict, index: int, phrases: list[np.ndarray]) -> list
                 message = await ws.receive()
                 now = time.perf_counter()
                 if message.type != aiohttp.WSMsgType.TEXT:
+                    print(f"stream {index}: the server closed the session: {message.data} {message.extra}", flush=True)
                     break
                 event = json.loads(message.data)
+                if event["type"] == "error":
+                    print(f"stream {index}: {event['error']}", flush=True)
                 if event["type"] == "input_audio_buffer.committed":
                     items.append(event["item_id"])
                 elif event["type"] == "conversation.item.input_audio_transcription.completed":
@@ -140,7 +144,10 @@ async def ws_stream(config: dict, index: int, phrases: list[np.ndarray]) -> list
                     if u < len(records):
                         records[u].update(final_received=now, server_ms=event["latency_ms"])
                     finals += 1
-            await sender
+            if finals < len(records):
+                sender.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sender
     return records
 
 

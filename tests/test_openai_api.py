@@ -499,7 +499,10 @@ def test_busy_draining_and_probes(engine, phrases):
             await asyncio.sleep(0.5)
             draining = await http.get(base + "/readyz")
             refused = await http.get(base + "/v1/realtime?intent=transcription")
-            ended = await asyncio.wait_for(ws.receive_json(), 10)
+            ended = []  # the utterance in progress is finished, then the drain's error and the close
+            while (message := await asyncio.wait_for(ws.receive(), 10)).type == aiohttp.WSMsgType.TEXT:
+                ended.append(json.loads(message.data))
+            ended.append(message.data)
             await client.close()
             await stopping
             return (live, ready, page, busy.status, (await busy.json())["error"]["type"], busy_ws.status,
@@ -509,4 +512,6 @@ def test_busy_draining_and_probes(engine, phrases):
     assert (live, ready) == (200, 200) and "<title>Live captions" in page
     assert (busy, busy_type, busy_ws) == (429, "rate_limit_error", 429)
     assert (draining, refused, refused_code) == (503, 503, "service_unavailable")
-    assert ended["type"] in (STOPPED, STARTED, "error")
+    types = [e["type"] for e in ended[:-1]]
+    assert types[:2] == [STARTED, STOPPED] and types[-2:] == [COMPLETED, "error"], types
+    assert ended[-2]["error"]["code"] == "service_unavailable" and ended[-1] == 1012
