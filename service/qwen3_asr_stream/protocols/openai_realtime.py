@@ -417,7 +417,7 @@ class Connection:
         vad = self.config.vad is not None
         if isinstance(result, SpeechEvent):
             if result.started:
-                item.announced = True
+                item.announced = vad
                 return [{"type": "input_audio_buffer.speech_started", "item_id": item.item_id,
                          "audio_start_ms": result.offset_ms}] if vad else []
             events = [{"type": "input_audio_buffer.speech_stopped", "item_id": item.item_id,
@@ -431,6 +431,7 @@ class Connection:
             if result.stable_text.startswith(item.sent):
                 delta = result.stable_text[len(item.sent):]
                 item.sent = result.stable_text
+            item.announced = True
             return [self._delta(item, delta, result)]
         events = []
         if result.text.startswith(item.sent) and len(result.text) > len(item.sent):
@@ -490,20 +491,27 @@ class RealtimeApi:
     def add_routes(self, app: web.Application) -> None:
         app.router.add_get("/v1/realtime", self.realtime)
 
+    def _frame_limit(self) -> int:
+        """Largest WebSocket message: room for an append over the audio limit, so that the core
+        refuses it with an error event (base64 is 4/3 of the audio); larger ones close with 1009."""
+        return 2 * self.backend.options.max_message_bytes + MESSAGE_OVERHEAD
+
     async def realtime(self, request: web.Request) -> web.StreamResponse:
         intent = request.query.get("intent", "transcription")
         if intent != "transcription":
             return web.json_response(error_body(
                 f"intent {intent!r} is not served here; this server transcribes: connect with ?intent=transcription",
                 BAD, code="unsupported_intent", param="intent"), status=400)
+        ws = web.WebSocketResponse(protocols=(SUBPROTOCOL,), max_msg_size=self._frame_limit(), compress=False)
+        if not ws.can_prepare(request).ok:
+            return web.json_response(error_body("/v1/realtime is a WebSocket: connect with a WebSocket client",
+                                                BAD, code="websocket_required"), status=400)
         try:
             call = self.backend.calls.stream("openai.realtime", request.remote or "")
         except Exception as exc:  # noqa: BLE001 - busy or draining: refused before the upgrade
             status = status_of(exc)
             error = error_for(status.code.name)
             return web.json_response(error_body(status.message, error), status=error.http_status)
-        limit = 2 * self.backend.options.max_message_bytes + MESSAGE_OVERHEAD  # base64 is 4/3 of the audio
-        ws = web.WebSocketResponse(protocols=(SUBPROTOCOL,), max_msg_size=limit, compress=False)
         with call:
             await ws.prepare(request)
             connection = Connection(ws, call, self.backend)
