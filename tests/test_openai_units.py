@@ -77,8 +77,8 @@ def run(connection: _Events, results) -> list[dict]:
 
 
 def test_deltas_carry_stable_growth_and_concatenate_to_the_final():
-    events = run(_Events(), [SpeechEvent(True, 100, 0), interim("hel", ""), interim("hello wor", "hello"),
-                             interim("hello world", "hello"), SpeechEvent(False, 1200, 0, EndReason.SILENCE),
+    events = run(_Events(), [SpeechEvent("start", 100, 0), interim("hel", ""), interim("hello wor", "hello"),
+                             interim("hello world", "hello"), SpeechEvent("end", 1200, 0, EndReason.SILENCE),
                              final("hello world")])
     types = [e["type"].rsplit(".", 1)[-1] for e in events]
     assert types == ["speech_started", "delta", "delta", "delta", "speech_stopped", "committed", "delta", "completed"]
@@ -92,16 +92,16 @@ def test_deltas_carry_stable_growth_and_concatenate_to_the_final():
 
 
 def test_a_final_that_revises_the_deltas_says_so():
-    events = run(_Events(), [SpeechEvent(True, 0, 0), interim("hallo wor", "hallo"),
-                             SpeechEvent(False, 900, 0, EndReason.FORCED), final("hello world")])
+    events = run(_Events(), [SpeechEvent("start", 0, 0), interim("hallo wor", "hallo"),
+                             SpeechEvent("end", 900, 0, EndReason.FORCED), final("hello world")])
     assert [e["delta"] for e in events if "delta" in e] == ["hallo"]  # no delta can fix "hallo"
     assert events[-1]["transcript"] == "hello world" and events[-1]["revised"] is True
 
 
 def test_manual_turns_send_no_vad_events_and_chain_items():
     c = _Events(vad=False)
-    events = run(c, [SpeechEvent(True, 0, 0), SpeechEvent(False, 900, 0, EndReason.FORCED), final("a", 0),
-                     SpeechEvent(True, 1000, 1), SpeechEvent(False, 1900, 1, EndReason.FORCED), final("b", 1)])
+    events = run(c, [SpeechEvent("start", 0, 0), SpeechEvent("end", 900, 0, EndReason.FORCED), final("a", 0),
+                     SpeechEvent("start", 1000, 1), SpeechEvent("end", 1900, 1, EndReason.FORCED), final("b", 1)])
     types = [e["type"].rsplit(".", 1)[-1] for e in events]
     assert types == ["committed", "delta", "completed"] * 2
     committed = [e for e in events if e["type"].endswith("committed")]

@@ -14,12 +14,17 @@ import torch
 
 from .config import ConfigError, ModelDims
 from .model.qwen3_asr import SpeechModel
+from .tokenizer import TextTokenizer
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 REQUIRED_FILES = ("config.json",)
 WEIGHTS_FILE = "model.safetensors"
 WEIGHTS_INDEX = "model.safetensors.index.json"
 HUB_PATTERNS = ["*.json", "*.safetensors", "*.txt", "*.jinja"]
+
+
+DEFAULT_MODEL = "Qwen/Qwen3-ASR-0.6B"
+DEFAULT_ALIGNER = "Qwen/Qwen3-ForcedAligner-0.6B"
 
 
 class CheckpointError(RuntimeError):
@@ -202,3 +207,10 @@ def _reset_buffers(model: SpeechModel) -> None:
         device
     )
     model.decoder.rotary = RotaryEmbedding(dims.text).to(device)
+
+
+def load_pretrained(path_or_repo: str | os.PathLike[str],
+                    options: LoadOptions = LoadOptions()) -> tuple[SpeechModel, TextTokenizer]:
+    """The one loading recipe: a local folder or Hub id -> the model and its tokenizer."""
+    folder = resolve(path_or_repo)
+    return load_model(folder, options), TextTokenizer.from_folder(folder)

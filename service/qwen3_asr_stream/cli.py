@@ -7,11 +7,9 @@ import json
 import sys
 from typing import Sequence
 
-from .checkpoint import DTYPES, CheckpointError, LoadOptions, best_device
+from .checkpoint import DEFAULT_ALIGNER, DEFAULT_MODEL, DTYPES, CheckpointError, LoadOptions, best_device
 from .server.cli import add_serve_command
 
-DEFAULT_MODEL = "Qwen/Qwen3-ASR-0.6B"
-DEFAULT_ALIGNER = "Qwen/Qwen3-ForcedAligner-0.6B"
 
 
 def _add_load_options(parser: argparse.ArgumentParser) -> None:
@@ -58,13 +56,11 @@ def _cmd_transcribe(args: argparse.Namespace) -> int:
 def _cmd_align(args: argparse.Namespace) -> int:
     from .aligner import AlignRequest, ForcedAligner
     from .audio_io import read_audio
-    from .checkpoint import load_model, resolve
-    from .tokenizer import TextTokenizer
+    from .checkpoint import load_pretrained
     from .transcript import normalize_language
 
     language = normalize_language(args.language)
-    folder = resolve(args.aligner)
-    aligner = ForcedAligner(load_model(folder, _load_options(args)), TextTokenizer.from_folder(folder))
+    aligner = ForcedAligner(*load_pretrained(args.aligner, _load_options(args)))
     words = aligner.align([AlignRequest(read_audio(args.audio), args.text, language)])[0]
     if args.json:
         print(json.dumps({"file": args.audio, "words": _words_json(words)}, ensure_ascii=False))

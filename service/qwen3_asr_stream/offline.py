@@ -12,7 +12,7 @@ import torch
 from .aligner import MAX_ALIGN_SECONDS, AlignRequest, ForcedAligner
 from .alignment_text import WordTime
 from .audio_io import split_long_audio
-from .checkpoint import LoadOptions, load_model, resolve
+from .checkpoint import LoadOptions, load_pretrained
 from .decoding import GreedyOptions, greedy_generate
 from .frontend import batch_features
 from .model.qwen3_asr import SpeechModel
@@ -65,12 +65,8 @@ class Transcriber:
 
     @classmethod
     def from_pretrained(cls, model: str, aligner: str | None = None, load: LoadOptions = LoadOptions()) -> "Transcriber":
-        asr_folder = resolve(model)
-        forced = None
-        if aligner is not None:
-            aligner_folder = resolve(aligner)
-            forced = ForcedAligner(load_model(aligner_folder, load), TextTokenizer.from_folder(aligner_folder))
-        return cls(load_model(asr_folder, load), TextTokenizer.from_folder(asr_folder), forced)
+        forced = ForcedAligner(*load_pretrained(aligner, load)) if aligner is not None else None
+        return cls(*load_pretrained(model, load), forced)
 
     def raw_outputs(self, audios: Sequence[np.ndarray], contexts: Sequence[str],
                     languages: Sequence[str | None], max_new_tokens: int, batch_size: int) -> list[str]:

@@ -8,11 +8,12 @@ error ends the session, closes with the table's WebSocket close code.
 
 from __future__ import annotations
 
-import hmac
 import itertools
 import secrets
 from dataclasses import dataclass
 from typing import Iterable, Mapping
+
+from ..server.auth import bearer_matches, token_matches
 
 # OpenAI's model names (whisper-1, gpt-4o-transcribe, gpt-4o-mini-transcribe-..., ...) select the
 # server's default model, so clients whose model field is fixed work unchanged.
@@ -81,20 +82,12 @@ def model_for(requested: str | None, models: Iterable[str], default: str) -> str
     return name if name in set(models) else None
 
 
-def offered_token(headers: Mapping[str, str]) -> str | None:
-    """The client's token: ``Authorization: Bearer T`` or the ``openai-insecure-api-key.T`` subprotocol."""
-    scheme, _, token = headers.get("Authorization", "").partition(" ")
-    if scheme.lower() == "bearer" and token.strip():
-        return token.strip()
-    for protocol in headers.get("Sec-WebSocket-Protocol", "").split(","):
-        protocol = protocol.strip()
-        if protocol.startswith(KEY_SUBPROTOCOL_PREFIX):
-            return protocol[len(KEY_SUBPROTOCOL_PREFIX):]
-    return None
-
-
 def token_ok(expected: str | None, headers: Mapping[str, str]) -> bool:
+    """``Authorization: Bearer T`` or, from a browser, the ``openai-insecure-api-key.T`` subprotocol."""
     if expected is None:
         return True
-    offered = offered_token(headers)
-    return offered is not None and hmac.compare_digest(offered.encode(), expected.encode())
+    if bearer_matches(headers.get("Authorization"), expected):
+        return True
+    return any(p.strip().startswith(KEY_SUBPROTOCOL_PREFIX)
+               and token_matches(p.strip()[len(KEY_SUBPROTOCOL_PREFIX):], expected)
+               for p in headers.get("Sec-WebSocket-Protocol", "").split(","))

@@ -416,7 +416,7 @@ class Connection:
         item = self.item(result.utterance_index)
         vad = self.config.vad is not None
         if isinstance(result, SpeechEvent):
-            if result.started:
+            if result.type == "start":
                 item.announced = vad
                 return [{"type": "input_audio_buffer.speech_started", "item_id": item.item_id,
                          "audio_start_ms": result.offset_ms}] if vad else []
@@ -458,7 +458,7 @@ class Connection:
             event["cleared"] = True
         if result is not None:
             event["usage"]["seconds"] = round((result.end_ms - result.start_ms) / 1000, 3)
-            event.update(words=[{"word": w.text, "start": w.start_ms / 1000, "end": w.end_ms / 1000}
+            event.update(words=[{"word": w.word, "start": w.start_ms / 1000, "end": w.end_ms / 1000}
                                 for w in result.words],
                          audio_start_ms=result.start_ms, audio_end_ms=result.end_ms, language=result.language,
                          latency_ms=result.latency_ms, end_reason=result.end_reason.value if result.end_reason else None)

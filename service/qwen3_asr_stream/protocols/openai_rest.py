@@ -157,7 +157,7 @@ def segments_of(results: list[Transcript]) -> list[dict]:
 
 
 def words_of(results: list[Transcript]) -> list[dict]:
-    return [{"word": w.text, "start": w.start_ms / 1000, "end": w.end_ms / 1000} for t in results for w in t.words]
+    return [{"word": w.word, "start": w.start_ms / 1000, "end": w.end_ms / 1000} for t in results for w in t.words]
 
 
 def language_of(results: list[Transcript], asked: str | None) -> str:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import hmac
 import logging
 import signal
 from pathlib import Path
@@ -33,20 +32,20 @@ from prometheus_client import start_http_server
 
 from qwen3_asr_client.proto import asr_pb2, asr_pb2_grpc
 
-from ..aligner import ForcedAligner
+from ..aligner import MAX_ALIGN_SECONDS, ForcedAligner
 from ..engine.engine import StreamingEngine
 from ..engine.options import EngineOptions, PolicyOptions
+from ..protocols.grpc_asr.servicer import SpeechRecognitionServicer
 from ..session.aligner_worker import AlignerWorker
-from .http import HttpServer, ssl_context
-from .metrics import Metrics
-from .options import ServerOptions
-from ..protocols.grpc_asr.servicer import SpeechRecognitionServicer, read_before_reject
 from ..session.types import Backend
+from .http import HttpServer, ssl_context
+from .interceptors import BearerTokenAuth, MalformedRequests
+from .metrics import Metrics
+from .options import ServerOptions, stage_conflicts
 
 log = logging.getLogger(__name__)
 
 SERVICE_NAME = asr_pb2.DESCRIPTOR.services_by_name["SpeechRecognition"].full_name
-HEALTH_PREFIX = "/grpc.health.v1.Health/"  # exempt from the token: load balancers and kubelets probe it
 KEEPALIVE = [  # values from grpc's keepalive example
     ("grpc.keepalive_time_ms", 20_000),
     ("grpc.keepalive_timeout_ms", 10_000),
@@ -67,49 +66,15 @@ def engine_options(options: ServerOptions, *, max_batch: int = 16, kv_budget_byt
         policy=dataclasses.replace(PolicyOptions(), update_interval_s=options.update_interval_ms / 1000))
 
 
-class BearerTokenAuth(grpc.aio.ServerInterceptor):
-    """Calls without ``authorization: Bearer <token>`` fail with UNAUTHENTICATED (health checks pass)."""
-
-    def __init__(self, token: str, on_reject=None) -> None:
-        self._token = token.encode()
-        self._on_reject = on_reject
-
-    def _authorized(self, metadata) -> bool:
-        for key, value in metadata or ():
-            if key == "authorization" and isinstance(value, str):
-                scheme, _, token = value.partition(" ")
-                if scheme.lower() == "bearer" and hmac.compare_digest(token.strip().encode(), self._token):
-                    return True
-        return False
-
-    async def intercept_service(self, continuation, details):
-        handler = await continuation(details)
-        if handler is None or details.method.startswith(HEALTH_PREFIX) or self._authorized(details.invocation_metadata):
-            return handler
-        if self._on_reject is not None:
-            self._on_reject()
-
-        streaming = handler.request_streaming
-
-        async def deny(request, context):
-            if streaming:  # let the client's in-flight requests arrive, so it gets this status
-                await read_before_reject(request)
-            await context.abort(grpc.StatusCode.UNAUTHENTICATED,
-                                "missing or wrong bearer token: send metadata 'authorization: Bearer <token>'")
-
-        # A handler of the same kind as the method's, so the call's cardinality is kept.
-        kinds = {(False, False): grpc.unary_unary_rpc_method_handler, (False, True): grpc.unary_stream_rpc_method_handler,
-                 (True, False): grpc.stream_unary_rpc_method_handler, (True, True): grpc.stream_stream_rpc_method_handler}
-        make = kinds[(handler.request_streaming, handler.response_streaming)]
-        return make(deny, request_deserializer=handler.request_deserializer,
-                    response_serializer=handler.response_serializer)
-
-
 class AsrServer:
     def __init__(self, options: ServerOptions, engines: Mapping[str, StreamingEngine],
                  aligner: ForcedAligner | None = None) -> None:
         if not engines:
             raise ValueError("the server needs at least one ASR engine")
+        problems = stage_conflicts(options, {name: e.options.max_utterance_s for name, e in engines.items()},
+                                   MAX_ALIGN_SECONDS if aligner is not None else None)
+        if problems:
+            raise ValueError("server options: " + "; ".join(problems))
         self.options = options
         self.metrics = Metrics()
         worker = None
@@ -153,7 +118,7 @@ class AsrServer:
             engine.start()
         if self.backend.aligner is not None:
             self.backend.aligner.start()
-        interceptors = []
+        interceptors = [MalformedRequests()]
         if options.auth_token:
             interceptors.append(BearerTokenAuth(options.auth_token,
                                                 lambda: self.metrics.rejected.labels("unauthenticated").inc()))

@@ -10,12 +10,10 @@ import os
 from pathlib import Path
 from typing import Callable
 
-from ..checkpoint import LoadOptions
+from ..checkpoint import DEFAULT_ALIGNER, DEFAULT_MODEL, LoadOptions
 from .options import DEFAULT_HTTP_PORT, ServerOptions
 from ..audio.vad import EndpointingOptions
 
-DEFAULT_MODEL = "Qwen/Qwen3-ASR-0.6B"
-DEFAULT_ALIGNER = "Qwen/Qwen3-ForcedAligner-0.6B"
 GIB = 1 << 30
 
 log = logging.getLogger("qwen3_asr_stream.server")
@@ -109,16 +107,14 @@ def _serve(args: argparse.Namespace, load: LoadOptions) -> int:
 
 def load_engines(models, names, load: LoadOptions, options: ServerOptions, max_batch: int,
                  kv_cache_gib: float | None):
-    from ..checkpoint import load_model, resolve
+    from ..checkpoint import load_pretrained
     from ..engine.engine import StreamingEngine
-    from ..tokenizer import TextTokenizer
     from .app import engine_options
 
     engines = {}
     for name, path in zip(names, models):
-        folder = resolve(path)
-        log.info("loading %s from %s on %s (%s)", name, folder, load.device, load.dtype)
-        model, tokenizer = load_model(folder, load), TextTokenizer.from_folder(folder)
+        log.info("loading %s from %s on %s (%s)", name, path, load.device, load.dtype)
+        model, tokenizer = load_pretrained(path, load)
         engine_opts = engine_options(options, max_batch=max_batch)
         per_utterance = StreamingEngine(model, tokenizer, engine_opts).kv_bytes_per_utterance
         budget = int(kv_cache_gib * GIB) if kv_cache_gib else per_utterance * engine_opts.max_utterances
@@ -128,12 +124,10 @@ def load_engines(models, names, load: LoadOptions, options: ServerOptions, max_b
 
 def load_aligner(path: str, load: LoadOptions):
     from ..aligner import ForcedAligner
-    from ..checkpoint import load_model, resolve
-    from ..tokenizer import TextTokenizer
+    from ..checkpoint import load_pretrained
 
-    folder = resolve(path)
-    log.info("loading aligner %s from %s", model_name(path), folder)
-    return ForcedAligner(load_model(folder, load), TextTokenizer.from_folder(folder))
+    log.info("loading aligner %s from %s", model_name(path), path)
+    return ForcedAligner(*load_pretrained(path, load))
 
 
 async def _run(options: ServerOptions, engines, aligner) -> None:

@@ -10,16 +10,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Mapping
 
 from ..audio.vad import EndpointingOptions
+from ..engine.options import MAX_UPDATE_INTERVAL_S, MIN_UPDATE_INTERVAL_S
 
 KIB = 1024
 MIB = 1024 * KIB
 # Room for the non-audio fields of a request (config, context, hot words) on top of
 # the largest audio payload when sizing gRPC's own receive limit.
 MESSAGE_OVERHEAD_BYTES = 16 * KIB
-MIN_UPDATE_INTERVAL_MS = 100  # the engine's smallest interim cadence (PolicyOptions allows 0.1 s)
-MAX_UPDATE_INTERVAL_MS = 30_000
+MIN_UPDATE_INTERVAL_MS = round(MIN_UPDATE_INTERVAL_S * 1000)  # the engine's bounds, in the protocols' unit
+MAX_UPDATE_INTERVAL_MS = round(MAX_UPDATE_INTERVAL_S * 1000)
 DEFAULT_HTTP_PORT = 8000  # what ``serve`` listens on for HTTP unless --http-port says otherwise
 
 
@@ -106,3 +108,23 @@ class ServerOptions:
 
 def _int(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+def stage_conflicts(options: ServerOptions, engine_max_utterance_s: Mapping[str, float],
+                    aligner_max_s: float | None) -> list[str]:
+    """What the server's options ask that a later stage cannot do (empty when none).
+
+    ``engine_max_utterance_s``: each model's longest utterance; ``aligner_max_s``: the
+    longest audio the forced aligner times (None: no aligner, no word times).
+    """
+    problems = []
+    longest_s = options.endpointing.max_utterance_ms / 1000
+    for name, limit in engine_max_utterance_s.items():
+        if longest_s > limit:
+            problems.append(f"max_utterance_ms {options.endpointing.max_utterance_ms} exceeds what the engine of "
+                            f"{name} holds ({limit:g} s)")
+    if aligner_max_s is not None and longest_s > aligner_max_s:
+        problems.append(f"max_utterance_ms {options.endpointing.max_utterance_ms} exceeds the {aligner_max_s:g} s the "
+                        f"forced aligner can time, so longer finals would lose their word times; lower it, or serve "
+                        f"without the aligner")
+    return problems

@@ -11,15 +11,17 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from qwen3_asr_client.results import SpeechEvent, Word  # shared with the client: one definition
+
 from ..aligner import AlignRequest
 from ..alignment_text import WordTime
+from ..audio.input import AudioFormat
+from ..audio.vad import SAMPLES_PER_MS, EndpointingOptions, EndReason
 from ..engine.engine import StreamingEngine
 from ..engine.options import UtteranceOptions
-from .aligner_worker import AlignerWorker
-from ..audio.input import AudioFormat
 from ..server.metrics import Metrics
 from ..server.options import ServerOptions
-from ..audio.vad import SAMPLES_PER_MS, EndpointingOptions, EndReason
+from .aligner_worker import AlignerWorker
 
 log = logging.getLogger(__name__)
 
@@ -67,13 +69,6 @@ class Backend:
 
 
 @dataclass(frozen=True)
-class Word:
-    text: str
-    start_ms: int
-    end_ms: int
-
-
-@dataclass(frozen=True)
 class Transcript:
     """An interim or final result of one utterance (offsets in ms from the stream start)."""
 
@@ -88,14 +83,6 @@ class Transcript:
     latency_ms: int
     end_reason: EndReason | None = None
     words: tuple[Word, ...] = ()
-
-
-@dataclass(frozen=True)
-class SpeechEvent:
-    started: bool  # True: speech started, False: the utterance ended
-    offset_ms: int
-    utterance_index: int
-    end_reason: EndReason | None = None
 
 
 def words_in_stream(words: list[WordTime], start_sample: int, end_sample: int) -> tuple[Word, ...]:

@@ -1,0 +1,320 @@
+"""The session core's lifecycle: every way a call ends, with its status, on a real engine.
+
+Each test drives ``Session`` / ``Calls`` directly (no protocol) with synthesized
+speech and checks the states it passes, the results it delivers before its end,
+and the status it ends with.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import numpy as np
+import pytest
+
+from test_server_e2e import compose, engine, phrases  # noqa: F401 - module fixtures shared with the e2e tests
+
+pytest.importorskip("webrtcvad")
+from qwen3_asr_stream.audio.input import AudioFormat  # noqa: E402
+from qwen3_asr_stream.audio.vad import EndReason  # noqa: E402
+from qwen3_asr_stream.server.metrics import Metrics  # noqa: E402
+from qwen3_asr_stream.server.options import ServerOptions  # noqa: E402
+from qwen3_asr_stream.session.calls import Control  # noqa: E402
+from qwen3_asr_stream.session.core import Session, State  # noqa: E402
+from qwen3_asr_stream.session.errors import Code, ServerBusy, ShuttingDown, Status  # noqa: E402
+from qwen3_asr_stream.session.settings import settings_from  # noqa: E402
+from qwen3_asr_stream.session.types import Backend, SpeechEvent, Transcript  # noqa: E402
+
+CHUNK_MS = 100
+
+
+@pytest.fixture(scope="module")
+def speech(phrases):
+    a, _, rate = phrases
+    return compose([a], rate, tail_s=1.0)
+
+
+def backend_of(engine, **options) -> Backend:
+    return Backend(ServerOptions(port=0, **options), {"tiny": engine}, None, Metrics())
+
+
+def settings(backend: Backend, rate: int):
+    return settings_from(backend, sample_rate=rate)
+
+
+async def drain_results(session: Session) -> tuple[list, Status]:
+    items = []
+    while not isinstance(item := await session.next(), Status):
+        items.append(item)
+    return items, item
+
+
+def finals(items) -> list[Transcript]:
+    return [i for i in items if isinstance(i, Transcript) and i.is_final]
+
+
+def speech_end_ms(speech) -> int:
+    return speech.spans[0][1]
+
+
+def test_half_close_delivers_the_last_final_then_ok(engine, speech):
+    async def run():
+        backend = backend_of(engine)
+        session = Session(settings(backend, speech.rate), backend)
+        states = [session.state]
+        for chunk in speech.chunks(CHUNK_MS):
+            session.audio(chunk)
+        session.end_input()
+        states.append(session.state)
+        items, status = await drain_results(session)
+        states.append(session.state)
+        return items, status, states
+
+    items, status, states = asyncio.run(run())
+    assert states == [State.OPEN, State.CLOSING, State.ENDED]
+    assert status.code is Code.OK
+    (final,) = finals(items)
+    assert final.text and final.end_reason is EndReason.SILENCE
+    assert [type(i) for i in items] == [SpeechEvent, SpeechEvent, Transcript]
+
+
+def test_finalize_then_half_close(engine, speech):
+    """FINALIZE ends the utterance in progress at once (FORCED); the half-close then ends the call OK."""
+    async def run():
+        backend = backend_of(engine)
+        session = Session(settings(backend, speech.rate), backend)
+        chunks = speech.chunks(CHUNK_MS)
+        onset = speech.spans[0][0] // CHUNK_MS
+        for chunk in chunks[:onset + 8]:  # 800 ms into the phrase
+            session.audio(chunk)
+        assert session.in_speech, "precondition: the phrase has started"
+        session.finalize()
+        assert session.state is State.OPEN and not session.in_speech
+        session.end_input()
+        return await drain_results(session)
+
+    items, status = asyncio.run(run())
+    assert status.code is Code.OK
+    (final,) = finals(items)
+    assert final.end_reason is EndReason.FORCED
+
+
+def test_cancel_releases_the_engine(engine, speech):
+    async def run():
+        backend = backend_of(engine)
+        session = Session(settings(backend, speech.rate), backend)
+        chunks = speech.chunks(CHUNK_MS)
+        for chunk in chunks[:speech.spans[0][0] // CHUNK_MS + 8]:
+            session.audio(chunk)
+        assert engine.stats().open_utterances == 1, "precondition: an utterance is open in the engine"
+        session.close()
+        return session, await session.next()
+
+    session, status = asyncio.run(run())
+    assert session.state is State.ENDED and status.code is Code.CANCELLED
+    assert engine.stats().open_utterances == 0
+    session.audio(b"\0" * 3200)  # input after the end is ignored, not an error
+    assert session.end_status.code is Code.CANCELLED
+
+
+def test_duration_limit_ends_with_out_of_range_after_the_utterance(engine, speech):
+    async def run():
+        backend = backend_of(engine)
+        limit_ms = speech.spans[0][0] + 800
+        session = Session(settings(backend, speech.rate), backend, max_stream_ms=limit_ms)
+        for chunk in speech.chunks(CHUNK_MS):
+            session.audio(chunk)
+        return session, await drain_results(session), limit_ms
+
+    session, (items, status), limit_ms = asyncio.run(run())
+    assert status.code is Code.OUT_OF_RANGE and "maximum" in status.message
+    (final,) = finals(items)  # the utterance cut by the limit still gets its final
+    assert final.end_ms <= limit_ms and final.end_reason is EndReason.END_OF_STREAM
+    assert session.received_ms <= limit_ms
+
+
+def test_idle_input_ends_with_deadline_exceeded_after_the_final(engine, speech):
+    async def run():
+        backend = backend_of(engine, idle_timeout_s=0.6)
+        with backend.calls.stream("test", "peer") as call:
+            session = call.open(settings(backend, speech.rate))
+            for chunk in speech.chunks(CHUNK_MS)[:speech.spans[0][0] // CHUNK_MS + 8]:
+                session.audio(chunk)
+            started = time.monotonic()
+            items, status = await drain_results(session)  # the client sends nothing more
+            call.end(status)
+            return items, status, time.monotonic() - started, backend
+
+    items, status, waited, backend = asyncio.run(run())
+    assert status.code is Code.DEADLINE_EXCEEDED and "no audio" in status.message
+    assert 0.5 < waited < 5
+    assert len(finals(items)) == 1
+    assert backend.calls.active == 0
+
+
+def test_engine_failure_ends_with_internal_and_no_final(engine, speech, monkeypatch):
+    def broken(batch):
+        raise RuntimeError("model exploded")
+
+    monkeypatch.setattr(engine.runner, "update", broken)
+
+    async def run():
+        backend = backend_of(engine)
+        session = Session(settings(backend, speech.rate), backend)
+        for chunk in speech.chunks(CHUNK_MS):
+            session.audio(chunk)
+        session.end_input()
+        return await drain_results(session)
+
+    items, status = asyncio.run(run())
+    assert status.code is Code.INTERNAL and "exploded" not in status.message
+    assert not finals(items)
+
+
+def test_audio_ending_inside_a_sample_gets_its_final_then_invalid_argument(engine, speech):
+    async def run():
+        backend = backend_of(engine)
+        session = Session(settings(backend, speech.rate), backend)
+        for chunk in speech.chunks(CHUNK_MS)[:speech.spans[0][0] // CHUNK_MS + 8]:
+            session.audio(chunk)
+        session.audio(b"\x01")  # half a sample
+        session.end_input()
+        return await drain_results(session)
+
+    items, status = asyncio.run(run())
+    assert status.code is Code.INVALID_ARGUMENT and "whole frame" in status.message
+    (final,) = finals(items)
+    assert final.end_reason is EndReason.END_OF_STREAM
+
+
+def test_clear_drops_the_utterance_in_progress(engine, speech):
+    async def run():
+        backend = backend_of(engine)
+        session = Session(settings(backend, speech.rate), backend)
+        chunks = speech.chunks(CHUNK_MS)
+        for chunk in chunks[:speech.spans[0][0] // CHUNK_MS + 8]:
+            session.audio(chunk)
+        assert session.in_speech
+        session.clear()
+        assert not session.in_speech and engine.stats().open_utterances == 0
+        for chunk in chunks:  # the whole phrase again, from the start
+            session.audio(chunk)
+        session.end_input()
+        return await drain_results(session)
+
+    items, status = asyncio.run(run())
+    assert status.code is Code.OK
+    (final,) = finals(items)
+    assert final.utterance_index == 1  # the cleared utterance 0 never gets a final
+
+
+def test_drain_lets_the_utterance_finish_then_unavailable(engine, speech):
+    async def run():
+        backend = backend_of(engine, grace_s=20)
+        calls = backend.calls
+        with calls.stream("test", "peer") as call:
+            session = call.open(settings(backend, speech.rate))
+            chunks = speech.chunks(CHUNK_MS)
+            middle = speech.spans[0][0] // CHUNK_MS + 8
+            for chunk in chunks[:middle]:
+                session.audio(chunk)
+            drain = asyncio.ensure_future(calls.drain(20))
+            await asyncio.sleep(0)
+            assert session.state is State.DRAINING
+            with pytest.raises(ShuttingDown):
+                calls.stream("test", "peer")
+            for chunk in chunks[middle:]:  # the rest of the phrase, then silence
+                session.audio(chunk)
+            items, status = await drain_results(session)
+            call.end(status)
+        started = time.monotonic()
+        await drain
+        return items, status, time.monotonic() - started
+
+    items, status, waited = asyncio.run(run())
+    assert status.code is Code.UNAVAILABLE and "shutting down" in status.message
+    (final,) = finals(items)
+    assert final.end_reason is EndReason.SILENCE  # it ended on its own, not cut
+    assert waited < 1
+
+
+def test_drain_forces_the_end_at_half_the_grace(engine, speech):
+    """A stream that never stops speaking is ended at half the grace with the final of what it said."""
+    async def run():
+        backend = backend_of(engine)
+        calls = backend.calls
+        grace = 3.0
+        with calls.stream("test", "peer") as call:
+            session = call.open(settings(backend, speech.rate))
+            phrase = speech.pcm[speech.spans[0][0] * speech.rate // 1000:]
+            loud = np.tile(phrase[: len(phrase) // 2], 8)  # speech with no pause, for longer than the grace
+            chunks = speech.chunks(CHUNK_MS, loud)
+
+            async def speak():
+                for chunk in chunks:
+                    session.audio(chunk)
+                    await asyncio.sleep(CHUNK_MS / 1000)
+
+            speaker = asyncio.ensure_future(speak())
+            while not session.in_speech:
+                await asyncio.sleep(0.05)
+            started = time.monotonic()
+            drain = asyncio.ensure_future(calls.drain(grace))
+            items, status = await drain_results(session)
+            call.end(status)
+            ended = time.monotonic() - started
+            speaker.cancel()
+        await drain
+        return items, status, ended, grace
+
+    items, status, ended, grace = asyncio.run(run())
+    assert status.code is Code.UNAVAILABLE
+    assert grace / 2 - 0.2 < ended < grace, ended
+    assert len(finals(items)) >= 1 and finals(items)[-1].end_reason is EndReason.END_OF_STREAM
+
+
+def test_admission_counts_streams_and_unary_calls_together(engine):
+    async def run():
+        backend = backend_of(engine, max_streams=2)
+        calls = backend.calls
+        with calls.stream("test", "a"):
+            with calls.unary("test", "b"):
+                with pytest.raises(ServerBusy):
+                    calls.stream("test", "c")
+            assert calls.active == 1
+        assert calls.active == 0
+
+    asyncio.run(run())
+
+
+def test_pump_feeds_audio_and_controls_until_half_close(engine, speech):
+    async def run():
+        backend = backend_of(engine)
+        with backend.calls.stream("test", "peer") as call:
+            session = call.open(settings(backend, speech.rate))
+            chunks = speech.chunks(CHUNK_MS)
+            middle = speech.spans[0][0] // CHUNK_MS + 8
+
+            async def inputs():
+                for chunk in chunks[:middle]:
+                    yield chunk
+                yield Control.FINALIZE
+
+            reader = asyncio.ensure_future(call.pump(inputs()))
+            items, status = await drain_results(session)
+            await reader
+            call.end(status)
+            return items, status
+
+    items, status = asyncio.run(run())
+    assert status.code is Code.OK
+    assert [f.end_reason for f in finals(items)] == [EndReason.FORCED]
+
+
+def test_settings_accept_every_protocol_spelling(engine):
+    backend = backend_of(engine)
+    for language in ("English", "en", "en-US", "EN_us"):
+        assert settings_from(backend, sample_rate=24000, language=language).language == "English"
+    s = settings_from(backend, sample_rate=24000)
+    assert s.audio == AudioFormat(sample_rate=24000) and s.language is None and s.model == "tiny"
