@@ -10,14 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import json
 import socket
-import threading
-import warnings
 import wave
 
 import aiohttp
+import grpc
 import numpy as np
 import pytest
 import soxr
@@ -502,6 +500,10 @@ def test_busy_draining_and_probes(engine, phrases):
             except aiohttp.WSServerHandshakeError as refused:
                 busy_ws = refused.status
             plain_get = (await http.get(base + "/v1/realtime?intent=transcription")).status
+            async with AsyncStreamingClient(server.address) as grpc_client:  # one admission for both protocols
+                with pytest.raises(grpc.aio.AioRpcError) as grpc_busy:
+                    await grpc_client.recognize(data[:3200], AudioFormat(16000))
+            metrics = await (await http.get(base + "/metrics")).text()
             stopping = asyncio.get_running_loop().run_in_executor(None, server.stop)
             await asyncio.sleep(0.5)
             draining = await http.get(base + "/readyz")
@@ -512,6 +514,8 @@ def test_busy_draining_and_probes(engine, phrases):
             ended.append(message.data)
             await client.close()
             await stopping
+            assert grpc_busy.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            assert "asr_active_streams 1.0" in metrics
             return (live, ready, page, busy.status, (await busy.json())["error"]["type"], (busy_ws, plain_get),
                     draining.status, refused.status, (await refused.json())["error"]["code"], ended)
 
