@@ -94,6 +94,11 @@ def test_live_captions_page_with_a_fake_microphone(server, microphone, tmp_path)
             stats = page.inner_text("#stats")
             page.screenshot(path=str(tmp_path / "live-captions.png"), full_page=True)
             page.click("#stop")
+            # The file picker streams a file the same way: one more final line.
+            page.set_input_files("#file", str(wav.parent / "0.wav"))
+            page.wait_for_function(f"document.querySelectorAll('#finals .final').length > {len(PHRASES)}",
+                                   timeout=60_000)
+            from_file = page.eval_on_selector_all("#finals .final", "ps => ps.length")
         finally:
             browser.close()
     print(f"screenshot: {tmp_path / 'live-captions.png'}")
@@ -113,3 +118,4 @@ def test_live_captions_page_with_a_fake_microphone(server, microphone, tmp_path)
     assert any(f["words"] for f in finals) and all(" s" in f["title"] for f in finals if f["words"])
     assert "latency after the end of speech" in stats and "median" in stats
     assert (tmp_path / "live-captions.png").stat().st_size > 10_000
+    assert from_file == len(PHRASES) + 1

@@ -345,8 +345,7 @@ class Connection:
                            f"(OpenAI model names select {self.backend.default_model})", code="model_not_found",
                            param="session.audio.input.transcription.model")
         if config.words and self.backend.aligner is None:
-            raise BadEvent("word times need the forced aligner, which this server runs without",
-                           param="session.include")
+            config = replace(config, words=False)  # as gRPC: no aligner, no words (session.updated shows it)
         settings = settings_from(self.backend, sample_rate=config.rate, model=model, language=config.language,
                                  context=config.prompt, word_times=config.words,
                                  endpointing=config.endpointing(self.backend.options.endpointing),

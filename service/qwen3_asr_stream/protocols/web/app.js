@@ -47,8 +47,20 @@ function onEvent(e) {
     case "input_audio_buffer.speech_stopped": item.stoppedAt = performance.now(); break;
     case "conversation.item.input_audio_transcription.delta": showProvisional(e); break;
     case "conversation.item.input_audio_transcription.completed": showFinal(e, item); break;
-    case "error": setStatus("error: " + e.error.message); break;
+    case "error": if (!state.finishing) setStatus("error: " + e.error.message); break;
   }
+  if (state.finishing && (e.type === "error" || e.type.endsWith("transcription.completed"))) stop(state.finishing);
+}
+
+// End the turn in progress (commit) so its final line comes, then stop (at most 5 s later).
+function finish(reason) {
+  const ws = state.ws;
+  if (!ws || ws.readyState !== WebSocket.OPEN || state.finishing) return stop(reason);
+  if (state.source) { try { state.source.disconnect(); } catch (_) {} }
+  state.finishing = reason;
+  setStatus("finishing");
+  ws.send(JSON.stringify({type: "input_audio_buffer.commit"}));
+  setTimeout(() => { if (state.ws === ws) stop(reason); }, 5000);
 }
 
 function showProvisional(e) {
@@ -107,7 +119,7 @@ async function start(fromFile) {
       const decoded = await ctx.decodeAudioData(await fromFile.arrayBuffer());
       source = ctx.createBufferSource();
       source.buffer = decoded;
-      source.onended = () => setTimeout(() => stop("file done"), 2500);
+      source.onended = () => setTimeout(() => finish("file done"), 300);
     } else {
       state.stream = await navigator.mediaDevices.getUserMedia({audio: {channelCount: 1, echoCancellation: false,
                                                                         noiseSuppression: false, autoGainControl: false}});
@@ -133,11 +145,11 @@ function stop(reason) {
   if (state.stream) state.stream.getTracks().forEach((t) => t.stop());
   if (state.ctx) state.ctx.close();
   if (ws && ws.readyState === WebSocket.OPEN) ws.close(1000);
-  Object.assign(state, {ctx: null, source: null, stream: null});
+  Object.assign(state, {ctx: null, source: null, stream: null, finishing: null});
   $("start").disabled = false; $("file").disabled = false; $("stop").disabled = true;
   setStatus(typeof reason === "string" ? reason : "stopped");
 }
 
 $("start").onclick = () => start(null);
-$("stop").onclick = () => stop("stopped");
+$("stop").onclick = () => finish("stopped");
 $("file").onchange = () => { if ($("file").files[0]) start($("file").files[0]); };
