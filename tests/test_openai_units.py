@@ -7,8 +7,9 @@ import pytest
 
 from qwen3_asr_stream.audio.vad import EndpointingOptions, EndReason
 from qwen3_asr_stream.protocols.openai_common import ERRORS, model_for, token_ok
-from qwen3_asr_stream.protocols.openai_realtime import (BadEvent, Connection, ServerVad, SessionConfig, update_beta,
-                                                        update_ga)
+from qwen3_asr_stream.protocols.openai_realtime import Connection
+from qwen3_asr_stream.protocols.openai_realtime_config import (BadEvent, ServerVad, SessionConfig, update_beta,
+                                                               update_ga)
 from qwen3_asr_stream.protocols.openai_rest import srt, timestamp, vtt
 from qwen3_asr_stream.session.errors import Code
 from qwen3_asr_stream.session.types import SpeechEvent, Transcript, Word
