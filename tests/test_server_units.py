@@ -15,7 +15,7 @@ from qwen3_asr_stream.audio.input import InvalidAudio  # noqa: E402
 from qwen3_asr_stream.session.errors import (  # noqa: E402
     OK, Code, IdleTimeout, InvalidRequest, MessageTooLarge, ServerBusy, ShuttingDown, Status, StreamTooLong, status_of,
 )
-from qwen3_asr_stream.protocols.grpc_asr.servicer import grpc_code  # noqa: E402
+from qwen3_asr_stream.protocols.grpc_stream import grpc_code  # noqa: E402
 from qwen3_asr_stream.server.options import KIB, MESSAGE_OVERHEAD_BYTES, ServerOptions  # noqa: E402
 from qwen3_asr_stream.session.outbox import Outbox  # noqa: E402
 from qwen3_asr_stream.protocols.grpc_asr.convert import endpointing_of  # noqa: E402
@@ -135,7 +135,7 @@ def test_stage_conflicts_are_found_at_start():
     long = ServerOptions(endpointing=EndpointingOptions(max_utterance_ms=200_000))
     assert stage_conflicts(long, {"m": 600.0}, None) == []
     (aligner_problem,) = stage_conflicts(long, {"m": 600.0}, MAX_ALIGN_SECONDS)
-    assert "aligner" in aligner_problem and "word times" in aligner_problem
+    assert "aligner can time (180000 ms)" in aligner_problem and "word times" in aligner_problem
     (engine_problem,) = stage_conflicts(long, {"m": 60.0}, None)
-    assert "engine of m" in engine_problem
+    assert "engine of m holds (60000 ms)" in engine_problem
     assert stage_conflicts(ServerOptions(), {"m": 60.0}, MAX_ALIGN_SECONDS) == []

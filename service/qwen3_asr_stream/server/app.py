@@ -36,6 +36,7 @@ from ..aligner import MAX_ALIGN_SECONDS, ForcedAligner
 from ..engine.engine import StreamingEngine
 from ..engine.options import EngineOptions, PolicyOptions
 from ..protocols.grpc_asr.servicer import SpeechRecognitionServicer
+from ..protocols.grpc_riva.servicer import add_to_server as add_riva_service
 from ..session.aligner_worker import AlignerWorker
 from ..session.types import Backend
 from .http import HttpServer, ssl_context
@@ -128,10 +129,12 @@ class AsrServer:
             *KEEPALIVE,
         ])
         asr_pb2_grpc.add_SpeechRecognitionServicer_to_server(self.servicer, server)
+        riva_service = add_riva_service(self.backend, server)  # nvidia.riva.asr on the same session core
         self._health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         reflection.enable_server_reflection(
-            [SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME], server)
+            [SERVICE_NAME, riva_service, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+             reflection.SERVICE_NAME], server)
         address = f"{options.host}:{options.port}"
         try:
             if options.tls:

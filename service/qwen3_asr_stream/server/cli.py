@@ -7,11 +7,12 @@ import asyncio
 import dataclasses
 import logging
 import os
+import socket
 from pathlib import Path
 from typing import Callable
 
 from ..checkpoint import DEFAULT_ALIGNER, DEFAULT_MODEL, LoadOptions
-from .options import DEFAULT_HTTP_PORT, ServerOptions
+from .options import DEFAULT_HTTP_PORT, ServerOptions, stage_conflicts
 from ..audio.vad import EndpointingOptions
 
 GIB = 1 << 30
@@ -64,6 +65,9 @@ def add_serve_command(commands, add_load_options: Callable[[argparse.ArgumentPar
     p.add_argument("--max-utterance-ms", type=int, default=e.max_utterance_ms,
                    help="longest utterance, cut at a quiet point; also the most a stream may ask for "
                         "(default: %(default)s)")
+    p.add_argument("--riva-any-model", action="store_true",
+                   help="Riva API: a request naming a model this server does not have (LiveKit's nvidia plugin "
+                        "sends a Parakeet name by default) gets the default model instead of INVALID_ARGUMENT")
     p.add_argument("--max-batch", type=int, default=16, help="utterances decoded together (default: %(default)s)")
     p.add_argument("--kv-cache-gib", type=float, default=None,
                    help="decoder cache budget of the engine (default: enough for 2 utterances per stream)")
@@ -82,21 +86,88 @@ def server_options(args: argparse.Namespace) -> ServerOptions:
         idle_timeout_s=args.idle_timeout, grace_s=args.grace, tls_cert=args.tls_cert, tls_key=args.tls_key,
         tls_client_ca=args.tls_client_ca, auth_token=args.auth_token or None, metrics_port=args.metrics_port,
         http_port=args.http_port,
-        endpointing=endpointing, update_interval_ms=args.update_interval_ms)
+        endpointing=endpointing, update_interval_ms=args.update_interval_ms, riva_any_model=args.riva_any_model)
 
 
-def _serve(args: argparse.Namespace, load: LoadOptions) -> int:
-    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    options = server_options(args)  # ValueError -> exit 2 with the message, before loading anything
+def check_port_free(host: str, port: int, what: str) -> None:
+    """Raise ValueError when ``port`` cannot be bound on ``host`` now (0: any port, nothing to check).
+
+    A plain bind, without SO_REUSEPORT: a port another server listens on is refused
+    here even where gRPC itself would share it.
+    """
+    if port == 0:
+        return
+    bare = host.strip("[]")
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(bare, port, type=socket.SOCK_STREAM,
+                                                             flags=socket.AI_PASSIVE)[0]
+    except socket.gaierror as exc:
+        raise ValueError(f"--host {host!r} is not an address of this machine ({exc.strerror})") from None
+    with socket.socket(family, kind, proto) as probe:
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            hint = " (0 = any free port)" if what == "--port" else ""
+            raise ValueError(f"{what} {port} on {host} cannot be used ({exc.strerror}); pick another{hint}") from None
+
+
+def check_tls_file(path: Path | None, option: str) -> None:
+    if path is None:
+        return
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise ValueError(f"{option} {str(path)!r} cannot be read ({exc.strerror})") from None
+    if b"-----BEGIN " not in data:
+        raise ValueError(f"{option} {str(path)!r} is not a PEM file (no '-----BEGIN' line)")
+
+
+def preflight(args: argparse.Namespace) -> tuple[ServerOptions, list[str], list[str], list[Path], Path | None]:
+    """Everything ``serve`` can check before loading a model: options and their conflicts, the
+    ports, the TLS files, the checkpoint folders and their kinds. Raises ValueError or
+    CheckpointError with the one line to print."""
+    from ..aligner import MAX_ALIGN_SECONDS
+    from ..checkpoint import CheckpointError, read_config, resolve
+    from ..config import ModelKind
+
+    options = server_options(args)
     models = args.model or [DEFAULT_MODEL]
     names = [model_name(m) for m in models]
     if len(set(names)) != len(names):
         raise ValueError(f"two models would have the same name: {names}; use folders with distinct names")
     if args.max_batch < 1 or (args.kv_cache_gib is not None and args.kv_cache_gib <= 0):
         raise ValueError("--max-batch must be at least 1 and --kv-cache-gib positive")
-    engines, aligner = load_engines(models, names, load, options, args.max_batch, args.kv_cache_gib)
+    problems = stage_conflicts(options, {}, None if args.no_aligner else MAX_ALIGN_SECONDS)
+    if problems:
+        raise ValueError("; ".join(problems))
+    check_tls_file(options.tls_cert, "--tls-cert")
+    check_tls_file(options.tls_key, "--tls-key")
+    check_tls_file(options.tls_client_ca, "--tls-client-ca")
+    check_port_free(options.host, options.port, "--port")
+    check_port_free(options.host, options.metrics_port, "--metrics-port")
+    check_port_free(options.host, options.http_port, "--http-port")
+    folders = [resolve(m, "model") for m in models]
+    for path, folder in zip(models, folders):
+        if read_config(folder).kind is ModelKind.ALIGNER:
+            raise CheckpointError(f"--model {path!r} is a forced-aligner checkpoint; pass an ASR checkpoint "
+                                  "(the aligner goes with --aligner)")
+    aligner = None
     if not args.no_aligner:
-        aligner = load_aligner(args.aligner, load)
+        aligner = resolve(args.aligner, "aligner")
+        if read_config(aligner).kind is not ModelKind.ALIGNER:
+            raise CheckpointError(f"--aligner {args.aligner!r} is not a forced-aligner checkpoint "
+                                  "(Qwen3-ForcedAligner); pass one, or --no-aligner")
+    return options, models, names, folders, aligner
+
+
+def _serve(args: argparse.Namespace, load: LoadOptions) -> int:
+    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # ValueError / CheckpointError -> one line and exit 2, before any model is loaded
+    options, models, names, folders, aligner_folder = preflight(args)
+    engines, aligner = load_engines([str(f) for f in folders], names, load, options, args.max_batch,
+                                    args.kv_cache_gib)
+    if aligner_folder is not None:
+        aligner = load_aligner(str(aligner_folder), load)
     try:
         asyncio.run(_run(options, engines, aligner))
     finally:
@@ -113,7 +184,8 @@ def load_engines(models, names, load: LoadOptions, options: ServerOptions, max_b
 
     engines = {}
     for name, path in zip(names, models):
-        log.info("loading %s from %s on %s (%s)", name, path, load.device, load.dtype)
+        log.info("loading %s from %s on %s (%s%s)", name, path, load.device, load.dtype,
+                 ", int8 decoder" if load.quantize == "int8" else "")
         model, tokenizer = load_pretrained(path, load)
         engine_opts = engine_options(options, max_batch=max_batch)
         per_utterance = StreamingEngine(model, tokenizer, engine_opts).kv_bytes_per_utterance
@@ -127,7 +199,7 @@ def load_aligner(path: str, load: LoadOptions):
     from ..checkpoint import load_pretrained
 
     log.info("loading aligner %s from %s", model_name(path), path)
-    return ForcedAligner(*load_pretrained(path, load))
+    return ForcedAligner(*load_pretrained(path, load, "aligner"))
 
 
 async def _run(options: ServerOptions, engines, aligner) -> None:

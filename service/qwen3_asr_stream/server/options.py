@@ -51,6 +51,9 @@ class ServerOptions:
     max_queued_responses: int = 64  # unread responses of a stream before its audio is no longer read
     recognize_parallel: int = 4  # utterances of one Recognize call in the engine at once
     aligner_max_batch: int = 16  # utterances aligned in one pass
+    # Riva requests naming a model this server does not have (LiveKit's nvidia plugin sends a
+    # Parakeet name by default) get the default model instead of INVALID_ARGUMENT.
+    riva_any_model: bool = False
 
     def __post_init__(self) -> None:
         def need(ok: bool, message: str) -> None:
@@ -95,6 +98,7 @@ class ServerOptions:
             need(_int(value) and value >= 1, f"{name} must be at least 1, got {value!r}")
         need(_int(self.max_queued_responses) and self.max_queued_responses >= 8,
              f"max_queued_responses must be at least 8, got {self.max_queued_responses!r}")
+        need(isinstance(self.riva_any_model, bool), f"riva_any_model must be a bool, got {self.riva_any_model!r}")
 
     @property
     def tls(self) -> bool:
@@ -118,13 +122,13 @@ def stage_conflicts(options: ServerOptions, engine_max_utterance_s: Mapping[str,
     longest audio the forced aligner times (None: no aligner, no word times).
     """
     problems = []
-    longest_s = options.endpointing.max_utterance_ms / 1000
+    longest_ms = options.endpointing.max_utterance_ms
     for name, limit in engine_max_utterance_s.items():
-        if longest_s > limit:
-            problems.append(f"max_utterance_ms {options.endpointing.max_utterance_ms} exceeds what the engine of "
-                            f"{name} holds ({limit:g} s)")
-    if aligner_max_s is not None and longest_s > aligner_max_s:
-        problems.append(f"max_utterance_ms {options.endpointing.max_utterance_ms} exceeds the {aligner_max_s:g} s the "
-                        f"forced aligner can time, so longer finals would lose their word times; lower it, or serve "
-                        f"without the aligner")
+        if longest_ms > limit * 1000:
+            problems.append(f"max-utterance-ms {longest_ms} is longer than the engine of {name} holds "
+                            f"({limit * 1000:.0f} ms)")
+    if aligner_max_s is not None and longest_ms > aligner_max_s * 1000:
+        problems.append(f"max-utterance-ms {longest_ms} is longer than the aligner can time "
+                        f"({aligner_max_s * 1000:.0f} ms): such finals would have no word times; lower it, or serve "
+                        f"without the aligner (--no-aligner)")
     return problems

@@ -8,13 +8,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from qwen3_asr_client.results import SpeechEvent, Word  # shared with the client: one definition
 
 from ..aligner import AlignRequest
-from ..alignment_text import WordTime
+from ..alignment_text import WordTime, clamp_word_times
 from ..audio.input import AudioFormat
 from ..audio.vad import SAMPLES_PER_MS, EndpointingOptions, EndReason
 from ..engine.engine import StreamingEngine
@@ -22,6 +23,11 @@ from ..engine.options import UtteranceOptions
 from ..server.metrics import Metrics
 from ..server.options import ServerOptions
 from .aligner_worker import AlignerWorker
+
+if TYPE_CHECKING:
+    from .calls import Calls
+
+__all__ = ["Backend", "RecognitionSettings", "SpeechEvent", "Transcript", "Word", "align_words", "words_in_stream"]
 
 log = logging.getLogger(__name__)
 
@@ -86,19 +92,10 @@ class Transcript:
 
 
 def words_in_stream(words: list[WordTime], start_sample: int, end_sample: int) -> tuple[Word, ...]:
-    """Aligner times (s from the utterance audio) -> ms from the stream start.
-
-    Clamped to the utterance's audio and made non-decreasing: the aligner predicts
-    each time independently and may overshoot the audio it was given.
-    """
-    lo, hi = start_sample // SAMPLES_PER_MS, end_sample // SAMPLES_PER_MS
-    out, floor = [], lo
-    for w in words:
-        start = min(max(lo + round(w.start * 1000), floor), hi)
-        end = min(max(lo + round(w.end * 1000), start), hi)
-        out.append(Word(w.text, start, end))
-        floor = start
-    return tuple(out)
+    """Aligner times (s from the utterance audio) -> ms from the stream start, clamped to the
+    utterance's audio and non-decreasing (``clamp_word_times``, shared with offline use)."""
+    span = clamp_word_times(words, start_sample // SAMPLES_PER_MS, end_sample // SAMPLES_PER_MS)
+    return tuple(Word(text, start, end) for text, start, end in span)
 
 
 async def align_words(aligner: AlignerWorker, audio: np.ndarray, text: str, language: str,
