@@ -10,7 +10,9 @@ Besides asr.v1.SpeechRecognition the server has standard health checking
 one address with ``so_reuseport`` off (a second server cannot silently share the
 port), caps received messages at ``ServerOptions.receive_limit_bytes``, sends
 keepalive pings, serves TLS (optionally mutual) and checks a bearer token when
-configured, and exposes Prometheus metrics on their own port.
+configured, and exposes Prometheus metrics on their own port. With ``http_port`` it
+also runs the HTTP server (``server/http.py``: OpenAI REST and Realtime, the captions
+page, readiness) on the same event loop, sharing the backend and the drain.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from ..protocols.grpc_asr.servicer import SpeechRecognitionServicer
 from ..protocols.grpc_riva.servicer import add_to_server as add_riva_service
 from ..session.aligner_worker import AlignerWorker
 from ..session.types import Backend
+from .http import HttpServer, ssl_context
 from .interceptors import BearerTokenAuth, MalformedRequests
 from .metrics import Metrics
 from .options import ServerOptions, stage_conflicts
@@ -84,6 +87,8 @@ class AsrServer:
         self.servicer = SpeechRecognitionServicer(self.backend)
         self.port: int | None = None
         self.metrics_port: int | None = None
+        self.http = HttpServer(self.backend) if options.http_port else None
+        self.http_port: int | None = None
         self._server: grpc.aio.Server | None = None
         self._health: health.aio.HealthServicer | None = None
         self._metrics_http = None
@@ -148,10 +153,16 @@ class AsrServer:
             self._metrics_http, _ = start_http_server(options.metrics_port, addr=options.host.strip("[]"),
                                                       registry=self.metrics.registry)
             self.metrics_port = self._metrics_http.server_port
+        if self.http is not None:
+            tls = ssl_context(options.tls_cert, options.tls_key, options.tls_client_ca) if options.tls else None
+            self.http_port = await self.http.start(options.host, options.http_port, tls)
         log.info("serving %s on %s:%d (%s%s), models %s, word times %s%s", SERVICE_NAME, options.host, self.port,
                  "TLS" if options.tls else "plaintext", ", token" if options.auth_token else "",
                  ", ".join(self.backend.engines), "on" if self.backend.aligner else "off",
                  f", metrics on :{self.metrics_port}" if self.metrics_port else "")
+        if self.http_port:
+            log.info("serving HTTP (OpenAI /v1/realtime, /v1/audio/transcriptions; captions page /) on %s:%d",
+                     options.host, self.http_port)
         return self.port
 
     def _credentials(self) -> grpc.ServerCredentials:
@@ -176,6 +187,8 @@ class AsrServer:
         await self._health.enter_graceful_shutdown()
         await self.calls.drain(grace_s)
         await self._server.stop(STOP_GRACE_S)
+        if self.http is not None:
+            await self.http.stop()
         if self.backend.aligner is not None:
             self.backend.aligner.close()
         if self._metrics_http is not None:

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..checkpoint import DEFAULT_ALIGNER, DEFAULT_MODEL, LoadOptions
-from .options import ServerOptions, stage_conflicts
+from .options import DEFAULT_HTTP_PORT, ServerOptions, stage_conflicts
 from ..audio.vad import EndpointingOptions
 
 GIB = 1 << 30
@@ -53,6 +53,9 @@ def add_serve_command(commands, add_load_options: Callable[[argparse.ArgumentPar
     p.add_argument("--auth-token", default=os.environ.get("QWEN3_ASR_TOKEN"),
                    help="require 'authorization: Bearer TOKEN' (default: $QWEN3_ASR_TOKEN; unset = no auth)")
     p.add_argument("--metrics-port", type=int, default=d.metrics_port, help="Prometheus /metrics port on --host; 0 = off (default: %(default)s)")
+    p.add_argument("--http-port", type=int, default=DEFAULT_HTTP_PORT,
+                   help="HTTP port on --host: OpenAI /v1/realtime (WebSocket) and /v1/audio/transcriptions, the live "
+                        "captions page at /, /readyz, /livez; 0 = off (default: %(default)s)")
     p.add_argument("--update-interval-ms", type=int, default=d.update_interval_ms,
                    help="default interim result cadence, ms of audio (default: %(default)s)")
     p.add_argument("--vad-aggressiveness", type=int, default=e.aggressiveness, choices=range(4),
@@ -82,6 +85,7 @@ def server_options(args: argparse.Namespace) -> ServerOptions:
         max_recognize_bytes=args.max_recognize_bytes, max_stream_seconds=args.max_stream_seconds,
         idle_timeout_s=args.idle_timeout, grace_s=args.grace, tls_cert=args.tls_cert, tls_key=args.tls_key,
         tls_client_ca=args.tls_client_ca, auth_token=args.auth_token or None, metrics_port=args.metrics_port,
+        http_port=args.http_port,
         endpointing=endpointing, update_interval_ms=args.update_interval_ms, riva_any_model=args.riva_any_model)
 
 
@@ -141,6 +145,7 @@ def preflight(args: argparse.Namespace) -> tuple[ServerOptions, list[str], list[
     check_tls_file(options.tls_client_ca, "--tls-client-ca")
     check_port_free(options.host, options.port, "--port")
     check_port_free(options.host, options.metrics_port, "--metrics-port")
+    check_port_free(options.host, options.http_port, "--http-port")
     folders = [resolve(m, "model") for m in models]
     for path, folder in zip(models, folders):
         if read_config(folder).kind is ModelKind.ALIGNER:
