@@ -229,3 +229,44 @@ def test_statuses_pass_through_unchanged(proxy, fleet, phrase, expected):
     assert direct.code == grpc.StatusCode[expected], (direct.code, direct.details)
     assert (proxied.code, proxied.details) == (direct.code, direct.details)
     assert [f[2:] for f in proxied.finals] == [f[2:] for f in direct.finals]
+
+
+def test_resumable_stream_survives_a_killed_replica(proxy, fleet, phrase):
+    """SIGKILL the replica of a stream in its second utterance: the stream reconnects through
+    the proxy, replays the unacknowledged audio and goes on; every utterance gets exactly one
+    final, at the offsets it has in the recording."""
+    from qwen3_asr_client import AsyncStreamingClient
+    from qwen3_asr_client.resilience import ResumableStream
+
+    lead, gap, n = 0.5, 1.0, 4
+    audio = pcm(lead) + (phrase + pcm(gap)) * n
+    phrase_s = len(phrase) / (2 * RATE)
+    starts_ms = [round(1000 * (lead + i * (phrase_s + gap))) for i in range(n)]
+
+    async def source():
+        t0 = time.monotonic()
+        for i in range(0, len(audio), CHUNK_BYTES):
+            await asyncio.sleep(max(0.0, t0 + i / (2 * RATE) - time.monotonic()))
+            yield audio[i:i + CHUNK_BYTES]
+
+    async def scenario():
+        items, killed = [], None
+        options = RecognitionOptions(language="English", word_timestamps=False)
+        async with AsyncStreamingClient(proxy.address) as client:
+            stream = ResumableStream(client, AudioFormat(RATE), options)
+            async for item in stream.run(source()):
+                items.append(item)
+                if killed is None and getattr(item, "type", "") == "start" and item.utterance_index == 1:
+                    [killed] = [r for r in fleet if r.metric("asr_active_streams") == 1]
+                    await asyncio.sleep(0.4)  # well inside the second utterance
+                    killed.kill()
+        return stream, items, killed
+
+    stream, items, killed = asyncio.run(scenario())
+    assert killed is not None and killed.wait(5) == -9
+    finals = [i for i in items if getattr(i, "is_final", False)]
+    assert [f.utterance_index for f in finals] == list(range(n)), "one final per utterance, none twice, none lost"
+    assert stream.resumes == 1 and stream.lost_ms == 0
+    for final, start_ms in zip(finals, starts_ms):
+        assert abs(final.start_ms - start_ms) < 400, ([(f.start_ms, f.end_ms) for f in finals], starts_ms)
+        assert final.end_ms > final.start_ms
