@@ -270,3 +270,22 @@ def test_resumable_stream_survives_a_killed_replica(proxy, fleet, phrase):
     for final, start_ms in zip(finals, starts_ms):
         assert abs(final.start_ms - start_ms) < 400, ([(f.start_ms, f.end_ms) for f in finals], starts_ms)
         assert final.end_ms > final.start_ms
+
+
+def test_a_status_sent_while_the_client_still_sends(proxy, fleet, phrase):
+    """RESOURCE_EXHAUSTED for an oversize message while the client goes on sending for 2 s more:
+    nginx passes it unchanged; HAProxy 2.6 may turn it into CANCELLED (haproxy/haproxy#1219),
+    which the documentation and the resumable client account for."""
+    messages = [phrase[:CHUNK_BYTES], bytes(2 * MAX_MESSAGE_BYTES)] + [pcm(0.1)] * 20
+
+    async def both():
+        return (await run_stream(fleet[1].address, b"", messages=messages),
+                await run_stream(proxy.address, b"", messages=messages))
+
+    direct, proxied = asyncio.run(both())
+    assert direct.code == grpc.StatusCode.RESOURCE_EXHAUSTED
+    if proxy.exe == "nginx":
+        assert (proxied.code, proxied.details) == (direct.code, direct.details)
+    else:
+        assert (proxied.code, proxied.details) == (direct.code, direct.details) or (
+            proxied.code == grpc.StatusCode.CANCELLED and "RST_STREAM" in proxied.details)

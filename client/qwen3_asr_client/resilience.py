@@ -25,8 +25,7 @@ recognized again from its start on the new replica and gets its one final there.
 Only when more than ``max_replay_s`` of audio is unacknowledged (a very long
 utterance, or long silence, at the moment of the drop) is the oldest part of it
 dropped; then the loss is at most the utterance in progress, and ``lost_ms`` says
-how much audio was skipped. With ``replay=False`` the utterance in progress is
-always lost (its audio is skipped) and the stream continues with the live audio.
+how much audio was skipped.
 
 Repeated items: interim results and the SPEECH_START event of the utterance in
 progress may come again after a resume (same ``utterance_index``); finals never.
@@ -92,12 +91,12 @@ class ResumableStream:
 
     def __init__(self, client: AsyncStreamingClient, audio_format: AudioFormat,
                  options: RecognitionOptions = RecognitionOptions(), *, policy: RetryPolicy = RetryPolicy(),
-                 resume: bool = True, replay: bool = True, max_replay_s: float = 60.0,
+                 resume: bool = True, max_replay_s: float = 60.0,
                  dropped_codes: frozenset = DROPPED_CODES) -> None:
         if max_replay_s <= 0:
             raise ValueError("max_replay_s must be positive")
         self.client, self.format, self.options, self.policy = client, audio_format, options, policy
-        self.resume, self.replay, self.dropped_codes = resume, replay, dropped_codes
+        self.resume, self.dropped_codes = resume, dropped_codes
         self._max_replay_bytes = int(max_replay_s * audio_format.sample_rate) * audio_format.frame_bytes
         self._buffer = bytearray()  # audio from self._buffer_start (absolute byte) to what the source gave
         self._buffer_start = 0
@@ -106,7 +105,7 @@ class ResumableStream:
         self.calls = 0  # StreamingRecognize calls made
         self.resumes = 0  # of them, after a drop
         self.refusals = 0  # starts refused and retried
-        self.lost_ms = 0  # unacknowledged audio skipped (replay off, or over max_replay_s)
+        self.lost_ms = 0  # unacknowledged audio skipped (over max_replay_s)
         self.acked_ms = 0  # end of the last final, in the time of the whole recording
         self._next_utterance = 0
 
@@ -190,8 +189,6 @@ class ResumableStream:
         refused_in_a_row = 0
         try:
             while True:
-                if not self.replay and self.calls:
-                    self._skip_to(self._buffer_start + len(self._buffer))  # the utterance in progress is lost
                 base_ms, base_utterance = self._bytes_to_ms(self._buffer_start), self._next_utterance
                 position = [self._buffer_start]
                 self.calls += 1
