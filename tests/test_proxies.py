@@ -11,6 +11,8 @@ again on the same ports); each test gets a fresh proxy process.
 from __future__ import annotations
 
 import asyncio
+import errno
+import socket
 import time
 from dataclasses import dataclass, field
 
@@ -152,6 +154,11 @@ async def run_stream(address: str, audio: bytes, *, realtime: bool = True, confi
     return out
 
 
+def refuses(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == errno.ECONNREFUSED
+
+
 def survived_drain(outcome: Outcome, proxy_name: str) -> bool:
     """A stream of the draining replica: UNAVAILABLE with our message. Through HAProxy 2.6 the
     status may instead arrive as CANCELLED (its h2 mux resets a stream whose response ended
@@ -182,7 +189,7 @@ def test_drain_moves_new_streams_to_the_other_replicas(proxy, fleet, speech, phr
         sigterm_at = time.monotonic()
         victim.terminate()
         await asyncio.sleep(0.3)
-        probes = victim.probe("/readyz"), victim.probe("/livez")
+        probes = victim.probe("/readyz"), victim.probe("/livez"), refuses(victim.port)
         second = [asyncio.create_task(run_stream(proxy.address, pcm(0.3) + phrase + pcm(0.8))) for _ in range(6)]
         exit_code = await asyncio.get_running_loop().run_in_executor(None, victim.wait, GRACE_S + 5)
         exit_s = time.monotonic() - sigterm_at
@@ -190,7 +197,7 @@ def test_drain_moves_new_streams_to_the_other_replicas(proxy, fleet, speech, phr
 
     ok_before, sigterm_at, probes, exit_code, exit_s, first, second = asyncio.run(scenario())
 
-    assert probes == (503, 200), "draining: not ready, still alive"
+    assert probes == (503, 200, True), "draining: not ready, still alive, the listener closed"
     assert exit_code == 0 and exit_s <= GRACE_S, (exit_code, exit_s)
     drained = [o for o in first if o.code != grpc.StatusCode.OK]
     assert len(drained) == 3, [(o.code, o.details) for o in first]
