@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -17,6 +18,32 @@ for part in ("service", "client"):
         sys.path.insert(0, path)
 
 
+CUDA_SKIP = "needs a CUDA device"
+# Under CI=true a skip is a failure, except for lack of a GPU: a test whose dependency or
+# precondition is missing in CI must not pass by not running.
+STRICT_SKIPS = os.environ.get("CI", "").lower() == "true"
+
+
+def _fail_skip(report) -> None:
+    if STRICT_SKIPS and report.skipped and not hasattr(report, "wasxfail"):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        if CUDA_SKIP not in reason:
+            report.outcome = "failed"
+            report.longrepr = f"skipped under CI=true (only '{CUDA_SKIP}' may skip): {reason}"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    _fail_skip(outcome.get_result())
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_make_collect_report(collector):
+    outcome = yield
+    _fail_skip(outcome.get_result())
+
+
 def pytest_collection_modifyitems(config, items):
     try:
         import torch
@@ -24,7 +51,7 @@ def pytest_collection_modifyitems(config, items):
         has_cuda = torch.cuda.is_available()
     except ImportError:
         has_cuda = False
-    skip = pytest.mark.skip(reason="needs a CUDA device")
+    skip = pytest.mark.skip(reason=CUDA_SKIP)
     for item in items:
         if "cuda" in item.keywords and not has_cuda:
             item.add_marker(skip)

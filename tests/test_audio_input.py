@@ -51,7 +51,7 @@ def test_split_at_odd_boundaries_gives_same_samples(encoding, rate, channels):
     rng = np.random.default_rng(0)
     samples = (0.3 * rng.standard_normal((rate // 5, channels))).clip(-1, 1).astype(np.float32)
     data = encode(samples, encoding)
-    fmt = AudioFormat(encoding, rate, channels)
+    fmt = AudioFormat(rate, channels, encoding)
     whole = decode_all(fmt, [data])
     assert np.array_equal(decode_all(fmt, odd_splits(data)), whole)
     # Every single cut position inside the first frames: one byte at a time.
@@ -62,7 +62,7 @@ def test_split_at_odd_boundaries_gives_same_samples(encoding, rate, channels):
 
 
 def test_partial_frame_is_carried_not_dropped():
-    fmt = AudioFormat(LINEAR16, 16000, 2)
+    fmt = AudioFormat(16000, 2, LINEAR16)
     decoder = AudioDecoder(fmt)
     frame = np.array([1000, 3000], "<i2").tobytes()  # one stereo frame, mean 2000
     assert len(decoder.decode(frame[:3])) == 0
@@ -76,7 +76,7 @@ def test_partial_frame_is_carried_not_dropped():
 
 def test_linear16_scaling_and_identity_at_16k():
     data = np.array([0, 16384, -32768, 32767], "<i2").tobytes()
-    out = decode_all(AudioFormat(LINEAR16, 16000, 1), [data])
+    out = decode_all(AudioFormat(16000, 1, LINEAR16), [data])
     np.testing.assert_array_equal(out, np.array([0, 0.5, -1, 32767 / 32768], np.float32))
     assert out.dtype == np.float32
 
@@ -84,7 +84,7 @@ def test_linear16_scaling_and_identity_at_16k():
 @pytest.mark.parametrize("rate", [8000, 11025, 22050, 44100, 48000])
 def test_resampled_length_and_frequency(rate):
     seconds, freq = 1.0, 440.0
-    out = decode_all(AudioFormat(FLOAT32, rate, 1), odd_splits(encode(sine(freq, rate, seconds), FLOAT32)))
+    out = decode_all(AudioFormat(rate, 1, FLOAT32), odd_splits(encode(sine(freq, rate, seconds), FLOAT32)))
     assert abs(len(out) - TARGET_SAMPLE_RATE * seconds) <= 1
     spectrum = np.abs(np.fft.rfft(out[1000:-1000] * np.hanning(len(out) - 2000)))
     peak_hz = np.argmax(spectrum) * TARGET_SAMPLE_RATE / (len(out) - 2000)
@@ -94,7 +94,7 @@ def test_resampled_length_and_frequency(rate):
 
 
 def test_samples_out_counts_offsets():
-    decoder = AudioDecoder(AudioFormat(LINEAR16, 8000, 1))
+    decoder = AudioDecoder(AudioFormat(8000, 1, LINEAR16))
     total = 0
     for _ in range(10):  # 10 x 100 ms
         total += len(decoder.decode(bytes(1600)))
@@ -106,10 +106,10 @@ def test_samples_out_counts_offsets():
 @pytest.mark.parametrize("encoding", [LINEAR16, FLOAT32])
 def test_stereo_downmix(encoding):
     left, right = sine(300, 16000, 0.5, 0.4), sine(1000, 16000, 0.5, 0.2)
-    out = decode_all(AudioFormat(encoding, 16000, 2), [encode(np.stack([left, right], axis=1), encoding)])
+    out = decode_all(AudioFormat(16000, 2, encoding), [encode(np.stack([left, right], axis=1), encoding)])
     np.testing.assert_allclose(out, (left + right) / 2, atol=1e-4)
     # Opposite channels cancel.
-    out = decode_all(AudioFormat(FLOAT32, 16000, 2), [encode(np.stack([left, -left], axis=1), FLOAT32)])
+    out = decode_all(AudioFormat(16000, 2, FLOAT32), [encode(np.stack([left, -left], axis=1), FLOAT32)])
     assert np.abs(out).max() == 0
 
 
@@ -117,7 +117,7 @@ def test_stereo_downmix(encoding):
 def test_non_finite_floats_rejected(bad):
     samples = sine(440, 16000, 0.1)
     samples[800] = bad  # 50 ms in
-    decoder = AudioDecoder(AudioFormat(FLOAT32, 16000, 1))
+    decoder = AudioDecoder(AudioFormat(16000, 1, FLOAT32))
     decoder.decode(encode(samples[:400], FLOAT32))
     with pytest.raises(InvalidAudio, match=r"NaN or infinite.*50\.0 ms"):
         decoder.decode(encode(samples[400:], FLOAT32))
@@ -134,24 +134,24 @@ def test_chunk_size_limit():
 @pytest.mark.parametrize("rate", [0, -16000, 7999, 48001, 1_000_000, 16000.0, None, True])
 def test_bad_sample_rates_rejected(rate):
     with pytest.raises(ValueError, match="sample rate"):
-        AudioFormat(LINEAR16, rate, 1)
+        AudioFormat(rate, 1, LINEAR16)
 
 
 @pytest.mark.parametrize("channels", [0, 3, 6, -1, 1.0])
 def test_bad_channel_counts_rejected(channels):
     with pytest.raises(ValueError, match="channels"):
-        AudioFormat(LINEAR16, 16000, channels)
+        AudioFormat(16000, channels, LINEAR16)
 
 
 def test_bad_encoding_rejected():
     with pytest.raises(ValueError, match="encoding"):
-        AudioFormat("MULAW", 16000, 1)
+        AudioFormat(16000, 1, "MULAW")
     assert not issubclass(ValueError, InvalidAudio) and issubclass(InvalidAudio, ValueError)
 
 
 @pytest.mark.parametrize("rate", [8000, 44100, 16000])
 def test_drain_releases_held_audio_and_decoding_goes_on(rate):
-    decoder = AudioDecoder(AudioFormat(FLOAT32, rate, 1))
+    decoder = AudioDecoder(AudioFormat(rate, 1, FLOAT32))
     first = decoder.decode(encode(sine(300, rate, 0.5), FLOAT32))
     drained = decoder.drain()
     assert abs(len(first) + len(drained) - TARGET_SAMPLE_RATE * 0.5) <= 1  # all of the first half

@@ -58,7 +58,9 @@ def test_transcribe_text_output_matches_the_api(checkpoints, speech):
     assert result.returncode == 0, result.stderr
     expected = Transcriber.from_pretrained(str(checkpoints["asr"])).transcribe(
         [read_audio(wav)], TranscribeOptions(max_new_tokens=12))[0]
-    assert result.stdout == f"{wav}\t[{expected.language or 'none'}]\t{expected.text}\n"
+    from qwen3_asr_client.cli import printable
+
+    assert result.stdout == f"{wav}\t[{expected.language or 'none'}]\t{printable(expected.text)}\n"
 
 
 def test_align_subcommand(checkpoints, speech):

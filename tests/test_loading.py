@@ -134,5 +134,5 @@ def test_wrong_shape(asr_copy):
 def test_hub_repo_offline_names_what_is_missing(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
-    with pytest.raises(CheckpointError, match="huggingface-cli download Qwen/Qwen3-ASR-0.6B"):
+    with pytest.raises(CheckpointError, match="hf download Qwen/Qwen3-ASR-0.6B"):
         resolve("Qwen/Qwen3-ASR-0.6B")

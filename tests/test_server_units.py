@@ -105,7 +105,7 @@ def test_outbox_abort_drops_everything_and_room_is_bounded():
 def test_words_are_clamped_to_the_utterance_and_ordered():
     words = [WordTime("a", 0.1, 0.3), WordTime("b", 0.2, 0.25), WordTime("c", 5.0, 9.0)]
     out = words_in_stream(words, start_sample=16_000, end_sample=16_000 + 2 * 16_000)  # 1000-3000 ms
-    assert [(w.text, w.start_ms, w.end_ms) for w in out] == [("a", 1100, 1300), ("b", 1200, 1250),
+    assert [(w.word, w.start_ms, w.end_ms) for w in out] == [("a", 1100, 1300), ("b", 1200, 1250),
                                                              ("c", 3000, 3000)]
 
 
@@ -126,3 +126,16 @@ def test_endpointing_zero_fields_take_the_defaults():
     assert (got.aggressiveness, got.pre_roll_ms, got.stop_window_ms, got.frame_ms) == (0, 0, 900, default.frame_ms)
     with pytest.raises(InvalidRequest, match="frame_ms"):
         endpointing_of(asr_pb2.EndpointingConfig(frame_ms=15), default)
+
+
+def test_stage_conflicts_are_found_at_start():
+    from qwen3_asr_stream.aligner import MAX_ALIGN_SECONDS
+    from qwen3_asr_stream.server.options import stage_conflicts
+
+    long = ServerOptions(endpointing=EndpointingOptions(max_utterance_ms=200_000))
+    assert stage_conflicts(long, {"m": 600.0}, None) == []
+    (aligner_problem,) = stage_conflicts(long, {"m": 600.0}, MAX_ALIGN_SECONDS)
+    assert "aligner can time (180000 ms)" in aligner_problem and "word times" in aligner_problem
+    (engine_problem,) = stage_conflicts(long, {"m": 60.0}, None)
+    assert "engine of m holds (60000 ms)" in engine_problem
+    assert stage_conflicts(ServerOptions(), {"m": 60.0}, MAX_ALIGN_SECONDS) == []

@@ -35,6 +35,23 @@ from .proto import asr_pb2, asr_pb2_grpc
 from .results import ENCODINGS, AudioFormat, Result, StreamItem, items_of
 
 DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024  # larger audio is split; 100 ms of 48 kHz stereo float32 is 38.4 KB
+DEFAULT_PORT = 50051  # the server's default port
+_SCHEMES = ("dns:", "unix:", "unix-abstract:", "ipv4:", "ipv6:", "vsock:")
+
+
+def server_target(server: str) -> str:
+    """The gRPC target of a server address: a host without a port gets DEFAULT_PORT (gRPC alone
+    would use 443). Targets with a scheme (``dns:///``, ``unix:``, ...) are kept as they are."""
+    server = server.strip()
+    if not server:
+        raise ValueError("the server address is empty; give HOST[:PORT]")
+    if server.startswith(_SCHEMES) or "://" in server:
+        return server
+    if server.startswith("["):  # [IPv6] or [IPv6]:PORT
+        return server if "]:" in server else f"{server}:{DEFAULT_PORT}"
+    if server.count(":") > 1:  # a bare IPv6 address
+        return f"[{server}]:{DEFAULT_PORT}"
+    return server if ":" in server else f"{server}:{DEFAULT_PORT}"
 
 
 class _Finalize:
@@ -128,7 +145,7 @@ class _Pacer:
 class _ClientBase:
     """Connection settings shared by the async and the sync client.
 
-    server: "HOST:PORT" (any gRPC target). TLS is used when ``tls`` is set or
+    server: "HOST:PORT" (any gRPC target; a host without a port means DEFAULT_PORT). TLS is used when ``tls`` is set or
     ``root_certificates`` (PEM bytes or a file path) is given; ``token`` is sent as
     ``authorization: Bearer TOKEN`` metadata. ``timeout`` (s) bounds each call.
     Audio larger than ``max_message_bytes`` is split into several messages.
@@ -139,7 +156,7 @@ class _ClientBase:
                  timeout: float | None = None, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES):
         if max_message_bytes < 1:
             raise ValueError("max_message_bytes must be positive")
-        self.server = server
+        self.server = server_target(server)
         self.timeout = timeout
         self.max_message_bytes = max_message_bytes
         self._options = list(channel_options)
@@ -168,22 +185,102 @@ class _ClientBase:
 
 # --------------------------------------------------------------------------- async
 
+_CORE_INTERNAL = "Internal error from Core"
+
+
+class _ServerStatus:
+    """Makes the status the server sent reach the caller of a grpc.aio streaming call.
+
+    grpc.aio (grpc/grpc#36066, at least up to 1.85): when the server ends a call while a
+    write of the client is in flight (a rejected stream: wrong token, full server, bad
+    configuration), the failed write sets the call's status to ``INTERNAL: Internal
+    error from Core``. If the event loop handles the failed write after the server's
+    status, it replaces that status; if before, the server's status replaces it a moment
+    later, but the write has already raised INTERNAL. The call's done callbacks run
+    once, with the first status set: the one here keeps it, and ``resolve()`` gives the
+    server's status in place of that INTERNAL in both orders.
+    """
+
+    WAIT_S = 1.0  # after a failed write: how long the server's status may take to arrive
+
+    def __init__(self, call: grpc.aio.Call):
+        self._call = call
+        self._first: grpc.aio.AioRpcError | None = None
+        call.add_done_callback(self._done)
+
+    def _done(self, call: grpc.aio.Call) -> None:
+        values = []
+        for getter in (call.code, call.initial_metadata, call.trailing_metadata, call.details,
+                       call.debug_error_string):
+            coroutine = getter()
+            try:  # the status is set, so these return without waiting
+                coroutine.send(None)
+            except StopIteration as done:
+                values.append(done.value)
+            except Exception:  # noqa: BLE001 - not readable here: keep what grpc reports
+                return
+            else:  # it would wait: not readable synchronously in this grpc version
+                coroutine.close()
+                return
+        if values[0] != grpc.StatusCode.OK:
+            self._first = grpc.aio.AioRpcError(*values)
+
+    @staticmethod
+    def _from_core(exc: grpc.aio.AioRpcError) -> bool:
+        return exc.code() == grpc.StatusCode.INTERNAL and exc.details() == _CORE_INTERNAL
+
+    async def _current(self) -> grpc.aio.AioRpcError:
+        call = self._call
+        return grpc.aio.AioRpcError(await call.code(), await call.initial_metadata(), await call.trailing_metadata(),
+                                    await call.details(), await call.debug_error_string())
+
+    async def resolve(self, exc: grpc.aio.AioRpcError | None = None) -> grpc.aio.AioRpcError:
+        """The server's status in place of a client-side INTERNAL from a failed write; else ``exc``
+        (None: the ended call's status)."""
+        if exc is None:
+            exc = await self._current()
+        if not self._from_core(exc):
+            return exc
+        if self._first is not None and not self._from_core(self._first):
+            return self._first  # the failed write replaced the server's status
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.WAIT_S
+        while loop.time() < deadline:  # the failed write came first: the server's status replaces it
+            await asyncio.sleep(0.01)
+            current = await self._current()
+            if not self._from_core(current):
+                return current
+        return exc
+
 
 class AsyncRecognitionStream:
     """One StreamingRecognize call; iterate it (once) for results."""
 
-    def __init__(self, call: grpc.aio.StreamStreamCall, max_message_bytes: int, raw: bool):
+    def __init__(self, call: grpc.aio.StreamStreamCall, max_message_bytes: int, raw: bool,
+                 status: _ServerStatus | None = None):
         self._call = call
         self._max = max_message_bytes
         self._raw = raw
+        self._status = status or _ServerStatus(call)
+
+    async def _write(self, request: asr_pb2.StreamingRecognizeRequest) -> None:
+        """Send one request; when the server has ended the call, raise its status."""
+        try:
+            await self._call.write(request)
+        except grpc.aio.AioRpcError as exc:
+            raise await self._status.resolve(exc) from None
+        except asyncio.InvalidStateError:  # grpc.aio: "RPC already finished" (or misuse after done_writing)
+            if not self._call.done():
+                raise
+            raise await self._status.resolve() from None
 
     async def send_audio(self, data: bytes) -> None:
         for request in _audio_requests(data, self._max):
-            await self._call.write(request)
+            await self._write(request)
 
     async def finalize(self) -> None:
         """End the current utterance now; the stream stays open."""
-        await self._call.write(_FINALIZE_REQUEST)
+        await self._write(_FINALIZE_REQUEST)
 
     async def done_writing(self) -> None:
         """Half-close: no more audio. The server then sends the last final results."""
@@ -193,9 +290,12 @@ class AsyncRecognitionStream:
         self._call.cancel()
 
     async def __aiter__(self) -> AsyncIterator[StreamItem | asr_pb2.StreamingRecognizeResponse]:
-        async for response in self._call:
-            for item in _convert(response, self._raw):
-                yield item
+        try:
+            async for response in self._call:
+                for item in _convert(response, self._raw):
+                    yield item
+        except grpc.aio.AioRpcError as exc:
+            raise await self._status.resolve(exc) from None
 
 
 class AsyncStreamingClient(_ClientBase):
@@ -218,8 +318,9 @@ class AsyncStreamingClient(_ClientBase):
                           *, raw: bool = False) -> AsyncRecognitionStream:
         """Start a stream and send its configuration."""
         call = self.stub.StreamingRecognize(metadata=self._metadata, timeout=self.timeout)
-        await call.write(options.streaming_request(audio_format))
-        return AsyncRecognitionStream(call, self.max_message_bytes, raw)
+        stream = AsyncRecognitionStream(call, self.max_message_bytes, raw)
+        await stream._write(options.streaming_request(audio_format))
+        return stream
 
     async def stream(self, audio: Iterable[AudioChunk] | AsyncIterable[AudioChunk], audio_format: AudioFormat,
                      options: RecognitionOptions = RecognitionOptions(), *, realtime: bool = False,
@@ -229,7 +330,7 @@ class AsyncStreamingClient(_ClientBase):
 
         The requests go to gRPC as an iterator, which stops sending by itself when the
         server ends the call: an error status from the server is what the caller gets,
-        never a failed write of ours.
+        never a failed write of ours (see ``_ServerStatus``).
         """
         pacer = _Pacer(audio_format, realtime)
         source_error: list[BaseException] = []
@@ -249,13 +350,16 @@ class AsyncStreamingClient(_ClientBase):
                 call.cancel()
 
         call = self.stub.StreamingRecognize(requests(), metadata=self._metadata, timeout=self.timeout)
+        status = _ServerStatus(call)
         try:
             async for response in call:
                 for item in _convert(response, raw):
                     yield item
-        except (grpc.aio.AioRpcError, asyncio.CancelledError):
+        except (grpc.aio.AioRpcError, asyncio.CancelledError) as exc:
             if source_error:
                 raise source_error[0] from None
+            if isinstance(exc, grpc.aio.AioRpcError):
+                raise await status.resolve(exc) from None
             raise
         finally:
             if not call.done():

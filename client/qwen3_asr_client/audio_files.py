@@ -16,10 +16,8 @@ from typing import Iterator
 from .results import AudioFormat
 
 _PCM, _IEEE_FLOAT, _EXTENSIBLE = 0x0001, 0x0003, 0xFFFE
-_CONVERT_HINT = (
-    "convert it to 16-bit PCM WAV (e.g. `ffmpeg -i IN -ac 1 -c:a pcm_s16le OUT.wav`) "
-    "or install soundfile (`pip install soundfile`)"
-)
+_CONVERT_HINT = "convert it to 16-bit PCM WAV (e.g. `ffmpeg -i IN -ac 1 -c:a pcm_s16le OUT.wav`)"
+_SOUNDFILE_HINT = "or install soundfile (`pip install soundfile`) to read FLAC, OGG and other WAV formats"
 
 
 class AudioFileError(ValueError):
@@ -93,12 +91,12 @@ def _read_with_soundfile(path: Path) -> AudioData:
     except ImportError:
         raise AudioFileError(
             f"{path}: only 16-bit PCM and 32-bit float WAV can be read without soundfile; "
-            + _CONVERT_HINT
+            f"{_CONVERT_HINT} {_SOUNDFILE_HINT}"
         ) from None
     try:
         samples, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
     except Exception as exc:  # soundfile raises its own error types and RuntimeError
-        raise AudioFileError(f"{path}: cannot decode: {exc}; {_CONVERT_HINT}") from exc
+        raise AudioFileError(f"{path}: not audio that libsndfile can decode ({exc}); {_CONVERT_HINT}") from exc
     return AudioData(
         samples.astype("<f4").tobytes(),
         AudioFormat(sample_rate=int(rate), channels=samples.shape[1], encoding="FLOAT32"),

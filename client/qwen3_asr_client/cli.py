@@ -14,23 +14,39 @@ import asyncio
 import json
 import os
 import shutil
+import signal
 import sys
+import unicodedata
 from typing import Sequence, TextIO
 
 import grpc
 
-from .api import AsyncStreamingClient, RecognitionOptions
+from .api import DEFAULT_PORT, AsyncStreamingClient, RecognitionOptions
 from .audio_files import AudioFileError, read_audio
 from .results import Result
 
 PROG = "qwen3-asr-stream"
-SERVER_COMMANDS = ("transcribe", "align", "serve")
+SERVER_COMMAND_HELP = {
+    "transcribe": "transcribe audio files offline (server extra)",
+    "align": "word timestamps for a known transcript (server extra)",
+    "serve": "run the streaming recognition server (server extra)",
+}
+SERVER_COMMANDS = tuple(SERVER_COMMAND_HELP)
 SERVER_EXTRA_HINT = "the server commands need the server extra: pip install 'qwen3-asr-stream[server]'"
-DEFAULT_SERVER = os.environ.get("QWEN3_ASR_SERVER", "localhost:50051")
+DEFAULT_SERVER = os.environ.get("QWEN3_ASR_SERVER", f"localhost:{DEFAULT_PORT}")
 
 
 def _seconds(ms: int) -> str:
     return f"{ms / 1000:.2f}"
+
+
+def printable(text: str) -> str:
+    """``text`` with control characters (escape sequences, carriage returns, newlines: anything a
+    terminal would act on) written as ``\\xNN`` / ``\\uNNNN``, so a transcript is shown, never obeyed.
+    JSON output needs no such care: it escapes them itself."""
+    if text.isprintable():
+        return text
+    return "".join(c if unicodedata.category(c) != "Cc" else ascii(c)[1:-1] for c in text)
 
 
 class TranscriptPrinter:
@@ -48,7 +64,7 @@ class TranscriptPrinter:
         if item.is_final:
             self._final(item)
         elif self.live:
-            self._partial(item.transcript)
+            self._partial(printable(item.transcript))
 
     def close(self) -> None:
         self._erase()
@@ -69,9 +85,9 @@ class TranscriptPrinter:
     def _final(self, r: Result) -> None:
         self._erase()
         language = f" ({r.language})" if r.language else ""
-        self.out.write(f"[{_seconds(r.start_ms)}-{_seconds(r.end_ms)}]{language} {r.transcript}\n")
+        self.out.write(f"[{_seconds(r.start_ms)}-{_seconds(r.end_ms)}]{language} {printable(r.transcript)}\n")
         if r.words:
-            words = " ".join(f"{w.word}[{_seconds(w.start_ms)}-{_seconds(w.end_ms)}]" for w in r.words)
+            words = " ".join(f"{printable(w.word)}[{_seconds(w.start_ms)}-{_seconds(w.end_ms)}]" for w in r.words)
             self.out.write(f"    {words}\n")
         self.out.flush()
 
@@ -108,8 +124,9 @@ def client_settings(args: argparse.Namespace) -> dict:
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--server", default=DEFAULT_SERVER, metavar="HOST:PORT",
-                        help=f"server address (default: $QWEN3_ASR_SERVER or {DEFAULT_SERVER})")
+    parser.add_argument("--server", default=DEFAULT_SERVER, metavar="HOST[:PORT]",
+                        help=f"server address; the port defaults to {DEFAULT_PORT} "
+                             f"(default: $QWEN3_ASR_SERVER or {DEFAULT_SERVER})")
     parser.add_argument("--language", default="", help="language of the speech, e.g. English (default: detect)")
     parser.add_argument("--context", default="", help="text that helps recognition: topic, names")
     parser.add_argument("--hot-word", action="append", default=[], metavar="WORD",
@@ -128,9 +145,10 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG,
-        description="Streaming speech recognition client for a qwen3-asr-stream server.",
-        epilog="Server commands (need the server extra): " + ", ".join(SERVER_COMMANDS)
-        + f"; see `{PROG} serve --help`.",
+        description="Real-time speech recognition with Qwen3-ASR: a streaming client, offline "
+                    "transcription and alignment, and the server.",
+        epilog=f"transcribe, align and serve need the server extra (pip install '{PROG}[server]'); "
+               f"`{PROG} COMMAND --help` describes each command.",
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
@@ -146,21 +164,57 @@ def build_parser() -> argparse.ArgumentParser:
     mic.add_argument("--sample-rate", type=int, default=16000, help="capture rate, Hz (default: 16000)")
     _add_common(mic)
     mic.set_defaults(handler=_mic)
+    # Listed here for --help; they are handed to the server package before parsing (see main).
+    for name, text in SERVER_COMMAND_HELP.items():
+        commands.add_parser(name, help=text, add_help=False)
     return parser
 
 
 def _stream(args: argparse.Namespace) -> int:
+    """Stream the file. Ctrl-C ends the audio there and waits for the last final result (as
+    ``mic`` does); a second Ctrl-C quits at once (exit status 130)."""
     audio = read_audio(args.file)
     printer = JsonPrinter(sys.stdout) if args.json else TranscriptPrinter(sys.stdout)
+    interrupts = 0
 
     async def run() -> None:
-        async with AsyncStreamingClient(args.server, **client_settings(args)) as client:
-            async for item in client.stream(audio.chunks(args.chunk_ms), audio.format, recognition_options(args),
-                                            realtime=args.realtime, raw=args.json):
-                printer.handle(item)
+        stop_audio = asyncio.Event()
+        main = asyncio.current_task()
+
+        def on_interrupt() -> None:
+            nonlocal interrupts
+            interrupts += 1
+            if interrupts == 1:
+                printer.close()  # the live line, if any, is erased first
+                print(f"{PROG} stream: stopping: the audio ends here; waiting for the last final result "
+                      "(Ctrl-C again to quit now)", file=sys.stderr, flush=True)
+                stop_audio.set()
+            else:
+                main.cancel()
+
+        async def chunks():
+            for chunk in audio.chunks(args.chunk_ms):
+                if stop_audio.is_set():
+                    return
+                yield chunk
+                await asyncio.sleep(0)  # a Ctrl-C between chunks is seen before the next one
+
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGINT, on_interrupt)
+        try:
+            async with AsyncStreamingClient(args.server, **client_settings(args)) as client:
+                async for item in client.stream(chunks(), audio.format, recognition_options(args),
+                                                realtime=args.realtime, raw=args.json):
+                    printer.handle(item)
+        finally:
+            loop.remove_signal_handler(signal.SIGINT)
 
     try:
         asyncio.run(run())
+    except asyncio.CancelledError:
+        if interrupts < 2:
+            raise
+        return 130
     finally:
         printer.close()
     return 0

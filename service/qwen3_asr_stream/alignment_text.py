@@ -321,3 +321,23 @@ def words_with_times(
         WordTime(text=word, start=round(ms[2 * w] / 1000.0, 3), end=round(ms[2 * w + 1] / 1000.0, 3))
         for w, word in enumerate(words)
     ]
+
+
+def clamp_word_times(words: Sequence[WordTime], start_ms: int, end_ms: int) -> list[tuple[str, int, int]]:
+    """Aligner word times (s from the start of the aligned audio) as ``(text, start, end)`` in ms
+    from the start of the recording, where the aligned audio spans ``start_ms``-``end_ms``.
+
+    Each time is clamped to that span and the starts are made non-decreasing (each
+    end at or after its start): the aligner predicts each time independently and may
+    overshoot the audio it was given (random weights put words minutes past its end).
+    The one rule for streams, unary recognition and offline transcription and alignment.
+    """
+    if end_ms < start_ms:
+        raise ValueError(f"the aligned audio ends ({end_ms} ms) before it starts ({start_ms} ms)")
+    out, floor = [], start_ms
+    for w in words:
+        start = min(max(start_ms + round(w.start * 1000), floor), end_ms)
+        end = min(max(start_ms + round(w.end * 1000), start), end_ms)
+        out.append((w.text, start, end))
+        floor = start
+    return out

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .frontend import SAMPLE_RATE
+from qwen3_asr_client.audio_files import AudioFileError, read_audio as read_audio_file
 
+from .audio import SAMPLE_RATE
 
-class AudioFileError(ValueError):
-    pass
+__all__ = ["AudioFileError", "read_audio", "split_long_audio", "to_mono_16k"]
 
 
 def to_mono_16k(samples: np.ndarray, sample_rate: int) -> np.ndarray:
@@ -39,17 +39,18 @@ def to_mono_16k(samples: np.ndarray, sample_rate: int) -> np.ndarray:
 
 
 def read_audio(path: str | Path) -> np.ndarray:
-    """A WAV, FLAC or OGG file (whatever libsndfile reads) as 16 kHz mono float32."""
-    import soundfile
-
+    """An audio file as 16 kHz mono float32: the client's reader (WAV, or whatever libsndfile
+    reads), then downmix and resample. Raises AudioFileError."""
     path = Path(path)
     if not path.is_file():
         raise AudioFileError(f"audio file {str(path)!r} does not exist")
-    try:
-        samples, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
-    except Exception as exc:  # noqa: BLE001 - libsndfile raises its own error types
-        raise AudioFileError(f"cannot read {str(path)!r} as audio: {exc}") from None
-    return to_mono_16k(samples, int(rate))
+    audio = read_audio_file(path)
+    fmt = audio.format
+    if fmt.encoding == "LINEAR16":
+        samples = np.frombuffer(audio.data, "<i2").astype(np.float32) * np.float32(1.0 / 32768.0)
+    else:
+        samples = np.frombuffer(audio.data, "<f4")
+    return to_mono_16k(samples.reshape(-1, fmt.channels), fmt.sample_rate)
 
 
 def split_long_audio(audio: np.ndarray, max_seconds: float, search_seconds: float = 5.0,

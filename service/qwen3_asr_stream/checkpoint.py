@@ -14,12 +14,17 @@ import torch
 
 from .config import ConfigError, ModelDims
 from .model.qwen3_asr import SpeechModel
+from .tokenizer import TextTokenizer
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 REQUIRED_FILES = ("config.json",)
 WEIGHTS_FILE = "model.safetensors"
 WEIGHTS_INDEX = "model.safetensors.index.json"
 HUB_PATTERNS = ["*.json", "*.safetensors", "*.txt", "*.jinja"]
+
+
+DEFAULT_MODEL = "Qwen/Qwen3-ASR-0.6B"
+DEFAULT_ALIGNER = "Qwen/Qwen3-ForcedAligner-0.6B"
 
 
 class CheckpointError(RuntimeError):
@@ -65,19 +70,34 @@ def best_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def resolve(path_or_repo: str | os.PathLike[str]) -> Path:
+# How to get each kind of checkpoint: its command-line option and its random-weight preset.
+ROLES = {"model": ("--model", "asr-0.6b"), "aligner": ("--aligner", "aligner-0.6b")}
+
+
+def fetch_hint(role: str) -> str:
+    """What to do when a checkpoint of ``role`` ("model" or "aligner") is missing."""
+    flag, preset = ROLES[role]
+    return (f"pass a downloaded checkpoint folder with {flag}; to try the service without downloading, "
+            f"write a random-weight one (no real transcripts): python -m qwen3_asr_stream.testing.checkpoints "
+            f"--preset {preset} --out /tmp/{preset} and pass {flag} /tmp/{preset}")
+
+
+def resolve(path_or_repo: str | os.PathLike[str], role: str = "model") -> Path:
     """A local checkpoint folder, or the snapshot folder of a Hub repo id.
 
     A repo id is fetched with ``huggingface_hub`` into its normal cache. Without
     network access the cached snapshot is used; when there is none the error says
-    what is missing and how to fetch it.
+    what is missing and how to fetch it. ``role`` ("model" or "aligner") names the
+    option in that message.
     """
+    if role not in ROLES:
+        raise ValueError(f"role must be one of {sorted(ROLES)}, got {role!r}")
     local = Path(path_or_repo).expanduser()
     if local.is_dir():
         return local
     text = str(path_or_repo)
     if local.exists() or text.startswith((".", "/", "~")) or text.count("/") != 1:
-        raise CheckpointError(f"checkpoint folder {text!r} does not exist")
+        raise CheckpointError(f"{role} checkpoint folder {text!r} does not exist; {fetch_hint(role)}")
     try:
         from huggingface_hub import snapshot_download
     except ImportError as exc:  # pragma: no cover - huggingface_hub is a server dependency
@@ -89,11 +109,15 @@ def resolve(path_or_repo: str | os.PathLike[str]) -> Path:
             return Path(snapshot_download(text, allow_patterns=HUB_PATTERNS, local_files_only=True))
         except Exception:  # noqa: BLE001
             raise CheckpointError(
-                f"model {text!r} is neither a local folder nor in the Hugging Face cache, and downloading it "
-                f"failed ({type(online_error).__name__}: {online_error}). Fetch it where the network allows "
-                f"with `huggingface-cli download {text}` (then copy the cache, or set HF_HOME), or pass the "
-                "path of a downloaded checkpoint folder."
+                f"{role} {text!r} is neither a local folder nor in the Hugging Face cache, and downloading it "
+                f"failed ({type(online_error).__name__}: {_first_line(online_error)}). Fetch it where the network "
+                f"allows with `hf download {text}` (then copy the cache, or set HF_HOME), or {fetch_hint(role)}."
             ) from None
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else ""
 
 
 def read_config(folder: Path) -> ModelDims:
@@ -202,3 +226,11 @@ def _reset_buffers(model: SpeechModel) -> None:
         device
     )
     model.decoder.rotary = RotaryEmbedding(dims.text).to(device)
+
+
+def load_pretrained(path_or_repo: str | os.PathLike[str], options: LoadOptions = LoadOptions(),
+                    role: str = "model") -> tuple[SpeechModel, TextTokenizer]:
+    """The one loading recipe: a local folder or Hub id -> the model and its tokenizer
+    (``role``, "model" or "aligner", names the option in a missing-checkpoint error)."""
+    folder = resolve(path_or_repo, role)
+    return load_model(folder, options), TextTokenizer.from_folder(folder)

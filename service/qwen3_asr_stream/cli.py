@@ -7,11 +7,11 @@ import json
 import sys
 from typing import Sequence
 
-from .checkpoint import DTYPES, CheckpointError, LoadOptions, best_device
+from qwen3_asr_client.cli import printable
+
+from .checkpoint import DEFAULT_ALIGNER, DEFAULT_MODEL, DTYPES, CheckpointError, LoadOptions, best_device
 from .server.cli import add_serve_command
 
-DEFAULT_MODEL = "Qwen/Qwen3-ASR-0.6B"
-DEFAULT_ALIGNER = "Qwen/Qwen3-ForcedAligner-0.6B"
 
 
 def _add_load_options(parser: argparse.ArgumentParser) -> None:
@@ -40,37 +40,42 @@ def _cmd_transcribe(args: argparse.Namespace) -> int:
         language=args.language, context=args.context, max_new_tokens=args.max_new_tokens,
         word_timestamps=args.aligner is not None,
     )
+    audios = {path: read_audio(path) for path in args.audio}  # every file readable before loading the model
     transcriber = Transcriber.from_pretrained(args.model, args.aligner, _load_options(args))
-    for path in args.audio:
-        result = transcriber.transcribe([read_audio(path)], options)[0]
+    for path, audio in audios.items():
+        if audio.shape[0] == 0:
+            print(f"qwen3-asr-stream transcribe: {path} has no audio; its result is empty", file=sys.stderr)
+        result = transcriber.transcribe([audio], options)[0]
         if args.json:
             record = {"file": path, "language": result.language, "text": result.text}
             if args.aligner is not None:
                 record["words"] = _words_json(result.words)
             print(json.dumps(record, ensure_ascii=False), flush=True)
         else:
-            print(f"{path}\t[{result.language or 'none'}]\t{result.text}", flush=True)
+            print(f"{printable(path)}\t[{result.language or 'none'}]\t{printable(result.text)}", flush=True)
             for w in result.words:
-                print(f"  {w.start:8.3f} {w.end:8.3f}  {w.text}")
+                print(f"  {w.start:8.3f} {w.end:8.3f}  {printable(w.text)}")
     return 0
 
 
 def _cmd_align(args: argparse.Namespace) -> int:
-    from .aligner import AlignRequest, ForcedAligner
+    from .aligner import ForcedAligner
     from .audio_io import read_audio
-    from .checkpoint import load_model, resolve
-    from .tokenizer import TextTokenizer
+    from .checkpoint import load_pretrained
+    from .offline import align_recording
     from .transcript import normalize_language
 
     language = normalize_language(args.language)
-    folder = resolve(args.aligner)
-    aligner = ForcedAligner(load_model(folder, _load_options(args)), TextTokenizer.from_folder(folder))
-    words = aligner.align([AlignRequest(read_audio(args.audio), args.text, language)])[0]
+    audio = read_audio(args.audio)
+    if audio.shape[0] == 0:
+        raise ValueError(f"{args.audio} has no audio: there is nothing to align the text to")
+    aligner = ForcedAligner(*load_pretrained(args.aligner, _load_options(args), "aligner"))
+    words = align_recording(aligner, audio, args.text, language)
     if args.json:
         print(json.dumps({"file": args.audio, "words": _words_json(words)}, ensure_ascii=False))
     else:
         for w in words:
-            print(f"{w.start:8.3f} {w.end:8.3f}  {w.text}")
+            print(f"{w.start:8.3f} {w.end:8.3f}  {printable(w.text)}")
     return 0
 
 

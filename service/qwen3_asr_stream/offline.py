@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -10,17 +9,46 @@ import numpy as np
 import torch
 
 from .aligner import MAX_ALIGN_SECONDS, AlignRequest, ForcedAligner
-from .alignment_text import WordTime
+from .alignment_text import WordTime, clamp_word_times
 from .audio_io import split_long_audio
-from .checkpoint import LoadOptions, load_model, resolve
+from .checkpoint import LoadOptions, load_pretrained
 from .decoding import GreedyOptions, greedy_generate
-from .frontend import batch_features
+from .frontend import N_FFT, SAMPLE_RATE, batch_features
 from .model.qwen3_asr import SpeechModel
 from .prompts import asr_prompt_text
 from .tokenizer import TextTokenizer
 from .transcript import normalize_language, parse_output
 
 MAX_ASR_SECONDS = 1200.0  # longest piece given to the ASR model at once
+MIN_SAMPLES = N_FFT // 2 + 1  # the front end's STFT (centered, reflect-padded) needs more than half a window
+SHORT_PAD_SECONDS = 0.5  # audio shorter than MIN_SAMPLES is zero-padded to this (the official rule for short pieces)
+
+
+def padded_for_model(audio: np.ndarray) -> np.ndarray:
+    """Audio the front end accepts: a piece under MIN_SAMPLES (but not empty) is zero-padded at the end."""
+    if 0 < audio.shape[0] < MIN_SAMPLES:
+        return np.pad(audio, (0, int(SHORT_PAD_SECONDS * SAMPLE_RATE) - audio.shape[0]))
+    return audio
+
+
+def words_in_recording(words: Sequence[WordTime], offset_samples: int, n_samples: int) -> list[WordTime]:
+    """Word times of audio ``n_samples`` long starting ``offset_samples`` into a recording, in
+    seconds from the recording's start, clamped to that audio (``clamp_word_times``)."""
+    start_ms = offset_samples * 1000 // SAMPLE_RATE
+    end_ms = (offset_samples + n_samples) * 1000 // SAMPLE_RATE
+    return [WordTime(text, s / 1000, e / 1000) for text, s, e in clamp_word_times(words, start_ms, end_ms)]
+
+
+def align_recording(aligner: ForcedAligner, audio: np.ndarray, text: str, language: str) -> list[WordTime]:
+    """Word times of ``text`` in a whole 16 kHz recording (at most MAX_ALIGN_SECONDS), clamped to it."""
+    if audio.shape[0] == 0:
+        raise ValueError("the audio has no samples: there is nothing to align the text to")
+    seconds = audio.shape[0] / SAMPLE_RATE
+    if seconds > MAX_ALIGN_SECONDS:
+        raise ValueError(f"the aligner takes at most {MAX_ALIGN_SECONDS:.0f} s of audio, got {seconds:.1f} s; "
+                         "use `transcribe --aligner` for longer recordings")
+    words = aligner.align([AlignRequest(padded_for_model(audio), text, language)])[0]
+    return words_in_recording(words, 0, audio.shape[0])
 
 
 @dataclass(frozen=True)
@@ -65,12 +93,8 @@ class Transcriber:
 
     @classmethod
     def from_pretrained(cls, model: str, aligner: str | None = None, load: LoadOptions = LoadOptions()) -> "Transcriber":
-        asr_folder = resolve(model)
-        forced = None
-        if aligner is not None:
-            aligner_folder = resolve(aligner)
-            forced = ForcedAligner(load_model(aligner_folder, load), TextTokenizer.from_folder(aligner_folder))
-        return cls(load_model(asr_folder, load), TextTokenizer.from_folder(asr_folder), forced)
+        forced = ForcedAligner(*load_pretrained(aligner, load, "aligner")) if aligner is not None else None
+        return cls(*load_pretrained(model, load), forced)
 
     def raw_outputs(self, audios: Sequence[np.ndarray], contexts: Sequence[str],
                     languages: Sequence[str | None], max_new_tokens: int, batch_size: int) -> list[str]:
@@ -94,12 +118,18 @@ class Transcriber:
         if options.word_timestamps and self.aligner is None:
             raise ValueError("word timestamps need a forced aligner (--aligner)")
         max_seconds = MAX_ALIGN_SECONDS if options.word_timestamps else MAX_ASR_SECONDS
-        pieces: list[tuple[int, np.ndarray, float]] = []
+        # (recording, piece, its first sample in the recording, its samples before padding)
+        pieces: list[tuple[int, np.ndarray, int, int]] = []
         for index, audio in enumerate(audios):
-            for piece, offset in split_long_audio(audio, max_seconds):
-                pieces.append((index, piece, offset))
+            if audio.shape[0] == 0:
+                continue  # no audio: an empty result, as a stream without speech has
+            cuts = split_long_audio(audio, max_seconds)
+            for k, (piece, offset) in enumerate(cuts):
+                first = round(offset * SAMPLE_RATE)
+                last = round(cuts[k + 1][1] * SAMPLE_RATE) if k + 1 < len(cuts) else audio.shape[0]
+                pieces.append((index, padded_for_model(piece), first, last - first))
         raw = self.raw_outputs(
-            [p for _, p, _ in pieces], [options.context] * len(pieces), [options.language] * len(pieces),
+            [p for _, p, _, _ in pieces], [options.context] * len(pieces), [options.language] * len(pieces),
             options.max_new_tokens, options.batch_size,
         )
         parsed = [parse_output(r, options.language) for r in raw]
@@ -114,15 +144,11 @@ class Transcriber:
                     [AlignRequest(pieces[i][1], parsed[i].text, parsed[i].language) for i in batch]
                 )
                 for i, piece_words in zip(batch, aligned):
-                    offset = pieces[i][2]
-                    words[i] = [
-                        dataclasses.replace(w, start=round(w.start + offset, 3), end=round(w.end + offset, 3))
-                        for w in piece_words
-                    ]
+                    words[i] = words_in_recording(piece_words, pieces[i][2], pieces[i][3])
 
         results = []
         for index in range(len(audios)):
-            mine = [i for i, (owner, _, _) in enumerate(pieces) if owner == index]
+            mine = [i for i, (owner, _, _, _) in enumerate(pieces) if owner == index]
             results.append(
                 Transcription(
                     language=merge_languages([parsed[i].language for i in mine]),

@@ -5,7 +5,7 @@ sample or a channel frame are kept and joined to the next chunk, never dropped.
 Two channels are averaged; other rates are resampled with a streaming soxr
 resampler, so the output does not depend on how the input was chunked.
 
-    decoder = AudioDecoder(AudioFormat(AudioEncoding.LINEAR16, 44100, 2))
+    decoder = AudioDecoder(AudioFormat(44100, 2, AudioEncoding.LINEAR16))
     samples = decoder.decode(chunk)      # (n,) float32 at 16 kHz, n may be 0
     held = decoder.drain()               # on a forced finalize: the resampler's delay
     tail = decoder.flush()               # at end of stream
@@ -18,6 +18,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import soxr
+
+from qwen3_asr_client.results import AudioFormat as ClientAudioFormat
 
 from . import SAMPLE_RATE
 
@@ -33,9 +35,11 @@ class InvalidAudio(ValueError):
     """The client sent audio that cannot be decoded (maps to INVALID_ARGUMENT)."""
 
 
-class AudioEncoding(enum.Enum):
-    LINEAR16 = "linear16"  # signed 16-bit little-endian PCM
-    FLOAT32 = "float32"  # IEEE 754 32-bit little-endian, nominally in [-1, 1]
+class AudioEncoding(str, enum.Enum):
+    """The encodings the server decodes; equal to the client's strings ("LINEAR16", "FLOAT32")."""
+
+    LINEAR16 = "LINEAR16"  # signed 16-bit little-endian PCM
+    FLOAT32 = "FLOAT32"  # IEEE 754 32-bit little-endian, nominally in [-1, 1]
 
     @property
     def sample_bytes(self) -> int:
@@ -47,19 +51,17 @@ class AudioEncoding(enum.Enum):
 
 
 @dataclass(frozen=True)
-class AudioFormat:
-    """What the client sends. Invalid values raise ValueError on creation."""
-
-    encoding: AudioEncoding = AudioEncoding.LINEAR16
-    sample_rate: int = TARGET_SAMPLE_RATE
-    channels: int = 1
+class AudioFormat(ClientAudioFormat):
+    """The client's ``AudioFormat`` (same fields, same order), checked against what the server
+    decodes: invalid values raise ValueError on creation; ``encoding`` becomes an AudioEncoding."""
 
     def __post_init__(self):
-        if not isinstance(self.encoding, AudioEncoding):
+        if self.encoding not in AudioEncoding.__members__.values():
             raise ValueError(
                 f"unsupported audio encoding {self.encoding!r}; "
                 f"use one of {[e.name for e in AudioEncoding]}"
             )
+        object.__setattr__(self, "encoding", AudioEncoding(self.encoding))
         if not _is_int(self.sample_rate):
             raise ValueError(f"sample rate must be an integer number of Hz, got {self.sample_rate!r}")
         if not MIN_SAMPLE_RATE <= self.sample_rate <= MAX_SAMPLE_RATE:

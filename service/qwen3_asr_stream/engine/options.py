@@ -4,6 +4,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+# Bounds of the interim cadence, audio seconds between updates (the server's limits derive from these).
+MIN_UPDATE_INTERVAL_S = 0.1
+MAX_UPDATE_INTERVAL_S = 30.0
+
+
+def _check_update_interval(seconds: float) -> None:
+    if not MIN_UPDATE_INTERVAL_S <= seconds <= MAX_UPDATE_INTERVAL_S:
+        raise ValueError(f"update_interval_s must be within {MIN_UPDATE_INTERVAL_S:g}..{MAX_UPDATE_INTERVAL_S:g} s, "
+                         f"got {seconds}")
+
 
 @dataclass(frozen=True)
 class PolicyOptions:
@@ -18,8 +28,7 @@ class PolicyOptions:
     max_pattern_tokens: int = 8  # longest token pattern the repetition guard looks for
 
     def __post_init__(self) -> None:
-        if not 0.1 <= self.update_interval_s <= 30:
-            raise ValueError(f"update_interval_s must be within 0.1..30 s, got {self.update_interval_s}")
+        _check_update_interval(self.update_interval_s)
         if self.unfixed_updates < 0 or self.rollback_tokens < 0:
             raise ValueError("unfixed_updates and rollback_tokens must not be negative")
         if self.max_tokens_per_update < 1 or self.max_tokens_final < 1:
@@ -59,5 +68,5 @@ class UtteranceOptions:
     update_interval_s: float | None = None  # audio time between interims; None: the policy's
 
     def __post_init__(self) -> None:
-        if self.update_interval_s is not None and not 0.1 <= self.update_interval_s <= 30:
-            raise ValueError(f"update_interval_s must be within 0.1..30 s, got {self.update_interval_s}")
+        if self.update_interval_s is not None:
+            _check_update_interval(self.update_interval_s)

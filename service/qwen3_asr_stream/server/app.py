@@ -29,7 +29,7 @@ from grpc_reflection.v1alpha import reflection
 
 from qwen3_asr_client.proto import asr_pb2, asr_pb2_grpc
 
-from ..aligner import ForcedAligner
+from ..aligner import MAX_ALIGN_SECONDS, ForcedAligner
 from ..engine.engine import StreamingEngine
 from ..engine.options import EngineOptions, PolicyOptions
 from ..protocols.grpc_asr.servicer import SpeechRecognitionServicer
@@ -37,7 +37,7 @@ from ..session.aligner_worker import AlignerWorker
 from ..session.types import Backend
 from .interceptors import BearerTokenAuth, MalformedRequests
 from .metrics import Metrics
-from .options import ServerOptions
+from .options import ServerOptions, stage_conflicts
 from .probes import MetricsHttpServer, Probes
 
 log = logging.getLogger(__name__)
@@ -68,6 +68,10 @@ class AsrServer:
                  aligner: ForcedAligner | None = None) -> None:
         if not engines:
             raise ValueError("the server needs at least one ASR engine")
+        problems = stage_conflicts(options, {name: e.options.max_utterance_s for name, e in engines.items()},
+                                   MAX_ALIGN_SECONDS if aligner is not None else None)
+        if problems:
+            raise ValueError("server options: " + "; ".join(problems))
         self.options = options
         self.metrics = Metrics()
         worker = None

@@ -7,16 +7,15 @@ import asyncio
 import dataclasses
 import logging
 import os
+import socket
 import sys
 from pathlib import Path
 from typing import Callable
 
-from ..checkpoint import LoadOptions
-from .options import ServerOptions
+from ..checkpoint import DEFAULT_ALIGNER, DEFAULT_MODEL, LoadOptions
+from .options import ServerOptions, stage_conflicts
 from ..audio.vad import EndpointingOptions
 
-DEFAULT_MODEL = "Qwen/Qwen3-ASR-0.6B"
-DEFAULT_ALIGNER = "Qwen/Qwen3-ForcedAligner-0.6B"
 GIB = 1 << 30
 
 log = logging.getLogger("qwen3_asr_stream.server")
@@ -84,18 +83,84 @@ def server_options(args: argparse.Namespace) -> ServerOptions:
         endpointing=endpointing, update_interval_ms=args.update_interval_ms)
 
 
-def _serve(args: argparse.Namespace, load: LoadOptions) -> int:
-    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    options = server_options(args)  # ValueError -> exit 2 with the message, before loading anything
+def check_port_free(host: str, port: int, what: str) -> None:
+    """Raise ValueError when ``port`` cannot be bound on ``host`` now (0: any port, nothing to check).
+
+    A plain bind, without SO_REUSEPORT: a port another server listens on is refused
+    here even where gRPC itself would share it.
+    """
+    if port == 0:
+        return
+    bare = host.strip("[]")
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(bare, port, type=socket.SOCK_STREAM,
+                                                             flags=socket.AI_PASSIVE)[0]
+    except socket.gaierror as exc:
+        raise ValueError(f"--host {host!r} is not an address of this machine ({exc.strerror})") from None
+    with socket.socket(family, kind, proto) as probe:
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            hint = " (0 = any free port)" if what == "--port" else ""
+            raise ValueError(f"{what} {port} on {host} cannot be used ({exc.strerror}); pick another{hint}") from None
+
+
+def check_tls_file(path: Path | None, option: str) -> None:
+    if path is None:
+        return
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise ValueError(f"{option} {str(path)!r} cannot be read ({exc.strerror})") from None
+    if b"-----BEGIN " not in data:
+        raise ValueError(f"{option} {str(path)!r} is not a PEM file (no '-----BEGIN' line)")
+
+
+def preflight(args: argparse.Namespace) -> tuple[ServerOptions, list[str], list[str], list[Path], Path | None]:
+    """Everything ``serve`` can check before loading a model: options and their conflicts, the
+    ports, the TLS files, the checkpoint folders and their kinds. Raises ValueError or
+    CheckpointError with the one line to print."""
+    from ..aligner import MAX_ALIGN_SECONDS
+    from ..checkpoint import CheckpointError, read_config, resolve
+    from ..config import ModelKind
+
+    options = server_options(args)
     models = args.model or [DEFAULT_MODEL]
     names = [model_name(m) for m in models]
     if len(set(names)) != len(names):
         raise ValueError(f"two models would have the same name: {names}; use folders with distinct names")
     if args.max_batch < 1 or (args.kv_cache_gib is not None and args.kv_cache_gib <= 0):
         raise ValueError("--max-batch must be at least 1 and --kv-cache-gib positive")
-    engines, aligner = load_engines(models, names, load, options, args.max_batch, args.kv_cache_gib)
+    problems = stage_conflicts(options, {}, None if args.no_aligner else MAX_ALIGN_SECONDS)
+    if problems:
+        raise ValueError("; ".join(problems))
+    check_tls_file(options.tls_cert, "--tls-cert")
+    check_tls_file(options.tls_key, "--tls-key")
+    check_tls_file(options.tls_client_ca, "--tls-client-ca")
+    check_port_free(options.host, options.port, "--port")
+    check_port_free(options.host, options.metrics_port, "--metrics-port")
+    folders = [resolve(m, "model") for m in models]
+    for path, folder in zip(models, folders):
+        if read_config(folder).kind is ModelKind.ALIGNER:
+            raise CheckpointError(f"--model {path!r} is a forced-aligner checkpoint; pass an ASR checkpoint "
+                                  "(the aligner goes with --aligner)")
+    aligner = None
     if not args.no_aligner:
-        aligner = load_aligner(args.aligner, load)
+        aligner = resolve(args.aligner, "aligner")
+        if read_config(aligner).kind is not ModelKind.ALIGNER:
+            raise CheckpointError(f"--aligner {args.aligner!r} is not a forced-aligner checkpoint "
+                                  "(Qwen3-ForcedAligner); pass one, or --no-aligner")
+    return options, models, names, folders, aligner
+
+
+def _serve(args: argparse.Namespace, load: LoadOptions) -> int:
+    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # ValueError / CheckpointError -> one line and exit 2, before any model is loaded
+    options, models, names, folders, aligner_folder = preflight(args)
+    engines, aligner = load_engines([str(f) for f in folders], names, load, options, args.max_batch,
+                                    args.kv_cache_gib)
+    if aligner_folder is not None:
+        aligner = load_aligner(str(aligner_folder), load)
     try:
         asyncio.run(_run(options, engines, aligner))
     finally:
@@ -120,16 +185,15 @@ def _exit_now(code: int) -> None:
 
 def load_engines(models, names, load: LoadOptions, options: ServerOptions, max_batch: int,
                  kv_cache_gib: float | None):
-    from ..checkpoint import load_model, resolve
+    from ..checkpoint import load_pretrained
     from ..engine.engine import StreamingEngine
-    from ..tokenizer import TextTokenizer
     from .app import engine_options
 
     engines = {}
     for name, path in zip(names, models):
-        folder = resolve(path)
-        log.info("loading %s from %s on %s (%s)", name, folder, load.device, load.dtype)
-        model, tokenizer = load_model(folder, load), TextTokenizer.from_folder(folder)
+        log.info("loading %s from %s on %s (%s%s)", name, path, load.device, load.dtype,
+                 ", int8 decoder" if load.quantize == "int8" else "")
+        model, tokenizer = load_pretrained(path, load)
         engine_opts = engine_options(options, max_batch=max_batch)
         per_utterance = StreamingEngine(model, tokenizer, engine_opts).kv_bytes_per_utterance
         budget = int(kv_cache_gib * GIB) if kv_cache_gib else per_utterance * engine_opts.max_utterances
@@ -139,12 +203,10 @@ def load_engines(models, names, load: LoadOptions, options: ServerOptions, max_b
 
 def load_aligner(path: str, load: LoadOptions):
     from ..aligner import ForcedAligner
-    from ..checkpoint import load_model, resolve
-    from ..tokenizer import TextTokenizer
+    from ..checkpoint import load_pretrained
 
-    folder = resolve(path)
-    log.info("loading aligner %s from %s", model_name(path), folder)
-    return ForcedAligner(load_model(folder, load), TextTokenizer.from_folder(folder))
+    log.info("loading aligner %s from %s", model_name(path), path)
+    return ForcedAligner(*load_pretrained(path, load, "aligner"))
 
 
 async def _run(options: ServerOptions, engines, aligner) -> None:

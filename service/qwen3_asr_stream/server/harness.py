@@ -16,9 +16,8 @@ from concurrent.futures import Future
 from typing import Any, Awaitable, Callable, Mapping
 
 from ..aligner import ForcedAligner
-from ..checkpoint import LoadOptions, load_model, resolve
+from ..checkpoint import LoadOptions, load_pretrained
 from ..engine.engine import StreamingEngine
-from ..tokenizer import TextTokenizer
 from .app import AsrServer, engine_options
 from .options import ServerOptions
 
@@ -26,14 +25,12 @@ from .options import ServerOptions
 def load_engine(path: str, options: ServerOptions = ServerOptions(), load: LoadOptions = LoadOptions(),
                 **overrides: Any) -> StreamingEngine:
     """A started engine for ``path`` sized for ``options`` (``overrides`` replace EngineOptions fields)."""
-    folder = resolve(path)
     engine_opts = dataclasses.replace(engine_options(options), **overrides)
-    return StreamingEngine(load_model(folder, load), TextTokenizer.from_folder(folder), engine_opts).start()
+    return StreamingEngine(*load_pretrained(path, load), engine_opts).start()
 
 
 def load_aligner(path: str, load: LoadOptions = LoadOptions()) -> ForcedAligner:
-    folder = resolve(path)
-    return ForcedAligner(load_model(folder, load), TextTokenizer.from_folder(folder))
+    return ForcedAligner(*load_pretrained(path, load))
 
 
 class ServerThread:

@@ -6,6 +6,7 @@ so every service on the port (asr.v1, Riva) is covered without code of its own.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import time
 
@@ -117,22 +118,23 @@ class MalformedRequests(grpc.aio.ServerInterceptor):
             if isinstance(request, _Malformed):
                 await context.abort(grpc.StatusCode.INVALID_ARGUMENT, note(method, request.error))
 
-        # grpc.aio picks how to run a behaviour by its kind (coroutine / async generator function).
-        if handler.request_streaming and handler.response_streaming:
-            async def guarded(requests, context):
-                async for response in behavior(checked(requests), context):
-                    yield response
-        elif handler.request_streaming:
-            async def guarded(requests, context):
-                return await behavior(checked(requests), context)
-        elif handler.response_streaming:
+        # grpc.aio picks how to run a behaviour by its kind (coroutine / async generator function):
+        # the wrapper keeps the kind of the method's own behaviour.
+        streams = handler.request_streaming
+        if inspect.isasyncgenfunction(behavior):
             async def guarded(request, context):
-                await refuse(request, context)
+                if streams:
+                    request = checked(request)
+                else:
+                    await refuse(request, context)
                 async for response in behavior(request, context):
                     yield response
-        else:
+        else:  # a coroutine: returns the response, or writes responses with context.write()
             async def guarded(request, context):
-                await refuse(request, context)
+                if streams:
+                    request = checked(request)
+                else:
+                    await refuse(request, context)
                 return await behavior(request, context)
 
         return _same_kind(handler, guarded, tolerant)

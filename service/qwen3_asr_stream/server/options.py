@@ -10,16 +10,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Mapping
 
 from ..audio.vad import EndpointingOptions
+from ..engine.options import MAX_UPDATE_INTERVAL_S, MIN_UPDATE_INTERVAL_S
 
 KIB = 1024
 MIB = 1024 * KIB
 # Room for the non-audio fields of a request (config, context, hot words) on top of
 # the largest audio payload when sizing gRPC's own receive limit.
 MESSAGE_OVERHEAD_BYTES = 16 * KIB
-MIN_UPDATE_INTERVAL_MS = 100  # the engine's smallest interim cadence (PolicyOptions allows 0.1 s)
-MAX_UPDATE_INTERVAL_MS = 30_000
+MIN_UPDATE_INTERVAL_MS = round(MIN_UPDATE_INTERVAL_S * 1000)  # the engine's bounds, in the protocols' unit
+MAX_UPDATE_INTERVAL_MS = round(MAX_UPDATE_INTERVAL_S * 1000)
 
 
 @dataclass(frozen=True)
@@ -98,3 +100,23 @@ class ServerOptions:
 
 def _int(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+def stage_conflicts(options: ServerOptions, engine_max_utterance_s: Mapping[str, float],
+                    aligner_max_s: float | None) -> list[str]:
+    """What the server's options ask that a later stage cannot do (empty when none).
+
+    ``engine_max_utterance_s``: each model's longest utterance; ``aligner_max_s``: the
+    longest audio the forced aligner times (None: no aligner, no word times).
+    """
+    problems = []
+    longest_ms = options.endpointing.max_utterance_ms
+    for name, limit in engine_max_utterance_s.items():
+        if longest_ms > limit * 1000:
+            problems.append(f"max-utterance-ms {longest_ms} is longer than the engine of {name} holds "
+                            f"({limit * 1000:.0f} ms)")
+    if aligner_max_s is not None and longest_ms > aligner_max_s * 1000:
+        problems.append(f"max-utterance-ms {longest_ms} is longer than the aligner can time "
+                        f"({aligner_max_s * 1000:.0f} ms): such finals would have no word times; lower it, or serve "
+                        f"without the aligner (--no-aligner)")
+    return problems

@@ -285,7 +285,7 @@ class Session:
         self._utterances[index] = _Utterance(index, engine_id, event.audio_start_sample, time.monotonic(),
                                              keep_audio=self._word_times, interim=interim)
         self.utterances += 1
-        self.outbox.put(SpeechEvent(True, event.offset_ms, index))
+        self.outbox.put(SpeechEvent("start", event.offset_ms, index))
 
     def _on_audio(self, event: SpeechAudio) -> None:
         u = self._utterances.get(event.utterance_index)
@@ -302,7 +302,7 @@ class Session:
         u = self._utterances[event.utterance_index]
         u.ended, u.ended_at = event, time.monotonic()
         self.engine.finish(u.engine_id)
-        self.outbox.put(SpeechEvent(False, event.offset_ms, u.index, event.reason))
+        self.outbox.put(SpeechEvent("end", event.offset_ms, u.index, event.reason))
         u.slot = self.outbox.reserve()
         self.metrics.utterances.labels(event.reason.value).inc()
 

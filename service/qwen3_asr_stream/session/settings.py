@@ -82,7 +82,7 @@ def settings_from(backend: Backend, *, encoding: AudioEncoding = AudioEncoding.L
     if not sample_rate:
         raise InvalidRequest("the sample rate is not set; give the audio's rate, 8000 to 48000 Hz")
     try:
-        audio = AudioFormat(encoding, sample_rate, channels or 1)
+        audio = AudioFormat(sample_rate, channels or 1, encoding)
     except ValueError as exc:
         raise InvalidRequest(str(exc)) from None
     name = model or backend.default_model

@@ -11,15 +11,17 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from qwen3_asr_client.results import SpeechEvent, Word  # shared with the client: one definition
+
 from ..aligner import AlignRequest
-from ..alignment_text import WordTime
+from ..alignment_text import WordTime, clamp_word_times
+from ..audio.input import AudioFormat
+from ..audio.vad import SAMPLES_PER_MS, EndpointingOptions, EndReason
 from ..engine.engine import StreamingEngine
 from ..engine.options import UtteranceOptions
-from .aligner_worker import AlignerWorker
-from ..audio.input import AudioFormat
 from ..server.metrics import Metrics
 from ..server.options import ServerOptions
-from ..audio.vad import SAMPLES_PER_MS, EndpointingOptions, EndReason
+from .aligner_worker import AlignerWorker
 
 log = logging.getLogger(__name__)
 
@@ -67,13 +69,6 @@ class Backend:
 
 
 @dataclass(frozen=True)
-class Word:
-    text: str
-    start_ms: int
-    end_ms: int
-
-
-@dataclass(frozen=True)
 class Transcript:
     """An interim or final result of one utterance (offsets in ms from the stream start)."""
 
@@ -90,28 +85,11 @@ class Transcript:
     words: tuple[Word, ...] = ()
 
 
-@dataclass(frozen=True)
-class SpeechEvent:
-    started: bool  # True: speech started, False: the utterance ended
-    offset_ms: int
-    utterance_index: int
-    end_reason: EndReason | None = None
-
-
 def words_in_stream(words: list[WordTime], start_sample: int, end_sample: int) -> tuple[Word, ...]:
-    """Aligner times (s from the utterance audio) -> ms from the stream start.
-
-    Clamped to the utterance's audio and made non-decreasing: the aligner predicts
-    each time independently and may overshoot the audio it was given.
-    """
-    lo, hi = start_sample // SAMPLES_PER_MS, end_sample // SAMPLES_PER_MS
-    out, floor = [], lo
-    for w in words:
-        start = min(max(lo + round(w.start * 1000), floor), hi)
-        end = min(max(lo + round(w.end * 1000), start), hi)
-        out.append(Word(w.text, start, end))
-        floor = start
-    return tuple(out)
+    """Aligner times (s from the utterance audio) -> ms from the stream start, clamped to the
+    utterance's audio and non-decreasing (``clamp_word_times``, shared with offline use)."""
+    span = clamp_word_times(words, start_sample // SAMPLES_PER_MS, end_sample // SAMPLES_PER_MS)
+    return tuple(Word(text, start, end) for text, start, end in span)
 
 
 async def align_words(aligner: AlignerWorker, audio: np.ndarray, text: str, language: str,

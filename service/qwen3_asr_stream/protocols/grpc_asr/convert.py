@@ -64,7 +64,7 @@ def result_proto(t: Transcript) -> asr_pb2.StreamingRecognitionResult:
         transcript=t.text, is_final=t.is_final,
         stability=1.0 if t.is_final else (len(stable) / len(t.text) if t.text else 0.0),
         stable_text=stable, unstable_text=t.text[len(stable):], language_code=t.language,
-        words=[asr_pb2.WordInfo(word=w.text, start_ms=w.start_ms, end_ms=w.end_ms) for w in t.words],
+        words=[asr_pb2.WordInfo(word=w.word, start_ms=w.start_ms, end_ms=w.end_ms) for w in t.words],
         utterance_index=t.utterance_index, result_start_offset_ms=t.start_ms, result_end_offset_ms=t.end_ms,
         audio_processed_ms=t.processed_ms, processing_latency_ms=t.latency_ms,
         end_reason=END_REASONS[t.end_reason] if t.end_reason else asr_pb2.END_REASON_UNSPECIFIED)
@@ -74,7 +74,7 @@ def response_proto(item: Transcript | SpeechEvent) -> asr_pb2.StreamingRecognize
     if isinstance(item, Transcript):
         return asr_pb2.StreamingRecognizeResponse(results=[result_proto(item)])
     event = asr_pb2.SpeechEvent(
-        type=asr_pb2.SpeechEvent.SPEECH_START if item.started else asr_pb2.SpeechEvent.SPEECH_END,
+        type=asr_pb2.SpeechEvent.SPEECH_START if item.type == "start" else asr_pb2.SpeechEvent.SPEECH_END,
         offset_ms=item.offset_ms, utterance_index=item.utterance_index,
         end_reason=END_REASONS[item.end_reason] if item.end_reason else asr_pb2.END_REASON_UNSPECIFIED)
     return asr_pb2.StreamingRecognizeResponse(speech_event=event)

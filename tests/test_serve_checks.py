@@ -1,0 +1,112 @@
+"""`serve` checks what it can before loading a model: one line of error, no traceback, exit 2."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+
+from test_server_cli import serve
+
+pytest.importorskip("webrtcvad")
+
+
+def refused(*args: str) -> str:
+    """Run serve with ``args``; it must exit 2 with one line, before loading any model."""
+    process = serve(*args)
+    out, _ = process.communicate(timeout=120)
+    lines = out.strip().splitlines()
+    assert process.returncode == 2, out
+    assert len(lines) == 1 and lines[0].startswith("qwen3-asr-stream serve: error: "), out
+    assert " INFO " not in out  # no "loading ..." log line: nothing was loaded
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def listening():
+    """A port another program listens on."""
+    with socket.socket() as other:
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        yield other.getsockname()[1]
+
+
+def models(checkpoints, *extra: str) -> list[str]:
+    return ["--model", str(checkpoints["asr"]), "--aligner", str(checkpoints["aligner"]), "--device", "cpu", *extra]
+
+
+def test_port_in_use(checkpoints, listening):
+    line = refused(*models(checkpoints, "--port", str(listening)))
+    assert f"--port {listening} on 127.0.0.1 cannot be used (Address already in use)" in line
+
+
+def test_metrics_port_in_use(checkpoints, listening):
+    line = refused(*models(checkpoints, "--port", "0", "--metrics-port", str(listening)))
+    assert f"--metrics-port {listening} on 127.0.0.1 cannot be used" in line
+
+
+def test_unknown_host(checkpoints):
+    assert "is not an address of this machine" in refused(*models(checkpoints, "--host", "no-such-host.invalid"))
+
+
+def test_tls_files(checkpoints, tmp_path):
+    not_pem = tmp_path / "cert.txt"
+    not_pem.write_text("hello")
+    line = refused(*models(checkpoints, "--port", "0", "--tls-cert", str(not_pem), "--tls-key", str(not_pem)))
+    assert "--tls-cert" in line and "is not a PEM file" in line
+    line = refused(*models(checkpoints, "--port", "0", "--tls-cert", str(tmp_path), "--tls-key", str(not_pem)))
+    assert "is not a readable file" in line
+    line = refused(*models(checkpoints, "--port", "0", "--tls-cert", str(not_pem)))
+    assert "tls_cert and tls_key go together" in line
+
+
+def test_utterances_longer_than_the_aligner_can_time(checkpoints):
+    line = refused(*models(checkpoints, "--port", "0", "--max-utterance-ms", "180001"))
+    assert "max-utterance-ms 180001 is longer than the aligner can time (180000 ms)" in line
+    assert "--no-aligner" in line
+
+
+def test_checkpoint_kinds_and_missing_folders(checkpoints, tmp_path):
+    line = refused("--model", str(checkpoints["aligner"]), "--no-aligner", "--port", "0")
+    assert "is a forced-aligner checkpoint; pass an ASR checkpoint" in line
+    line = refused("--model", str(checkpoints["asr"]), "--aligner", str(checkpoints["asr"]), "--port", "0")
+    assert "is not a forced-aligner checkpoint" in line
+    line = refused("--model", str(checkpoints["asr"]), "--aligner", str(tmp_path / "none"), "--port", "0")
+    assert "aligner checkpoint folder" in line and "does not exist" in line
+    assert "--preset aligner-0.6b" in line and "--aligner" in line
+
+
+def test_a_missing_hub_model_names_the_current_command():
+    """No weights can be fetched here: the message says how to get them and how to try without."""
+    line = refused("--model", "Qwen/No-Such-Model-For-Tests", "--no-aligner", "--port", "0")
+    assert "`hf download Qwen/No-Such-Model-For-Tests`" in line and "huggingface-cli" not in line
+    assert "--model" in line and "--preset asr-0.6b" in line
+
+
+def test_long_utterances_are_fine_without_the_aligner(checkpoints):
+    """The conflict is with the aligner only: without it serve goes on to load the model."""
+    process = serve("--model", str(checkpoints["asr"]), "--no-aligner", "--port", "0", "--device", "cpu",
+                    "--max-utterance-ms", "300000")
+    try:
+        first = process.stdout.readline()
+        assert "loading" in first, first
+    finally:
+        process.kill()
+        process.communicate(timeout=60)
+
+
+def test_offline_missing_checkpoints_say_what_to_do(checkpoints, tmp_path):
+    import numpy as np
+    import soundfile
+
+    from test_cli import run_cli
+
+    wav = tmp_path / "a.wav"
+    soundfile.write(str(wav), np.zeros(1600, np.float32), 16000)
+    result = run_cli("transcribe", str(wav), "--model", str(tmp_path / "none"))
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "model checkpoint folder" in result.stderr and "--model" in result.stderr
+    assert "--preset asr-0.6b" in result.stderr
+    result = run_cli("transcribe", str(wav), "--model", str(checkpoints["asr"]), "--aligner", str(tmp_path / "none"))
+    assert result.returncode == 2 and "aligner checkpoint folder" in result.stderr, result.stderr
+    assert "--aligner" in result.stderr and "--preset aligner-0.6b" in result.stderr
