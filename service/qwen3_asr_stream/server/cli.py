@@ -8,6 +8,7 @@ import dataclasses
 import logging
 import os
 import socket
+import sys
 from pathlib import Path
 from typing import Callable
 
@@ -92,8 +93,8 @@ def server_options(args: argparse.Namespace) -> ServerOptions:
 def check_port_free(host: str, port: int, what: str) -> None:
     """Raise ValueError when ``port`` cannot be bound on ``host`` now (0: any port, nothing to check).
 
-    A plain bind, without SO_REUSEPORT: a port another server listens on is refused
-    here even where gRPC itself would share it.
+    A bind without SO_REUSEPORT: a port another server listens on is refused here even
+    where gRPC itself would share it.
     """
     if port == 0:
         return
@@ -104,6 +105,9 @@ def check_port_free(host: str, port: int, what: str) -> None:
     except socket.gaierror as exc:
         raise ValueError(f"--host {host!r} is not an address of this machine ({exc.strerror})") from None
     with socket.socket(family, kind, proto) as probe:
+        # SO_REUSEADDR as the servers themselves bind: connections of a previous run in
+        # TIME_WAIT do not block the port, a listening server does.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind(address)
         except OSError as exc:
@@ -173,7 +177,21 @@ def _serve(args: argparse.Namespace, load: LoadOptions) -> int:
     finally:
         for engine in engines.values():
             engine.close()
+    _exit_now(0)
     return 0
+
+
+def _exit_now(code: int) -> None:
+    """End the process now that the drain is over and everything of ours is closed.
+
+    The interpreter's own teardown (gRPC's and torch's native threads) took 2-10 s on a
+    busy machine, time that counts against Kubernetes' terminationGracePeriodSeconds
+    and a proxy's patience; nothing is left for it to do.
+    """
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def load_engines(models, names, load: LoadOptions, options: ServerOptions, max_batch: int,

@@ -4,7 +4,7 @@
     /v1/realtime               OpenAI Realtime transcription (WebSocket)     protocols/openai_realtime.py
     /v1/audio/transcriptions   OpenAI REST transcription                     protocols/openai_rest.py
     /v1/models                 the models this server has
-    /livez, /readyz            process alive; ready for new calls (503 once the drain begins)
+    /livez, /readyz            process alive; ready for new calls (503 once the drain begins): server/probes.py
     /metrics                   the server's Prometheus metrics
 
 It shares the backend (engines, aligner, admission, drain, metrics) with the gRPC
@@ -26,6 +26,7 @@ from ..protocols.openai_common import error_body, error_for, token_ok
 from ..protocols.openai_realtime import MESSAGE_OVERHEAD, RealtimeApi
 from ..protocols.openai_rest import FORM_FIELDS_BYTES, RestApi
 from ..session.types import Backend
+from .probes import LIVE_PATH, READY_PATH, Probes
 
 log = logging.getLogger(__name__)
 
@@ -37,13 +38,14 @@ TOKEN_MESSAGE = ("missing or wrong API key: send 'Authorization: Bearer <token>'
 
 
 class HttpServer:
-    def __init__(self, backend: Backend) -> None:
+    def __init__(self, backend: Backend, probes: Probes) -> None:
         self.backend = backend
+        self.probes = probes
         options = backend.options
         self.app = web.Application(middlewares=[self._auth],
                                    client_max_size=options.max_recognize_bytes + FORM_FIELDS_BYTES + MESSAGE_OVERHEAD)
-        self.app.router.add_get("/livez", self.livez)
-        self.app.router.add_get("/readyz", self.readyz)
+        self.app.router.add_get(LIVE_PATH, self.livez)
+        self.app.router.add_get(READY_PATH, self.readyz)
         self.app.router.add_get("/metrics", self.metrics)
         self.app.router.add_get("/", self.page)
         self.app.router.add_get("/web/{name}", self.page)
@@ -77,12 +79,12 @@ class HttpServer:
         return await handler(request)
 
     async def livez(self, request: web.Request) -> web.Response:
-        return web.json_response({"live": True})
+        status, text = self.probes.answer(LIVE_PATH)
+        return web.Response(text=text, status=status, headers={"Cache-Control": "no-store"})
 
     async def readyz(self, request: web.Request) -> web.Response:
-        ready = not self.backend.calls.draining
-        return web.json_response({"ready": ready, "active_calls": self.backend.calls.active},
-                                 status=200 if ready else 503)
+        status, text = self.probes.answer(READY_PATH)
+        return web.Response(text=text, status=status, headers={"Cache-Control": "no-store"})
 
     async def metrics(self, request: web.Request) -> web.Response:
         return web.Response(body=generate_latest(self.backend.metrics.registry),
