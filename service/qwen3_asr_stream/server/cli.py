@@ -106,7 +106,7 @@ def _serve(args: argparse.Namespace, load: LoadOptions) -> int:
 def load_engines(models, names, load: LoadOptions, options: ServerOptions, max_batch: int,
                  kv_cache_gib: float | None):
     from ..checkpoint import load_model, resolve
-    from ..engine.engine import StreamingEngine
+    from ..engine.engine import StreamingEngine, memory_needed
     from ..tokenizer import TextTokenizer
     from .app import engine_options
 
@@ -116,8 +116,8 @@ def load_engines(models, names, load: LoadOptions, options: ServerOptions, max_b
         log.info("loading %s from %s on %s (%s)", name, folder, load.device, load.dtype)
         model, tokenizer = load_model(folder, load), TextTokenizer.from_folder(folder)
         engine_opts = engine_options(options, max_batch=max_batch)
-        per_utterance = StreamingEngine(model, tokenizer, engine_opts).kv_bytes_per_utterance
-        budget = int(kv_cache_gib * GIB) if kv_cache_gib else per_utterance * engine_opts.max_utterances
+        memory = memory_needed(model, tokenizer, engine_opts)
+        budget = int(kv_cache_gib * GIB) if kv_cache_gib else memory.budget_for(engine_opts.max_utterances)
         engines[name] = StreamingEngine(model, tokenizer, dataclasses.replace(engine_opts, kv_budget_bytes=budget))
     return engines, None
 
