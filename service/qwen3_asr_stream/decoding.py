@@ -176,10 +176,13 @@ def decode(model: SpeechModel, rows: list[DecodeRow], stepper: Stepper | None = 
         guesses = greedy[at : at + len(r.draft) + 1]
         at += len(r.draft) + 1
         for i, token in enumerate(guesses):
-            if not r.take(token):
+            matches = i < len(r.draft) and token == r.draft[i]
+            alive = r.take(token)
+            if matches and token not in r.stop.end_ids:
+                r.accepted = min(r.accepted + 1, len(r.tokens))  # (the repetition guard may cut)
+            if not alive:
                 break
-            if i < len(r.draft) and token == r.draft[i]:
-                r.accepted += 1
+            if matches:
                 continue
             pending[j] = token  # the first token after the accepted draft: not in the cache yet
             break
