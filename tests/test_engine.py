@@ -164,7 +164,8 @@ def test_batched_streams_give_the_tokens_of_each_alone(asr):
     assert run(batched=True) == run(batched=False)
 
 
-def test_engine_thread_serves_many_streams_and_orders_finals_first(asr):
+def test_engine_thread_serves_many_streams(asr):
+    """(The order finals-first is asserted by test_finals_go_first_then_the_oldest_interim.)"""
     model, tokenizer = asr
     results, done = {}, threading.Event()
     lock = threading.Lock()
@@ -315,3 +316,85 @@ def test_fixed_shape_decode_steps_give_the_tokens_of_the_dynamic_path(asr):
     assert static == dynamic
     # Every bucket was prepared at warm-up, none while decoding.
     assert runner.graphs is not None and runner.graphs.captures == len(runner.graphs._buckets) > 1
+
+
+def test_finals_go_first_then_the_oldest_interim(asr):
+    """With one row per batch, a final requested last is served first, then interims oldest first."""
+    model, tokenizer = asr
+    order = []
+    done = threading.Event()
+
+    def callback(result):
+        order.append((result.utterance_id, result.is_final))
+        if len(order) == 3:
+            done.set()
+
+    with StreamingEngine(model, tokenizer, EngineOptions(max_batch=1, policy=POLICY)) as engine:
+        older, newer, ending = (engine.open(UtteranceOptions(), callback) for _ in range(3))
+        with engine.core.worker.cond:  # the worker takes nothing until all three requests wait
+            engine.push(older, tone_mix(2.5, seed=1))  # an interim, requested first
+            engine.push(newer, tone_mix(2.5, seed=2))  # an interim, requested second
+            engine.push(ending, tone_mix(1.0, seed=3))
+            engine.finish(ending)  # a final, requested last
+        assert done.wait(60)
+    assert order == [(ending, True), (older, False), (newer, False)]
+
+
+def test_a_flooding_utterance_does_not_starve_real_time_ones(asr):
+    """Fairness: one utterance pushes audio as fast as it can (interims due every 0.1 s of
+    audio) beside three real-time ones. Requests are served oldest first and an utterance
+    waits with at most one request, so every request waits at most
+    ceil(utterances / max_batch) batches plus the one running: 3 here."""
+    model, tokenizer = asr
+    options = EngineOptions(max_batch=2, policy=POLICY)
+    lock = threading.Lock()
+    waiting: dict[int, list[int]] = {}  # uid -> batch counts when its unserved requests were raised
+    waits: dict[int, list[int]] = {}
+    finals = threading.Event()
+    final_count = [0]
+
+    with StreamingEngine(model, tokenizer, options) as engine:
+        core = engine.core
+
+        def callback(result):
+            with lock:
+                raised = waiting.pop(result.utterance_id, [])
+                if raised and not result.is_final:
+                    waits.setdefault(result.utterance_id, []).append(core._batches - min(raised))
+                if result.is_final:
+                    final_count[0] += 1
+                    if final_count[0] == 4:
+                        finals.set()
+
+        def push(uid, chunk, due):
+            with core.worker.cond:  # read the batch count and raise the request atomically
+                if due:
+                    with lock:
+                        waiting.setdefault(uid, []).append(core._batches)
+                engine.push(uid, chunk)
+
+        flood = engine.open(UtteranceOptions(update_interval_s=0.1), callback)
+        live = [engine.open(UtteranceOptions(update_interval_s=0.5), callback) for _ in range(3)]
+        flood_audio = tone_mix(40.0, seed=21)
+        live_audio = [tone_mix(6.0, seed=22 + i) for i in range(3)]
+
+        def flooder():
+            for start in range(0, flood_audio.shape[0], 1600):  # ~30x real time
+                push(flood, flood_audio[start : start + 1600], due=True)
+                threading.Event().wait(0.003)
+            engine.finish(flood)
+
+        thread = threading.Thread(target=flooder)
+        thread.start()
+        for step, start in enumerate(range(0, 6 * 16000, 4000)):  # 0.25 s per push, an interim every 2nd
+            for uid, audio in zip(live, live_audio):
+                push(uid, audio[start : start + 4000], due=step % 2 == 1)
+            threading.Event().wait(0.05)
+        thread.join(60)
+        for uid in live:
+            engine.finish(uid)
+        assert finals.wait(120)
+    served = [w for uid in live for w in waits.get(uid, [])]
+    assert all(len(waits.get(uid, [])) >= 2 for uid in live)  # the real-time utterances got interims
+    assert len(waits.get(flood, [])) > 5  # and the flooder kept asking
+    assert max(served) <= 3
