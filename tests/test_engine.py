@@ -121,8 +121,9 @@ def test_update_work_is_bounded_by_what_is_new(asr):
                                                    + POLICY.max_tokens_per_update + 8)
 
 
-def test_louder_audio_later_reencodes_the_windows_it_changes(asr):
-    """When the log floor moves, stale windows are re-encoded: features stay exactly from-scratch."""
+def test_louder_audio_later_reencodes_stale_windows_for_the_final_only(asr):
+    """When the log floor moves, an interim keeps its committed windows (no re-encode) and the
+    final re-encodes the stale ones: the final stays exactly from-scratch."""
     model, tokenizer = asr
     runner = _runner(model, tokenizer, POLICY)
     audio = tone_mix(18.0, seed=8) * 0.05
@@ -132,11 +133,14 @@ def test_louder_audio_later_reencodes_the_windows_it_changes(asr):
     utt.append(audio[: 16000 * 9])
     runner.update([(utt, False)])
     utt.append(audio[16000 * 9 :])
-    result = runner.update([(utt, False)])[0]
-    assert result.windows_reencoded >= 1
-    expected = _from_scratch(model, tokenizer, audio, result.tokens[: result.prefix_tokens],
-                             POLICY.max_tokens_per_update)
-    assert list(result.tokens[result.prefix_tokens :]) == expected
+    interim = runner.update([(utt, False)])[0]
+    assert interim.windows_reencoded == 0
+    assert interim.encoder_frames <= 2 * model.dims.audio.window_frames  # the new and the open window only
+    assert utt.features.stale_from(utt.features.update(audio)[1]) == 0  # the precondition: window 0 is stale
+    final = runner.update([(utt, True)])[0]
+    assert final.windows_reencoded >= 1
+    expected = _from_scratch(model, tokenizer, audio, (), POLICY.max_tokens_final)
+    assert list(final.tokens) == expected
 
 
 def test_batched_streams_give_the_tokens_of_each_alone(asr):

@@ -123,7 +123,12 @@ class ModelRunner:
             open_raw, floor = u.features.update(w.audio)
             w.floor, w.open_raw = floor, open_raw
             w.complete = len(u.features.windows)
-            stale = u.features.stale_from(floor)
+            # A louder frame moves the log floor and makes earlier windows stale. A final
+            # re-encodes them (it equals decoding from scratch); an interim keeps the windows
+            # it committed before, so its features of those windows may differ from a
+            # from-scratch computation in frames quieter than the new floor (clamped to the
+            # old one), and its text accordingly; it never re-encodes completed windows.
+            stale = u.features.stale_from(floor) if w.is_final else u.committed_windows
             w.reencoded = max(0, u.committed_windows - stale)
             w.commit_from = min(stale, u.committed_windows)
             total_frames = u.features.frames(w.audio.shape[0])
@@ -170,7 +175,7 @@ class ModelRunner:
                 model.decoder.forward_rows(model.embed(tensor, [audio]), [u.cache], [len(ids)])
                 w.decoder_positions += len(ids)
             u.committed_windows = w.complete
-            for window in u.features.windows:
+            for window in u.features.windows[w.commit_from : w.complete]:
                 window.floor_used = w.floor
 
     def _decode(self, works: list[_Work], open_tokens: dict[int, torch.Tensor]) -> None:
