@@ -76,3 +76,50 @@ def test_stable_text_survives_a_transcript_that_the_parser_collapses(asr):
     # A final may change anything; its stable_text is empty.
     final = TokenResult(1, True, tuple(tokenizer.encode("hello")), 0, 16000)
     assert text_of(tokenizer, state, final)[1:] == ("hello", "")
+
+
+def test_stable_text_through_the_service(checkpoints, espeak, tmp_path):
+    """Streams utterances through the gRPC service: every interim's stable_text starts with the
+    previous interim's of that utterance, and its transcript starts with it."""
+    import asyncio
+
+    pytest.importorskip("webrtcvad")
+    from qwen3_asr_client import AsyncStreamingClient, RecognitionOptions, Result
+    from qwen3_asr_stream.server.harness import ServerThread, load_engine
+    from qwen3_asr_stream.server.options import ServerOptions
+    from test_server_e2e import compose, read_wav, synthesize
+
+    texts = ["the quick brown fox jumps over the lazy dog near the river bank",
+             "seven silver spoons were stacked beside the old wooden table"]
+    waves = [read_wav(synthesize(espeak, t, tmp_path / f"{i}.wav")) for i, t in enumerate(texts)]
+    speech = compose([w for w, _ in waves], waves[0][1])
+    engine = load_engine(str(checkpoints["asr"]), ServerOptions(), policy=PolicyOptions(
+        update_interval_s=0.3, rollback_tokens=3, unfixed_updates=1, max_tokens_per_update=6, repetition_limit=0))
+    options = RecognitionOptions(interim_results=True, update_interval_ms=300, word_timestamps=False)
+
+    async def run(address):
+        async def chunks():
+            for chunk in speech.chunks(100):
+                yield chunk
+                await asyncio.sleep(0.05)
+        async with AsyncStreamingClient(address) as client:
+            return [item async for item in client.stream(chunks(), speech.format, options)]
+
+    try:
+        with ServerThread(ServerOptions(port=0), {"tiny": engine}, None) as server:
+            items = asyncio.run(run(server.address))
+    finally:
+        engine.close()
+    results = [r for r in items if isinstance(r, Result)]
+    assert sum(r.is_final for r in results) == 2
+    grew = 0
+    assert sum(not r.is_final for r in results) >= 4
+    for index in (0, 1):
+        interims = [r for r in results if r.utterance_index == index and not r.is_final]
+        previous = ""
+        for r in interims:
+            assert r.stable_text.startswith(previous), (previous, r.stable_text)
+            assert r.transcript.startswith(r.stable_text)
+            grew += len(r.stable_text) > len(previous)
+            previous = r.stable_text
+    assert grew > 0
