@@ -57,7 +57,7 @@ def test_serve_then_sigterm(checkpoints):
             config = stub.GetSpeechRecognitionConfig(asr_pb2.GetSpeechRecognitionConfigRequest(), timeout=10)
         assert [m.name for m in config.models] == ["asr"] and config.models[0].word_time_offsets
         with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/readyz", timeout=10) as ready:
-            assert ready.status == 200 and ready.read().startswith(b"ready")
+            assert ready.status == 200 and ready.read().decode().strip() == "ready"
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=60) == 0
     finally:

@@ -197,7 +197,7 @@ def _exit_now(code: int) -> None:
 def load_engines(models, names, load: LoadOptions, options: ServerOptions, max_batch: int,
                  kv_cache_gib: float | None):
     from ..checkpoint import load_pretrained
-    from ..engine.engine import StreamingEngine
+    from ..engine.engine import StreamingEngine, memory_needed
     from .app import engine_options
 
     engines = {}
@@ -206,8 +206,8 @@ def load_engines(models, names, load: LoadOptions, options: ServerOptions, max_b
                  ", int8 decoder" if load.quantize == "int8" else "")
         model, tokenizer = load_pretrained(path, load)
         engine_opts = engine_options(options, max_batch=max_batch)
-        per_utterance = StreamingEngine(model, tokenizer, engine_opts).kv_bytes_per_utterance
-        budget = int(kv_cache_gib * GIB) if kv_cache_gib else per_utterance * engine_opts.max_utterances
+        memory = memory_needed(model, tokenizer, engine_opts)
+        budget = int(kv_cache_gib * GIB) if kv_cache_gib else memory.budget_for(engine_opts.max_utterances)
         engines[name] = StreamingEngine(model, tokenizer, dataclasses.replace(engine_opts, kv_budget_bytes=budget))
     return engines, None
 
