@@ -471,6 +471,26 @@ def test_idle_client_gets_an_error_event(engine):
             assert closed.type == aiohttp.WSMsgType.CLOSE and closed.data == 1008
 
 
+def test_drain_ends_a_connection_without_audio_at_once(engine):
+    options = ServerOptions(port=0, http_port=free_port(), grace_s=20.0)
+    server = ServerThread(options, {"tiny": engine}).start()
+
+    async def main():
+        http, ws = await raw_session(server)  # configured, but no audio yet: no session in the core
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        stopping = loop.run_in_executor(None, server.stop)
+        event = await asyncio.wait_for(ws.receive_json(), 10)
+        closed = await asyncio.wait_for(ws.receive(), 10)
+        await http.close()
+        await stopping
+        return event, closed, loop.time() - started
+
+    event, closed, seconds = asyncio.run(main())
+    assert event["error"]["code"] == "service_unavailable" and closed.data == 1012
+    assert seconds < 5  # not the grace period
+
+
 def test_busy_draining_and_probes(engine, phrases):
     """Admission is shared with gRPC: a full server answers 429, a draining one 503 (and /readyz 503)."""
     data, _ = speech_at(phrases[:1], 16000)
