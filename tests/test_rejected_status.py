@@ -191,9 +191,22 @@ def test_full_server_every_time(full_server, client):
     only(while_full(full_server, CLIENTS[client]), CODE.RESOURCE_EXHAUSTED, "limit of 2 streams")
 
 
+# A draining server closes its listener at once (issue 10: so that proxies send new streams
+# elsewhere): a new stream is refused at the connection, UNAVAILABLE from the client's
+# transport; one that got in just before is refused by the server, UNAVAILABLE "shutting down".
+DRAIN_REFUSALS = ("shutting down", "Connection refused")
+
+
+def only_refused_while_draining(outcomes: collections.Counter) -> None:
+    assert sum(outcomes.values()) > 0
+    wrong = {k: n for k, n in outcomes.items()
+             if k[0] != CODE.UNAVAILABLE or not any(words in k[1] for words in DRAIN_REFUSALS)}
+    assert not wrong, f"{sum(wrong.values())} of {sum(outcomes.values())} streams: {wrong}"
+
+
 @pytest.mark.parametrize("client", sorted(CLIENTS))
 def test_draining_server_every_time(engine, client):
-    only(while_draining(engine, CLIENTS[client]), CODE.UNAVAILABLE, "shutting down")
+    only_refused_while_draining(while_draining(engine, CLIENTS[client]))
 
 
 # Third-party asyncio clients depend on the server: it must read what the client still sends
@@ -213,4 +226,4 @@ def test_raw_aio_client_gets_unauthenticated(server):
 
 
 def test_raw_aio_client_gets_unavailable_while_draining(engine):
-    only(while_draining(engine, raw_aio), CODE.UNAVAILABLE, "shutting down")
+    only_refused_while_draining(while_draining(engine, raw_aio))

@@ -10,7 +10,9 @@ Besides asr.v1.SpeechRecognition the server has standard health checking
 one address with ``so_reuseport`` off (a second server cannot silently share the
 port), caps received messages at ``ServerOptions.receive_limit_bytes``, sends
 keepalive pings, serves TLS (optionally mutual) and checks a bearer token when
-configured, and exposes Prometheus metrics on their own port.
+configured, and exposes Prometheus metrics on their own port. With ``http_port`` it
+also runs the HTTP server (``server/http.py``: OpenAI REST and Realtime, the captions
+page, readiness) on the same event loop, sharing the backend and the drain.
 """
 
 from __future__ import annotations
@@ -26,7 +28,6 @@ import grpc
 import grpc.aio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
-from prometheus_client import start_http_server
 
 from qwen3_asr_client.proto import asr_pb2, asr_pb2_grpc
 
@@ -37,9 +38,11 @@ from ..protocols.grpc_asr.servicer import SpeechRecognitionServicer
 from ..protocols.grpc_riva.servicer import add_to_server as add_riva_service
 from ..session.aligner_worker import AlignerWorker
 from ..session.types import Backend
+from .http import HttpServer, ssl_context
 from .interceptors import BearerTokenAuth, MalformedRequests
 from .metrics import Metrics
 from .options import ServerOptions, stage_conflicts
+from .probes import MetricsHttpServer, Probes
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +53,7 @@ KEEPALIVE = [  # values from grpc's keepalive example
     ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
     ("grpc.keepalive_permit_without_calls", 1),
 ]
-STOP_GRACE_S = 1.0  # after the drain: how long gRPC waits for calls still running before cancelling them
+STOP_GRACE_S = 1.0  # after the grace: how long gRPC waits for calls still running before cancelling them
 
 
 def engine_options(options: ServerOptions, *, max_batch: int = 16, kv_budget_bytes: int = 4 << 30) -> EngineOptions:
@@ -84,9 +87,13 @@ class AsrServer:
         self.servicer = SpeechRecognitionServicer(self.backend)
         self.port: int | None = None
         self.metrics_port: int | None = None
+        self.http_port: int | None = None
         self._server: grpc.aio.Server | None = None
         self._health: health.aio.HealthServicer | None = None
-        self._metrics_http = None
+        self._metrics_http: MetricsHttpServer | None = None
+        self.probes = Probes()
+        self.http = HttpServer(self.backend, self.probes) if options.http_port else None
+        self._heartbeat: asyncio.Task | None = None
         self._stopping: asyncio.Task | None = None
         self._watch_metrics()
 
@@ -144,14 +151,22 @@ class AsrServer:
         self._server = server
         await self._health.set("", health_pb2.HealthCheckResponse.SERVING)
         await self._health.set(SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING)
+        self._heartbeat = asyncio.get_running_loop().create_task(self.probes.run_heartbeat())
+        self.probes.ready = True
         if options.metrics_port:
-            self._metrics_http, _ = start_http_server(options.metrics_port, addr=options.host.strip("[]"),
-                                                      registry=self.metrics.registry)
-            self.metrics_port = self._metrics_http.server_port
+            self._metrics_http = MetricsHttpServer(options.host.strip("[]"), options.metrics_port,
+                                                   self.metrics.registry, self.probes)
+            self.metrics_port = self._metrics_http.port
+        if self.http is not None:
+            tls = ssl_context(options.tls_cert, options.tls_key, options.tls_client_ca) if options.tls else None
+            self.http_port = await self.http.start(options.host, options.http_port, tls)
         log.info("serving %s on %s:%d (%s%s), models %s, word times %s%s", SERVICE_NAME, options.host, self.port,
                  "TLS" if options.tls else "plaintext", ", token" if options.auth_token else "",
                  ", ".join(self.backend.engines), "on" if self.backend.aligner else "off",
                  f", metrics on :{self.metrics_port}" if self.metrics_port else "")
+        if self.http_port:
+            log.info("serving HTTP (OpenAI /v1/realtime, /v1/audio/transcriptions; captions page /) on %s:%d",
+                     options.host, self.http_port)
         return self.port
 
     def _credentials(self) -> grpc.ServerCredentials:
@@ -163,8 +178,17 @@ class AsrServer:
                                            require_client_auth=True)
 
     async def stop(self, grace_s: float | None = None) -> None:
-        """Graceful stop: health NOT_SERVING, new calls refused, every stream ends after its
-        utterance (forced at half the grace), then the server stops. Safe to call twice."""
+        """Graceful stop (what SIGTERM does), in this order:
+
+        1. readiness false: gRPC health NOT_SERVING, HTTP ``/readyz`` 503 (``/livez`` stays 200);
+        2. the listener closes and every HTTP/2 connection gets GOAWAY, so a proxy or a
+           client's balancer opens new streams elsewhere (a new connection is refused,
+           which nginx and HAProxy retry on another replica);
+        3. every running stream ends after its current utterance, with UNAVAILABLE
+           ("reconnect to continue"), forced at half the grace; a stream whose client
+           half-closes first ends with OK;
+        4. calls still running at ``grace_s + STOP_GRACE_S`` are cancelled; the metrics
+           and probe server closes last. Safe to call twice."""
         if self._stopping is None:
             self._stopping = asyncio.ensure_future(self._stop(self.options.grace_s if grace_s is None else grace_s))
         await asyncio.shield(self._stopping)
@@ -173,14 +197,21 @@ class AsrServer:
         if self._server is None:
             return
         log.info("shutting down: draining %d calls (grace %.1f s)", self.calls.active, grace_s)
+        self.probes.ready = False
         await self._health.enter_graceful_shutdown()
+        # grpc's stop closes the listener and sends GOAWAY at once; running calls go on
+        # until they end or its grace is over (then they are cancelled).
+        closing = asyncio.ensure_future(self._server.stop(grace_s + STOP_GRACE_S))
         await self.calls.drain(grace_s)
-        await self._server.stop(STOP_GRACE_S)
+        await closing
+        if self.http is not None:  # after the drain: its /readyz and /livez answer until then
+            await self.http.stop()
         if self.backend.aligner is not None:
             self.backend.aligner.close()
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
         if self._metrics_http is not None:
-            self._metrics_http.shutdown()
-            self._metrics_http.server_close()
+            self._metrics_http.close()
         log.info("stopped")
 
     async def wait_for_termination(self) -> None:

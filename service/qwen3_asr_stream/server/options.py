@@ -22,6 +22,7 @@ MIB = 1024 * KIB
 MESSAGE_OVERHEAD_BYTES = 16 * KIB
 MIN_UPDATE_INTERVAL_MS = round(MIN_UPDATE_INTERVAL_S * 1000)  # the engine's bounds, in the protocols' unit
 MAX_UPDATE_INTERVAL_MS = round(MAX_UPDATE_INTERVAL_S * 1000)
+DEFAULT_HTTP_PORT = 8000  # what ``serve`` listens on for HTTP unless --http-port says otherwise
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,9 @@ class ServerOptions:
     tls_client_ca: Path | None = None  # PEM CA: require client certificates signed by it (mutual TLS)
     auth_token: str | None = None  # required as `authorization: Bearer TOKEN` (health checks exempt)
     metrics_port: int = 0  # Prometheus /metrics on host:metrics_port; 0 = off
+    # HTTP (OpenAI REST + Realtime WebSocket, captions page) on host:http_port; 0 = off
+    # (``serve`` turns it on at DEFAULT_HTTP_PORT)
+    http_port: int = 0
     endpointing: EndpointingOptions = field(default_factory=EndpointingOptions)
     update_interval_ms: int = 1000  # default interim cadence, ms of audio
     max_context_chars: int = 2000  # context plus hot words of one request
@@ -82,6 +86,10 @@ class ServerOptions:
         need(_int(self.metrics_port) and 0 <= self.metrics_port <= 65535,
              f"metrics_port must be 0 (off) or a port, got {self.metrics_port!r}")
         need(self.metrics_port == 0 or self.metrics_port != self.port, "metrics_port must differ from port")
+        need(_int(self.http_port) and 0 <= self.http_port <= 65535,
+             f"http_port must be 0 (off) or a port, got {self.http_port!r}")
+        need(self.http_port == 0 or self.http_port not in (self.port, self.metrics_port),
+             "http_port must differ from port and metrics_port")
         need(isinstance(self.endpointing, EndpointingOptions), "endpointing must be an EndpointingOptions")
         need(_int(self.update_interval_ms) and MIN_UPDATE_INTERVAL_MS <= self.update_interval_ms <= MAX_UPDATE_INTERVAL_MS,
              f"update_interval_ms must be {MIN_UPDATE_INTERVAL_MS}-{MAX_UPDATE_INTERVAL_MS}, got {self.update_interval_ms!r}")

@@ -2,8 +2,8 @@
 
 The servicer base and the messages are the generated code nvidia-riva-client ships.
 Admission, limits, the idle watchdog, drain, result order and finals exactly once
-are the core's (``session.calls``, ``session.core``); statuses go through the gRPC
-table of the asr.v1 adapter. What is Riva's lives here: the first request carries
+are the core's (``session.calls``, ``session.core``); the call's shape and the status
+table are shared with asr.v1 (``protocols.grpc_stream``). What is Riva's lives here: the first request carries
 the configuration, ``runtime_config force_eou`` ends the utterance, a file's WAV
 header is read and skipped, the request id is echoed, and speech events (which
 Riva has no message for) are not sent.
@@ -11,24 +11,19 @@ Riva has no message for) are not sent.
 
 from __future__ import annotations
 
-import asyncio
-import logging
-
 from riva.client.proto import riva_asr_pb2 as rasr
 from riva.client.proto import riva_asr_pb2_grpc as rasr_grpc
 
 from ...audio.input import AudioFormat
 from ...session.calls import Control
-from ...session.errors import IdleTimeout, InvalidRequest, MessageTooLarge, Status, is_expected, status_of
+from ...session.errors import InvalidRequest, MessageTooLarge
 from ...session.recognize import recognize
 from ...session.settings import settings_from
 from ...session.types import Backend, RecognitionSettings, Transcript
 from ...transcript import SUPPORTED_LANGUAGES
-from ..grpc_asr.servicer import READ_BEFORE_REJECT, grpc_code, read_before_reject
+from ..grpc_stream import abort_with, first_request, serve_stream
 from .convert import (WavHeader, check_header, config_kwargs, force_eou, model_configs, model_name,
                       recognize_response, streaming_response, wav_header)
-
-log = logging.getLogger(__name__)
 
 PROTOCOL = "riva.asr"
 SERVICE_NAME = rasr.DESCRIPTOR.services_by_name["RivaSpeechRecognition"].full_name
@@ -74,48 +69,19 @@ class RivaSpeechRecognitionServicer(rasr_grpc.RivaSpeechRecognitionServicer):
                              **config_kwargs(config, self.options.endpointing, header=header))
 
     async def StreamingRecognize(self, requests, context):
-        peer = context.peer()  # now: an ended call can crash grpc.aio
-        reader = None
-        try:
-            with self.backend.calls.stream(PROTOCOL, peer) as call:
-                try:
-                    first = await self._first_request(requests)
-                    streaming = first.streaming_config
-                    session = call.open(self._settings(streaming.config, interim_results=streaming.interim_results))
-                    reader = asyncio.create_task(call.pump(_inputs(requests, session.settings.audio)))
-                    while not isinstance(item := await session.next(), Status):
-                        if isinstance(item, Transcript):  # Riva has no message for speech events
-                            yield streaming_response(item, first.id.value)
-                    status = item
-                except Exception as exc:  # noqa: BLE001 - every failure becomes a status
-                    status = status_of(exc)
-                    if not is_expected(exc):
-                        log.exception("stream %d failed", call.id)
-                finally:
-                    if reader is not None:
-                        reader.cancel()
-                if status.code in READ_BEFORE_REJECT:
-                    await read_before_reject(requests)  # the call keeps its admission meanwhile
-                call.end(status)
-        except Exception as exc:  # noqa: BLE001 - refused at admission
-            status = status_of(exc)
-            if status.code in READ_BEFORE_REJECT:
-                await read_before_reject(requests)
-        if not status.ok:
-            await context.abort(grpc_code(status.code), status.message)
+        async for response in serve_stream(self.backend, PROTOCOL, requests, context, self._start):
+            yield response
 
-    async def _first_request(self, requests) -> rasr.StreamingRecognizeRequest:
-        idle = self.options.idle_timeout_s
-        try:
-            first = await asyncio.wait_for(anext(requests), idle)
-        except StopAsyncIteration:
-            raise InvalidRequest("the stream ended before its configuration; send streaming_config first") from None
-        except asyncio.TimeoutError:
-            raise IdleTimeout(f"no configuration within {idle:g} s") from None
-        if first.WhichOneof("streaming_request") != "streaming_config":
-            raise InvalidRequest("the first request must carry streaming_config; audio comes after it")
+    async def _start(self, requests):
+        first = await first_request(requests, self.options.idle_timeout_s)
         force_eou(first)  # checks its keys; there is no utterance to end yet
-        return first
+        streaming = first.streaming_config
+        settings = self._settings(streaming.config, interim_results=streaming.interim_results)
+
+        def response_of(item):  # Riva has no message for speech events
+            return streaming_response(item, first.id.value) if isinstance(item, Transcript) else None
+
+        return settings, _inputs(requests, settings.audio), response_of
 
     async def Recognize(self, request, context):
         try:
@@ -129,9 +95,8 @@ class RivaSpeechRecognitionServicer(rasr_grpc.RivaSpeechRecognitionServicer):
                     raise MessageTooLarge(f"audio of {len(audio)} bytes exceeds the Recognize limit of "
                                           f"{self.options.max_recognize_bytes}; stream it with StreamingRecognize")
                 result = await recognize(audio, settings, self.backend)
-        except Exception as exc:  # noqa: BLE001
-            status = status_of(exc)
-            await context.abort(grpc_code(status.code), status.message)
+        except Exception as exc:  # noqa: BLE001 - every failure becomes a status
+            await abort_with(context, exc)
         return recognize_response(result.results, request.id.value)
 
     async def GetRivaSpeechRecognitionConfig(self, request, context):
