@@ -17,7 +17,8 @@ import numpy as np
 
 _AUDIO_OUTPUT_SYNCHRONOUS = 2  # espeak_AUDIO_OUTPUT: synthesize into the callback, return when done
 _ESPEAK_RATE = 1  # espeak_PARAMETER: words per minute
-_CHARS_UTF8 = 1  # espeak_Synth flags
+_CHARS_UTF8 = 1  # espeak_Synth flags: the text is UTF-8,
+_END_PAUSE = 0x1000  # and a sentence's pause follows it (as the espeak-ng program writes)
 _Callback = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.c_void_p)
 
 
@@ -64,7 +65,7 @@ class _Espeak:
             self.lib.espeak_SetParameter(_ESPEAK_RATE, words_per_minute, 0)
             self._chunks = []
             data = text.encode("utf-8")
-            error = self.lib.espeak_Synth(data, len(data) + 1, 0, 0, 0, _CHARS_UTF8, None, None)
+            error = self.lib.espeak_Synth(data, len(data) + 1, 0, 0, 0, _CHARS_UTF8 | _END_PAUSE, None, None)
             if error != 0:
                 raise SpeechError(f"eSpeak NG failed to synthesize {text!r} (error {error})")
             chunks, self._chunks = self._chunks, []
