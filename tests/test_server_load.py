@@ -48,6 +48,7 @@ def test_32_concurrent_streams_get_every_final(engine, aligner, phrases):
         assert server.server.calls.active == 0
 
     audio_s = len(speech.pcm) / rate
+    got_interims = 0
     for i, (items, wall) in enumerate(outcomes):
         finals = [r for r in items if isinstance(r, Result) and r.is_final]
         assert [(r.utterance_index, r.end_reason) for r in finals] == [(0, "silence"), (1, "end_of_stream")], i
@@ -56,9 +57,14 @@ def test_32_concurrent_streams_get_every_final(engine, aligner, phrases):
         indices = [r.utterance_index for r in items if isinstance(r, (Result, SpeechEvent))]
         assert indices == sorted(indices), i  # one stream's responses in order
         interims = [r for r in items if isinstance(r, Result) and not r.is_final]
-        assert bool(interims) == (i % 2 == 0), i
+        if i % 2:
+            assert not interims, i  # never sent to a stream that did not ask
+        got_interims += bool(interims)
         if i % 4 < 2:
             assert all(r.words for r in finals), i
         else:
             assert not any(r.words for r in finals), i
         assert wall < audio_s / SPEEDUP + 20, f"stream {i} took {wall:.1f} s"
+    # Under load an engine may owe an utterance only its final (finals go first, a superseded
+    # interim is never computed), so not every stream that asked is sure to get an interim.
+    assert got_interims >= STREAMS // 4, got_interims
