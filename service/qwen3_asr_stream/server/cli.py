@@ -87,7 +87,9 @@ def check_port_free(host: str, port: int, what: str) -> None:
     """Raise ValueError when ``port`` cannot be bound on ``host`` now (0: any port, nothing to check).
 
     A plain bind, without SO_REUSEPORT: a port another server listens on is refused
-    here even where gRPC itself would share it.
+    here even where gRPC itself would share it. With SO_REUSEADDR, as gRPC binds: the
+    connections of a server that just stopped on this port (TIME_WAIT for a minute)
+    do not keep it from being restarted there.
     """
     if port == 0:
         return
@@ -98,6 +100,7 @@ def check_port_free(host: str, port: int, what: str) -> None:
     except socket.gaierror as exc:
         raise ValueError(f"--host {host!r} is not an address of this machine ({exc.strerror})") from None
     with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind(address)
         except OSError as exc:
