@@ -1,10 +1,18 @@
 """Streaming engine benchmarks.
 
+``final``: final latency after the end of speech at 2, 5, 10, 20 and 30 s, with no
+draft, a fully right draft (the no-draft tokens as the last hypothesis) and a wrong
+one, beside one interim update at that point.
+
+``step``: the engine's decode step (from two updates differing only in their number
+of new tokens) against a bare model step at the same cache length.
+
 ``policy``: update latency 4, 12, 20 and 30 s into one utterance, ours (incremental:
-open window, cached audio KV) against the official streaming policy run with the
-official implementation (all audio so far again, plus the rolled-back prefix).
-Both sides generate the same fixed number of tokens per update (end-of-text is
-ignored), in float32, on the same weights and audio. Medians and ratios.
+open window, cached audio KV, rolled-back tokens verified as a draft; timed through
+the engine thread) against the official streaming policy run with the official
+implementation (all audio so far again, plus the same prefix ids). Both sides
+generate the same fixed number of tokens per update (end-of-text is ignored), in
+float32, on the same weights and audio. Medians and ratios.
 
 ``load``: N simulated real-time streams through one engine (audio pushed in 100 ms
 chunks at real-time pace, interim updates at the policy cadence, a final at the
@@ -13,7 +21,9 @@ due to its result), final latency, and audio seconds processed per wall second.
 On CPU, ``--find-capacity`` raises N until p95 update latency exceeds the update
 period. On a GPU: ``--device cuda --dtype bfloat16 --concurrency 1,32,128,256``.
 
-    python benchmarks/bench_engine.py policy [--model DIR] [--tokens 8] [--quick]
+    python benchmarks/bench_engine.py final [--quantize int8] [--points 2,5,10,20,30] [--quick]
+    python benchmarks/bench_engine.py step [--quantize int8] [--quick]
+    python benchmarks/bench_engine.py policy [--model DIR] [--tokens 10] [--ours-quantize int8] [--quick]
     python benchmarks/bench_engine.py load [--model DIR] [--device cpu] [--dtype float32] \\
         [--concurrency 1,2] [--find-capacity] [--seconds 12] [--quick]
 """
@@ -25,7 +35,7 @@ import statistics
 import threading
 import time
 
-from common import checkpoint, paired_medians, percentile, print_table, write_results
+from common import checkpoint, median_time, paired_medians, percentile, print_table, write_results
 
 import numpy as np
 import torch
@@ -40,64 +50,223 @@ def speechlike(seconds: float, seed: int) -> np.ndarray:
     return np.clip(audio, -1, 1).astype(np.float32)
 
 
+def _stream_to(runner, utt, audio, point_s: float, interval_s: float = 2.0) -> None:
+    """Bring an utterance to ``point_s`` the way a stream does: an interim every ``interval_s``."""
+    step = int(interval_s * 16000)
+    while utt.samples < int(point_s * 16000):
+        end = min(utt.samples + step, int(point_s * 16000))
+        utt.append(audio[utt.samples : end])
+        runner.update([(utt, False)])
+
+
+def run_final(args) -> None:
+    """Final latency after the end of speech: no draft / a right draft / a wrong draft."""
+    import copy
+    import dataclasses
+
+    from qwen3_asr_stream.checkpoint import LoadOptions, load_model
+    from qwen3_asr_stream.engine.options import PolicyOptions
+    from qwen3_asr_stream.engine.runner import ModelRunner
+    from qwen3_asr_stream.engine.utterance import Utterance, UtteranceSpec
+    from qwen3_asr_stream.prompts import asr_prompt_ids
+    from qwen3_asr_stream.tokenizer import TextTokenizer
+
+    folder = checkpoint("tiny-asr" if args.quick else args.preset, args.model)
+    model = load_model(folder, LoadOptions(device=args.device, dtype=args.dtype, quantize=args.quantize))
+    tokenizer = TextTokenizer.from_folder(folder)
+    label = f"{args.device}-{args.quantize or args.dtype}"
+    dims = model.dims.audio
+    spec = UtteranceSpec(*asr_prompt_ids(tokenizer))
+    points = [float(p) for p in args.points.split(",")]
+    audio = speechlike(max(points), seed=3)
+    rows, record = [], {"quantize": args.quantize, "tokens_per_second_of_audio": args.rate, "rows": []}
+    for point in points:
+        # Random weights rarely say end-of-text: bound the final at ~3.3 tokens per second of
+        # speech (a 30 s utterance: 100 tokens), so every variant decodes the same tokens.
+        tokens = max(4, round(point * args.rate))
+        base = PolicyOptions(max_tokens_per_update=args.update_tokens, max_tokens_final=tokens, repetition_limit=0)
+        runner = ModelRunner(model, base, (-1,))  # no end-of-text: a fixed number of tokens on every side
+        utt = Utterance(1, spec, dims.window_frames, dims.window_tokens, dims.num_mel_bins)
+        _stream_to(runner, utt, audio, point)
+        saved = copy.deepcopy(utt.hypothesis)
+        runner.policy = dataclasses.replace(base, draft=False)
+        started = time.perf_counter()
+        first = runner.update([(utt, True)])[0]  # pays any re-encode of windows a moved log floor made stale
+        first_ms = (time.perf_counter() - started) * 1e3
+        truth = first.tokens
+        wrong = [(t + 7) % 150000 for t in truth]
+
+        def final(draft, hypothesis):
+            def run():
+                runner.policy = dataclasses.replace(base, draft=draft)
+                utt.hypothesis = copy.deepcopy(saved)
+                utt.hypothesis.tokens = list(hypothesis)
+                return runner.update([(utt, True)])[0]
+            return run
+
+        def interim():
+            runner.policy = base
+            utt.hypothesis = copy.deepcopy(saved)
+            return runner.update([(utt, False)])[0]
+
+        variants = {"no draft": final(False, truth), "right draft": final(True, truth),
+                    "wrong draft": final(True, wrong), "interim": interim}
+        times = {name: [] for name in variants}
+        steps, reencoded = {}, {}
+        for _ in range(args.repeats):
+            for name, fn in variants.items():
+                started = time.perf_counter()
+                result = fn()
+                times[name].append(time.perf_counter() - started)
+                steps[name] = result.decode_steps
+                reencoded[name] = result.windows_reencoded
+        med = {name: statistics.median(t) * 1e3 for name, t in times.items()}
+        rows.append([f"{point:g} s", len(truth), med["no draft"], med["right draft"], med["wrong draft"],
+                     med["interim"], med["right draft"] / med["interim"], med["wrong draft"] / med["no draft"]])
+        record["rows"].append({"seconds": point, "tokens": len(truth), "ms": med, "decode_steps": steps,
+                               "windows_reencoded": reencoded})
+        record["rows"][-1]["first_final"] = {"ms": first_ms, "windows_reencoded": first.windows_reencoded}
+        print({"decode_steps": steps, "windows_reencoded": reencoded, "first final (no draft) ms": first_ms,
+               "its windows re-encoded": first.windows_reencoded}, flush=True)
+        print(rows[-1], flush=True)
+    print_table(f"final latency after the end of speech ({label}; medians of {args.repeats}, ms)",
+                ["utterance", "tokens", "no draft", "right draft", "wrong draft", "interim",
+                 "right/interim", "wrong/none"], rows)
+    write_results(f"engine-final-{label}" + ("-quick" if args.quick else ""), record)
+
+
 def run_policy(args) -> None:
+    """One interim update at 4..30 s, ours (through the engine thread) against the official
+    policy (everything again), both generating the same number of tokens after the same
+    prefix ids (the official prompt gets our prefix as ids, not as re-tokenized text)."""
+    import copy
+
     from qwen_asr import Qwen3ASRModel
 
-    import qwen3_asr_stream.engine.runner as runner_module
     from qwen3_asr_stream.checkpoint import LoadOptions, load_model
-    from qwen3_asr_stream.engine.options import PolicyOptions, UtteranceOptions
-    from qwen3_asr_stream.engine.runner import ModelRunner
-    from qwen3_asr_stream.engine.utterance import Utterance
+    from qwen3_asr_stream.engine.engine import StreamingEngine
+    from qwen3_asr_stream.engine.options import EngineOptions, PolicyOptions, UtteranceOptions
+    from qwen3_asr_stream.engine.utterance import Request
     from qwen3_asr_stream.tokenizer import TextTokenizer
 
     folder = checkpoint("tiny-asr" if args.quick else args.preset, args.model)
     tokens = args.tokens
-    runner_module.DEFAULT_EOS_IDS = ()  # a fixed number of tokens per update on our side
-    policy = PolicyOptions(max_tokens_per_update=tokens, repetition_limit=0)
+    policy = PolicyOptions(max_tokens_per_update=tokens, repetition_limit=0, update_interval_s=2.0)
     model = load_model(folder, LoadOptions(dtype=args.ours_dtype, quantize=args.ours_quantize))
     tokenizer = TextTokenizer.from_folder(folder)
-    runner = ModelRunner(model, tokenizer, policy)
     official = Qwen3ASRModel.from_pretrained(str(folder), dtype=torch.float32, max_new_tokens=tokens)
-
-    points = [4, 12, 20, 30]
+    points = [int(p) for p in args.points.split(",")]
     audio = speechlike(max(points), seed=1)
-    dims = model.dims.audio
-    utt = Utterance(1, UtteranceOptions(), dims.window_frames, dims.window_tokens, dims.num_mel_bins)
     ours_label = args.ours_quantize or args.ours_dtype
-    rows, record = [], {"tokens_per_update": tokens, "official_dtype": "float32", "ours": ours_label, "rows": []}
-    fed = 0
-    for point in points:
-        # Bring the utterance to this point the way a stream does: an update every 2 s.
-        while fed < point * 16000:
-            step = min(32000, point * 16000 - fed)
-            utt.append(audio[fed : fed + step])
-            fed += step
-            if fed < point * 16000:
-                runner.update([(utt, False)])
-        runner.update([(utt, False)])
-        prefix_ids = list(utt.hypothesis.tokens[: max(0, len(utt.hypothesis.tokens) - policy.rollback_tokens)])
-        prefix_text = tokenizer.decode(prefix_ids)
-        prompt = official._build_text_prompt("", None) + prefix_text
-        clip = audio[: point * 16000]
+    record = {"tokens_per_update": tokens, "official_dtype": "float32", "ours": ours_label, "rows": []}
+    rows = []
+    engine = StreamingEngine(model, tokenizer, EngineOptions(max_utterance_s=max(points) + 1, policy=policy))
+    engine.core.runner.end_ids = (-1,)  # no end-of-text: the same number of new tokens on both sides
+    done = threading.Event()
+    results = []
 
-        def official_update():
-            inputs = official.processor(text=[prompt], audio=[clip], return_tensors="pt", padding=True)
-            with torch.inference_mode():
-                out = official.model.generate(**inputs, max_new_tokens=tokens, min_new_tokens=tokens)
-            return out
+    def callback(result):
+        results.append(result)
+        done.set()
 
-        off_t, ours_t = paired_medians(official_update, lambda: runner.update([(utt, False)]), args.repeats,
-                                       warmup=0)
-        rows.append([f"{point} s", off_t * 1e3, ours_t * 1e3, off_t / ours_t])
-        record["rows"].append({"seconds": point, "official_ms": off_t * 1e3, "ours_ms": ours_t * 1e3,
-                               "official_over_ours": off_t / ours_t})
-    print_table(f"update latency into an utterance ({tokens} tokens per update; official float32, ours "
-                f"{ours_label}; medians, ms)", ["audio so far", "official policy", "ours", "ratio"], rows)
-    flat = record["rows"][-1]["ours_ms"] / record["rows"][0]["ours_ms"]
-    record["ours_30s_over_4s"] = flat
-    print(f"ours at 30 s / ours at 4 s: {flat:.2f}")
+    with engine:
+        uid = engine.open(UtteranceOptions(), callback)
+        entry = engine.core._entries[uid]
+        utt = entry.utterance
+
+        def ours_update():
+            utt.hypothesis = copy.deepcopy(saved)
+            done.clear()
+            with engine.core.worker.cond:
+                utt.request = Request.INTERIM
+                entry.requested_at = time.monotonic()
+                engine.core.worker.cond.notify()
+            done.wait(600)
+            return results[-1]
+
+        fed = 0
+        for point in points:
+            while fed < point * 16000:  # an interim every 2 s, as a stream gets them
+                step = min(32000, point * 16000 - fed)
+                done.clear()
+                engine.push(uid, audio[fed : fed + step])
+                fed += step
+                done.wait(600)
+            saved = copy.deepcopy(utt.hypothesis)
+            probe = ours_update()
+            prefix_ids = list(probe.tokens[: probe.prefix_tokens])
+            clip = audio[: point * 16000]
+            prompt = official._build_text_prompt("", None)
+
+            def official_update():
+                inputs = official.processor(text=[prompt], audio=[clip], return_tensors="pt", padding=True)
+                prefix = torch.tensor([prefix_ids], dtype=inputs["input_ids"].dtype)
+                inputs["input_ids"] = torch.cat([inputs["input_ids"], prefix], dim=1)
+                inputs["attention_mask"] = torch.cat([inputs["attention_mask"], torch.ones_like(prefix)], dim=1)
+                with torch.inference_mode():
+                    return official.model.generate(**inputs, max_new_tokens=tokens, min_new_tokens=tokens)
+
+            off_t, ours_t = paired_medians(official_update, ours_update, args.repeats, warmup=0)
+            last = results[-1]
+            rows.append([f"{point} s", len(prefix_ids), off_t * 1e3, ours_t * 1e3, off_t / ours_t,
+                         last.accepted_tokens, last.decode_steps])
+            record["rows"].append({"seconds": point, "prefix_tokens": len(prefix_ids), "official_ms": off_t * 1e3,
+                                   "ours_ms": ours_t * 1e3, "official_over_ours": off_t / ours_t,
+                                   "draft_accepted": last.accepted_tokens, "decode_steps": last.decode_steps})
+            print(rows[-1], flush=True)
+    print_table(f"interim update ({tokens} new tokens after the same prefix ids; official float32, ours "
+                f"{ours_label} through the engine thread; medians, ms)",
+                ["audio so far", "prefix tokens", "official policy", "ours", "ratio", "draft kept", "steps"], rows)
     suffix = "" if ours_label == "float32" else f"-{ours_label}"
     write_results(("engine-policy" if not args.quick else "engine-policy-quick") + suffix, record)
+
+
+def run_step(args) -> None:
+    """The engine's decode step against a bare model step at the same cache length."""
+    import dataclasses
+
+    from qwen3_asr_stream.checkpoint import LoadOptions, load_model
+    from qwen3_asr_stream.engine.options import PolicyOptions
+    from qwen3_asr_stream.engine.runner import ModelRunner
+    from qwen3_asr_stream.engine.utterance import Utterance, UtteranceSpec
+    from qwen3_asr_stream.prompts import asr_prompt_ids
+    from qwen3_asr_stream.tokenizer import TextTokenizer
+
+    folder = checkpoint("tiny-asr" if args.quick else args.preset, args.model)
+    model = load_model(folder, LoadOptions(quantize=args.quantize))
+    tokenizer = TextTokenizer.from_folder(folder)
+    dims = model.dims.audio
+    base = PolicyOptions(max_tokens_per_update=1, repetition_limit=0, draft=False)
+    runner = ModelRunner(model, base, (-1,))
+    utt = Utterance(1, UtteranceSpec(*asr_prompt_ids(tokenizer)), dims.window_frames, dims.window_tokens,
+                    dims.num_mel_bins)
+    _stream_to(runner, utt, speechlike(30, seed=2), 30)
+    many = 10
+
+    def update(n):
+        def run():
+            runner.policy = dataclasses.replace(base, max_tokens_per_update=n)
+            return runner.update([(utt, False)])
+        return run
+
+    one, ten = paired_medians(update(1), update(many), args.repeats)
+    engine_step = (ten - one) / (many - 1)
+    cache = model.new_row_cache(utt.cache.length + 4)
+    with torch.inference_mode():
+        model.decoder.forward_rows(model.embed(torch.zeros(1, utt.cache.length, dtype=torch.long)), [cache],
+                                   [utt.cache.length])
+        token = torch.zeros(1, 1, dtype=torch.long)
+
+        def bare():
+            model.head(model.decoder.forward_rows(model.embed(token), [cache], [1])[:, 0])
+            cache.truncate(cache.length - 1)
+
+        bare_step, _ = median_time(bare, args.repeats * 3)
+    label = args.quantize or "float32"
+    rows = [[label, utt.cache.length, bare_step * 1e3, engine_step * 1e3, engine_step / bare_step]]
+    print_table("decode step at 30 s (ms)", ["weights", "cache slots", "bare model step", "engine step", "ratio"], rows)
+    write_results(f"engine-step-{label}", {"cache_slots": utt.cache.length, "bare_ms": bare_step * 1e3,
+                                           "engine_ms": engine_step * 1e3})
 
 
 def run_load_once(engine, concurrency: int, seconds: float, chunk_s: float = 0.1) -> dict:
@@ -213,10 +382,30 @@ def run_load(args) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
+    f = sub.add_parser("final")
+    f.add_argument("--model")
+    f.add_argument("--preset", default="asr-0.6b")
+    f.add_argument("--quantize", default=None, choices=["int8"])
+    f.add_argument("--device", default="cpu")
+    f.add_argument("--dtype", default="float32")
+    f.add_argument("--points", default="2,5,10,20,30")
+    f.add_argument("--rate", type=float, default=10 / 3, help="final tokens per second of audio")
+    f.add_argument("--update-tokens", type=int, default=10)
+    f.add_argument("--repeats", type=int, default=1)
+    f.add_argument("--quick", action="store_true")
+    f.set_defaults(run=run_final)
+    st = sub.add_parser("step")
+    st.add_argument("--model")
+    st.add_argument("--preset", default="asr-0.6b")
+    st.add_argument("--quantize", default=None, choices=["int8"])
+    st.add_argument("--repeats", type=int, default=3)
+    st.add_argument("--quick", action="store_true")
+    st.set_defaults(run=run_step)
     p = sub.add_parser("policy")
     p.add_argument("--model")
     p.add_argument("--preset", default="asr-0.6b")
-    p.add_argument("--tokens", type=int, default=8)
+    p.add_argument("--points", default="4,12,20,30")
+    p.add_argument("--tokens", type=int, default=10)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--ours-dtype", default="float32", choices=["float32", "bfloat16"])
     p.add_argument("--ours-quantize", default=None, choices=["int8"], help="our side with int8 decoder weights")

@@ -11,5 +11,6 @@ nvidia-smi > "$OUT/nvidia-smi.txt" 2>&1
 python -m pytest -q -m cuda tests/test_cuda.py 2>&1 | tee "$OUT/cuda-tests.log"
 python benchmarks/bench_engine.py load --device cuda --dtype bfloat16 --concurrency 1,32,128,256 \
     --seconds 12 --max-batch 256 2>&1 | tee "$OUT/bench-engine-gpu.log"
+python benchmarks/bench_engine.py final --device cuda --dtype bfloat16 --repeats 3 2>&1 | tee "$OUT/bench-final-gpu.log"
 python benchmarks/bench_service.py --device cuda --streams 1,32 2>&1 | tail -12 | tee "$OUT/bench-service-gpu.log"
 cp benchmarks/results/*.json "$OUT"/ 2>/dev/null || true

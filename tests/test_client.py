@@ -451,16 +451,15 @@ def test_cli_mic_streams_until_ctrl_c_then_prints_the_last_final(server, monkeyp
             time.sleep(0.05)
             _thread.interrupt_main()  # the user presses Ctrl-C
 
-        def __enter__(self):
+        def start(self):
             self.thread = threading.Thread(target=self._run)
             self.thread.start()
-            return self
 
         def stop(self):
             self.thread.join()
 
-        def __exit__(self, *exc):
-            self.stop()
+        def close(self):
+            pass
 
     fake = types.ModuleType("sounddevice")
     fake.PortAudioError = type("PortAudioError", (Exception,), {})

@@ -11,14 +11,14 @@ import torch
 from conftest import tone_mix
 from qwen3_asr_stream.checkpoint import load_model
 from qwen3_asr_stream.decoding import GreedyOptions, greedy_generate
-from qwen3_asr_stream.engine.engine import EngineFull, StreamingEngine
+from qwen3_asr_stream.engine.engine import EngineFull, StreamingEngine, _TextState, text_of
 from qwen3_asr_stream.engine.options import EngineOptions, PolicyOptions, UtteranceOptions
 from qwen3_asr_stream.engine.policy import HypothesisState, choose_prefix, repetition_detected
 from qwen3_asr_stream.engine.runner import ModelRunner
-from qwen3_asr_stream.engine.utterance import Utterance
+from qwen3_asr_stream.engine.utterance import Utterance, UtteranceSpec
 from qwen3_asr_stream.frontend import log_mel
 from qwen3_asr_stream.offline import TranscribeOptions, Transcriber
-from qwen3_asr_stream.prompts import asr_prompt_text
+from qwen3_asr_stream.prompts import asr_prompt_ids, asr_prompt_text
 from qwen3_asr_stream.tokenizer import TextTokenizer
 
 POLICY = PolicyOptions(update_interval_s=2.0, max_tokens_per_update=12, max_tokens_final=40, repetition_limit=0)
@@ -30,9 +30,16 @@ def asr(checkpoints):
     return load_model(folder), TextTokenizer.from_folder(folder)
 
 
-def _utterance(model, uid=1, language=None):
+def _utterance(model, tokenizer, uid=1, language=None, context=""):
     d = model.dims.audio
-    return Utterance(uid, UtteranceOptions(language=language), d.window_frames, d.window_tokens, d.num_mel_bins)
+    spec = UtteranceSpec(*asr_prompt_ids(tokenizer, context, language))
+    return Utterance(uid, spec, d.window_frames, d.window_tokens, d.num_mel_bins)
+
+
+def _runner(model, tokenizer, policy, **kwargs):
+    """The token-level runner with the text layer's end ids and character check."""
+    return ModelRunner(model, policy, tokenizer.end_of_text_ids(),
+                       lambda ids: not tokenizer.decode(list(ids)).endswith("\ufffd"), **kwargs)
 
 
 def _from_scratch(model, tokenizer, audio, prefix, max_new, language=None):
@@ -55,9 +62,9 @@ def _chunks(total: int, rng: np.random.Generator):
 @pytest.mark.parametrize("language", [None, "English"])
 def test_each_update_equals_decoding_from_scratch(asr, language):
     model, tokenizer = asr
-    runner = ModelRunner(model, tokenizer, POLICY)
+    runner = _runner(model, tokenizer, POLICY)
     audio = tone_mix(19.3, seed=31)
-    utt = _utterance(model, language=language)
+    utt = _utterance(model, tokenizer, language=language)
     rng = np.random.default_rng(3)
     next_update, updates = 2.0, 0
     for start, end in _chunks(audio.shape[0], rng):
@@ -78,18 +85,19 @@ def test_each_update_equals_decoding_from_scratch(asr, language):
         [audio], TranscribeOptions(language=language, max_new_tokens=POLICY.max_tokens_final)
     )[0]
     assert final.is_final and final.prefix_tokens == 0
-    assert (final.language, final.text) == (offline.language, offline.text)
+    language_, text, _ = text_of(tokenizer, _TextState(language), final)
+    assert (language_, text) == (offline.language, offline.text)
 
 
 def test_update_work_is_bounded_by_what_is_new(asr):
     """Encoder frames and decoder positions per update do not grow with the utterance."""
     model, tokenizer = asr
-    runner = ModelRunner(model, tokenizer, POLICY)
+    runner = _runner(model, tokenizer, POLICY)
     dims = model.dims.audio
     audio = tone_mix(30.5, seed=5)
     audio[:1600] *= 3.0  # the loudest frame comes first, so the log floor never moves later
-    utt = _utterance(model)
-    tail = len(runner.tail_ids(utt))
+    utt = _utterance(model, tokenizer)
+    tail = len(utt.spec.tail_ids)
     per_update = []
     for end in range(32000, audio.shape[0] + 1, 32000):
         utt.append(audio[end - 32000 : end])
@@ -100,32 +108,39 @@ def test_update_work_is_bounded_by_what_is_new(asr):
         # The open window plus windows that completed since the last update.
         assert result.encoder_frames <= dims.window_frames * (1 + newly_completed)
         head = utt.head_length if before == 0 and end == 32000 else 0
+        # The draft (the rolled-back tokens, verified in the prefill) is the only other work.
+        assert result.draft_tokens <= POLICY.max_tokens_per_update
         bound = (head + dims.window_tokens * (1 + newly_completed) + tail + result.prefix_tokens
-                 + POLICY.max_tokens_per_update)
+                 + result.draft_tokens + POLICY.max_tokens_per_update)
         assert result.decoder_positions <= bound
         per_update.append((end / 16000, result.encoder_frames, result.decoder_positions))
     # From scratch, an update at 30 s would encode 3000 frames and run ~400 positions.
     late = [frames for t, frames, _ in per_update if t > 10]
     assert max(late) <= 2 * dims.window_frames
-    assert max(p for _, _, p in per_update[4:]) < 2 * dims.window_tokens + tail + 2 * POLICY.max_tokens_per_update + 8
+    assert max(p for _, _, p in per_update[4:]) < (2 * dims.window_tokens + tail + 2 * POLICY.max_tokens_per_update
+                                                   + POLICY.max_tokens_per_update + 8)
 
 
-def test_louder_audio_later_reencodes_the_windows_it_changes(asr):
-    """When the log floor moves, stale windows are re-encoded: features stay exactly from-scratch."""
+def test_louder_audio_later_reencodes_stale_windows_for_the_final_only(asr):
+    """When the log floor moves, an interim keeps its committed windows (no re-encode) and the
+    final re-encodes the stale ones: the final stays exactly from-scratch."""
     model, tokenizer = asr
-    runner = ModelRunner(model, tokenizer, POLICY)
+    runner = _runner(model, tokenizer, POLICY)
     audio = tone_mix(18.0, seed=8) * 0.05
     audio[16000 * 9 :] *= 40  # much louder after the first window completed
     audio = np.clip(audio, -1, 1).astype(np.float32)
-    utt = _utterance(model)
+    utt = _utterance(model, tokenizer)
     utt.append(audio[: 16000 * 9])
     runner.update([(utt, False)])
     utt.append(audio[16000 * 9 :])
-    result = runner.update([(utt, False)])[0]
-    assert result.windows_reencoded >= 1
-    expected = _from_scratch(model, tokenizer, audio, result.tokens[: result.prefix_tokens],
-                             POLICY.max_tokens_per_update)
-    assert list(result.tokens[result.prefix_tokens :]) == expected
+    interim = runner.update([(utt, False)])[0]
+    assert interim.windows_reencoded == 0
+    assert interim.encoder_frames <= 2 * model.dims.audio.window_frames  # the new and the open window only
+    assert utt.features.stale_from(utt.features.update(audio)[1]) == 0  # the precondition: window 0 is stale
+    final = runner.update([(utt, True)])[0]
+    assert final.windows_reencoded >= 1
+    expected = _from_scratch(model, tokenizer, audio, (), POLICY.max_tokens_final)
+    assert list(final.tokens) == expected
 
 
 def test_batched_streams_give_the_tokens_of_each_alone(asr):
@@ -133,8 +148,8 @@ def test_batched_streams_give_the_tokens_of_each_alone(asr):
     audios = [tone_mix(s, seed=40 + i) for i, s in enumerate([3.3, 9.1, 12.7, 0.8, 6.0])]
 
     def run(batched: bool):
-        runner = ModelRunner(model, tokenizer, POLICY)
-        utts = [_utterance(model, uid=i + 1) for i in range(len(audios))]
+        runner = _runner(model, tokenizer, POLICY)
+        utts = [_utterance(model, tokenizer, uid=i + 1) for i in range(len(audios))]
         out = {u.id: [] for u in utts}
         for step in range(1, 8):
             for u, a in zip(utts, audios):
@@ -153,7 +168,8 @@ def test_batched_streams_give_the_tokens_of_each_alone(asr):
     assert run(batched=True) == run(batched=False)
 
 
-def test_engine_thread_serves_many_streams_and_orders_finals_first(asr):
+def test_engine_thread_serves_many_streams(asr):
+    """(The order finals-first is asserted by test_finals_go_first_then_the_oldest_interim.)"""
     model, tokenizer = asr
     results, done = {}, threading.Event()
     lock = threading.Lock()
@@ -187,8 +203,8 @@ def test_engine_thread_serves_many_streams_and_orders_finals_first(asr):
         # Interims were coalesced: never more than one per 2 s of audio.
         assert len(results[uid]) - 1 <= 2
     # The final of each stream equals that stream decoded alone.
-    alone = ModelRunner(model, tokenizer, POLICY)
-    utt = _utterance(model)
+    alone = _runner(model, tokenizer, POLICY)
+    utt = _utterance(model, tokenizer)
     utt.append(audios[0])
     assert alone.update([(utt, True)])[0].tokens == finals_of(results, ids[0]).tokens
 
@@ -201,9 +217,9 @@ def test_stable_text_never_changes_once_shown(asr):
     model, tokenizer = asr
     policy = PolicyOptions(update_interval_s=1.0, max_tokens_per_update=6, rollback_tokens=3, unfixed_updates=1,
                            repetition_limit=0)
-    runner = ModelRunner(model, tokenizer, policy)
+    runner = _runner(model, tokenizer, policy)
     audio = tone_mix(12.0, seed=77)
-    utt = _utterance(model)
+    utt = _utterance(model, tokenizer)
     shown: list[tuple[int, ...]] = []
     for end in range(16000, audio.shape[0] + 1, 16000):
         utt.append(audio[end - 16000 : end])
@@ -220,10 +236,10 @@ def test_repetition_guard_cuts_a_decoding_loop(asr):
     assert repetition_detected([5, 5, 5], limit=3, max_pattern=2) == 1
     assert repetition_detected([1, 2, 3, 4, 5, 6], limit=2, max_pattern=3) == 0
     model, tokenizer = asr
-    loose = ModelRunner(model, tokenizer, PolicyOptions(max_tokens_final=60, repetition_limit=0))
-    guarded = ModelRunner(model, tokenizer, PolicyOptions(max_tokens_final=60, repetition_limit=4))
+    loose = _runner(model, tokenizer, PolicyOptions(max_tokens_final=60, repetition_limit=0))
+    guarded = _runner(model, tokenizer, PolicyOptions(max_tokens_final=60, repetition_limit=4))
     audio = tone_mix(3.0, seed=90)
-    a, b = _utterance(model, 1), _utterance(model, 2)
+    a, b = _utterance(model, tokenizer, 1), _utterance(model, tokenizer, 2)
     a.append(audio)
     b.append(audio)
     unguarded = loose.update([(a, True)])[0].tokens
@@ -239,17 +255,19 @@ def test_rollback_never_ends_inside_a_character(asr):
     ids = tokenizer.encode("ab 你好")
     state = HypothesisState(tokens=ids + tokenizer.encode("世"), stable=0, updates=5)
     for k in range(0, 4):
-        prefix = choose_prefix(state, PolicyOptions(rollback_tokens=k), tokenizer)
+        prefix = choose_prefix(state, PolicyOptions(rollback_tokens=k),
+                               lambda ids: not tokenizer.decode(list(ids)).endswith("\ufffd"))
         assert "\ufffd" not in tokenizer.decode(prefix)
 
 
 def test_silence_shorter_than_one_window_gives_an_empty_final(asr):
     model, tokenizer = asr
-    runner = ModelRunner(model, tokenizer, POLICY)
-    utt = _utterance(model)
+    runner = _runner(model, tokenizer, POLICY)
+    utt = _utterance(model, tokenizer)
     utt.append(np.zeros(200, dtype=np.float32))  # less than one STFT window
     result = runner.update([(utt, True)])[0]
-    assert result.is_final and result.text == "" and result.tokens == ()
+    assert result.is_final and result.tokens == ()
+    assert text_of(tokenizer, _TextState(None), result)[1] == ""
 
 
 def test_each_utterance_can_have_its_own_update_cadence(asr):
@@ -286,8 +304,9 @@ def test_fixed_shape_decode_steps_give_the_tokens_of_the_dynamic_path(asr):
     audios = [tone_mix(s, seed=70 + i) for i, s in enumerate([2.5, 9.3, 5.1])]
 
     def run(static: bool):
-        runner = ModelRunner(model, tokenizer, POLICY, static_decode=static)
-        utts = [_utterance(model, uid=i + 1) for i in range(len(audios))]
+        runner = _runner(model, tokenizer, POLICY, static_decode=static)
+        runner.warm_up()
+        utts = [_utterance(model, tokenizer, uid=i + 1) for i in range(len(audios))]
         out = []
         for u, a in zip(utts, audios):
             u.append(a)
@@ -299,4 +318,87 @@ def test_fixed_shape_decode_steps_give_the_tokens_of_the_dynamic_path(asr):
     dynamic, _ = run(False)
     static, runner = run(True)
     assert static == dynamic
-    assert runner.graphs is not None and len(runner.graphs._buckets) == 2  # 4 rows and 1 row buckets
+    # Every bucket was prepared at warm-up, none while decoding.
+    assert runner.graphs is not None and runner.graphs.captures == len(runner.graphs._buckets) > 1
+
+
+def test_finals_go_first_then_the_oldest_interim(asr):
+    """With one row per batch, a final requested last is served first, then interims oldest first."""
+    model, tokenizer = asr
+    order = []
+    done = threading.Event()
+
+    def callback(result):
+        order.append((result.utterance_id, result.is_final))
+        if len(order) == 3:
+            done.set()
+
+    with StreamingEngine(model, tokenizer, EngineOptions(max_batch=1, policy=POLICY)) as engine:
+        older, newer, ending = (engine.open(UtteranceOptions(), callback) for _ in range(3))
+        with engine.core.worker.cond:  # the worker takes nothing until all three requests wait
+            engine.push(older, tone_mix(2.5, seed=1))  # an interim, requested first
+            engine.push(newer, tone_mix(2.5, seed=2))  # an interim, requested second
+            engine.push(ending, tone_mix(1.0, seed=3))
+            engine.finish(ending)  # a final, requested last
+        assert done.wait(60)
+    assert order == [(ending, True), (older, False), (newer, False)]
+
+
+def test_a_flooding_utterance_does_not_starve_real_time_ones(asr):
+    """Fairness: one utterance pushes audio as fast as it can (interims due every 0.1 s of
+    audio) beside three real-time ones. Requests are served oldest first and an utterance
+    waits with at most one request, so every request waits at most
+    ceil(utterances / max_batch) batches plus the one running: 3 here."""
+    model, tokenizer = asr
+    options = EngineOptions(max_batch=2, policy=POLICY)
+    lock = threading.Lock()
+    waiting: dict[int, list[int]] = {}  # uid -> batch counts when its unserved requests were raised
+    waits: dict[int, list[int]] = {}
+    finals = threading.Event()
+    final_count = [0]
+
+    with StreamingEngine(model, tokenizer, options) as engine:
+        core = engine.core
+
+        def callback(result):
+            with lock:
+                raised = waiting.pop(result.utterance_id, [])
+                if raised and not result.is_final:
+                    waits.setdefault(result.utterance_id, []).append(core._batches - min(raised))
+                if result.is_final:
+                    final_count[0] += 1
+                    if final_count[0] == 4:
+                        finals.set()
+
+        def push(uid, chunk, due):
+            with core.worker.cond:  # read the batch count and raise the request atomically
+                if due:
+                    with lock:
+                        waiting.setdefault(uid, []).append(core._batches)
+                engine.push(uid, chunk)
+
+        flood = engine.open(UtteranceOptions(update_interval_s=0.1), callback)
+        live = [engine.open(UtteranceOptions(update_interval_s=0.5), callback) for _ in range(3)]
+        flood_audio = tone_mix(40.0, seed=21)
+        live_audio = [tone_mix(6.0, seed=22 + i) for i in range(3)]
+
+        def flooder():
+            for start in range(0, flood_audio.shape[0], 1600):  # ~30x real time
+                push(flood, flood_audio[start : start + 1600], due=True)
+                threading.Event().wait(0.003)
+            engine.finish(flood)
+
+        thread = threading.Thread(target=flooder)
+        thread.start()
+        for step, start in enumerate(range(0, 6 * 16000, 4000)):  # 0.25 s per push, an interim every 2nd
+            for uid, audio in zip(live, live_audio):
+                push(uid, audio[start : start + 4000], due=step % 2 == 1)
+            threading.Event().wait(0.05)
+        thread.join(60)
+        for uid in live:
+            engine.finish(uid)
+        assert finals.wait(120)
+    served = [w for uid in live for w in waits.get(uid, [])]
+    assert all(len(waits.get(uid, [])) >= 2 for uid in live)  # the real-time utterances got interims
+    assert len(waits.get(flood, [])) > 5  # and the flooder kept asking
+    assert max(served) <= 3

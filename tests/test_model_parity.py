@@ -171,6 +171,26 @@ def test_transcribe_text_matches_official(oracle_asr, checkpoints, language):
     assert [(r.language, r.text) for r in ours] == [(r.language, r.text) for r in theirs]
 
 
+def test_transcribe_windowed_matches_official_windowed(oracle_asr, checkpoints):
+    """What production computes: 8 s attention windows, on recordings longer than one window,
+    against the official model given the block-diagonal mask of its own flash-attention path."""
+    oracle = oracle_asr["asr"]  # ("asr_alt" transcribes these the same with either attention)
+    model, tokenizer = _ours(checkpoints, "asr", "windowed")
+    transcriber = Transcriber(model, tokenizer)
+    waves = [tone_mix(s, seed=300 + i) for i, s in enumerate([8.37, 12.5, 17.05, 26.2])]
+    tower = oracle.model.thinker.audio_tower
+    originals = _official_windowed(tower)
+    try:
+        theirs = oracle.transcribe(audio=[(w, 16000) for w in waves], language="English")
+    finally:
+        tower.layers = torch.nn.ModuleList(originals)
+    theirs_global_encoder = oracle.transcribe(audio=[(w, 16000) for w in waves], language="English")
+    ours = transcriber.transcribe(waves, TranscribeOptions(language="English", max_new_tokens=MAX_NEW))
+    assert [(r.language, r.text) for r in ours] == [(r.language, r.text) for r in theirs]
+    # The precondition that makes this a test of the windows: the global path transcribes differently.
+    assert [r.text for r in theirs] != [r.text for r in theirs_global_encoder]
+
+
 def test_aligner_matches_official(oracle_aligner, checkpoints):
     from qwen3_asr_stream.aligner import AlignRequest, ForcedAligner
 

@@ -85,3 +85,34 @@ def test_package_exports_every_message_without_top_level_asr_module():
     assert hasattr(proto.asr_pb2_grpc, "SpeechRecognitionStub")
     request = proto.StreamingRecognizeRequest(control=proto.Control(kind=proto.Control.FINALIZE))
     assert request.WhichOneof("streaming_request") == "control"
+
+
+def _generator_module():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("protos_generate", GENERATE)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_committed_gencode_is_the_declared_protobuf_floor(tmp_path):
+    # Newer gencode refuses older protobuf runtimes: the committed code must be the
+    # floor that pyproject.toml declares, and the check must notice when they part.
+    generator = _generator_module()
+    assert generator.gencode_version(COMMITTED) == generator.protobuf_floor() == "5.26.1"
+    assert generator.check_floor() == []
+    raised = tmp_path / "pyproject.toml"
+    raised.write_text(generator.PYPROJECT.read_text().replace('"protobuf>=5.26.1,', '"protobuf>=6.31.1,'))
+    problems = generator.check_floor(COMMITTED, raised)
+    assert len(problems) == 1 and "protobuf 5.26.1 gencode" in problems[0] and "protobuf>=6.31.1" in problems[0]
+
+
+def test_generated_code_runs_on_this_protobuf_runtime():
+    # .ci/run runs this file on the newest protobuf (.venv) and on the declared floor (.venv-pb5).
+    from google.protobuf import __version__ as runtime
+    from qwen3_asr_client import proto
+
+    result = proto.StreamingRecognitionResult(transcript="hi", words=[proto.WordInfo(word="hi", start_ms=1, end_ms=2)])
+    assert proto.StreamingRecognitionResult.FromString(result.SerializeToString()) == result
+    assert int(runtime.split(".")[0]) >= 5

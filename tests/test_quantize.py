@@ -7,9 +7,10 @@ import torch
 
 from conftest import tone_mix
 from qwen3_asr_stream.checkpoint import LoadOptions, load_model
-from qwen3_asr_stream.engine.options import PolicyOptions, UtteranceOptions
+from qwen3_asr_stream.engine.options import PolicyOptions
 from qwen3_asr_stream.engine.runner import ModelRunner
-from qwen3_asr_stream.engine.utterance import Utterance
+from qwen3_asr_stream.engine.utterance import Utterance, UtteranceSpec
+from qwen3_asr_stream.prompts import asr_prompt_ids
 from qwen3_asr_stream.tokenizer import TextTokenizer
 
 
@@ -29,15 +30,29 @@ def test_int8_logits_stay_close_to_float32(checkpoints):
 
 
 def test_engine_runs_on_int8_weights(checkpoints):
+    """The engine's updates run through the int8 layers and decode real tokens, the same on every run."""
     folder = checkpoints["asr"]
     model = load_model(folder, LoadOptions(quantize="int8"))
-    runner = ModelRunner(model, TextTokenizer.from_folder(folder), PolicyOptions(max_tokens_final=8))
+    tokenizer = TextTokenizer.from_folder(folder)
+    quantized = [m for m in model.thinker.modules() if "quantized" in type(m).__module__]
+    calls = []
+    hooks = [m.register_forward_hook(lambda *_: calls.append(1)) for m in quantized]
     d = model.dims.audio
-    utt = Utterance(1, UtteranceOptions(), d.window_frames, d.window_tokens, d.num_mel_bins)
-    utt.append(tone_mix(9.0, seed=3))
-    interim = runner.update([(utt, False)])[0]
-    final = runner.update([(utt, True)])[0]
-    assert final.is_final and not final.error and not interim.error
+
+    def run():
+        runner = ModelRunner(model, PolicyOptions(max_tokens_final=8, max_tokens_per_update=6),
+                             tokenizer.end_of_text_ids())
+        utt = Utterance(1, UtteranceSpec(*asr_prompt_ids(tokenizer)), d.window_frames, d.window_tokens, d.num_mel_bins)
+        utt.append(tone_mix(9.0, seed=3))
+        return runner.update([(utt, False)])[0], runner.update([(utt, True)])[0]
+
+    interim, final = run()
+    for hook in hooks:
+        hook.remove()
+    assert quantized and len(calls) >= len(quantized)
+    assert final.is_final and len(final.tokens) > 0 and len(interim.tokens) > 0
+    again_interim, again_final = run()
+    assert (again_interim.tokens, again_final.tokens) == (interim.tokens, final.tokens)
 
 
 def test_int8_needs_cpu_float32():

@@ -5,10 +5,12 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from pathlib import Path
 
 import grpc
@@ -35,8 +37,11 @@ def test_bad_option_exits_with_the_reason():
 
 @pytest.mark.slow
 def test_serve_then_sigterm(checkpoints):
+    with socket.socket() as s:  # the HTTP port (serve's default, 8000, may be taken on a shared machine)
+        s.bind(("127.0.0.1", 0))
+        http_port = s.getsockname()[1]
     process = serve("--model", str(checkpoints["asr"]), "--aligner", str(checkpoints["aligner"]),
-                    "--port", "0", "--device", "cpu", "--grace", "5")
+                    "--port", "0", "--device", "cpu", "--grace", "5", "--http-port", str(http_port))
     lines: list[str] = []
     reader = threading.Thread(target=lambda: lines.extend(process.stdout), daemon=True)
     reader.start()
@@ -51,6 +56,8 @@ def test_serve_then_sigterm(checkpoints):
             stub = asr_pb2_grpc.SpeechRecognitionStub(channel)
             config = stub.GetSpeechRecognitionConfig(asr_pb2.GetSpeechRecognitionConfigRequest(), timeout=10)
         assert [m.name for m in config.models] == ["asr"] and config.models[0].word_time_offsets
+        with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/readyz", timeout=10) as ready:
+            assert ready.status == 200 and ready.read().decode().strip() == "ready"
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=60) == 0
     finally:

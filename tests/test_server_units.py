@@ -15,7 +15,7 @@ from qwen3_asr_stream.audio.input import InvalidAudio  # noqa: E402
 from qwen3_asr_stream.session.errors import (  # noqa: E402
     OK, Code, IdleTimeout, InvalidRequest, MessageTooLarge, ServerBusy, ShuttingDown, Status, StreamTooLong, status_of,
 )
-from qwen3_asr_stream.protocols.grpc_asr.servicer import grpc_code  # noqa: E402
+from qwen3_asr_stream.protocols.grpc_stream import grpc_code  # noqa: E402
 from qwen3_asr_stream.server.options import KIB, MESSAGE_OVERHEAD_BYTES, ServerOptions  # noqa: E402
 from qwen3_asr_stream.session.outbox import Outbox  # noqa: E402
 from qwen3_asr_stream.protocols.grpc_asr.convert import endpointing_of  # noqa: E402

@@ -1,11 +1,10 @@
-import shutil
-import subprocess
 from dataclasses import dataclass
 
 import numpy as np
 import pytest
 
 pytest.importorskip("_webrtcvad", reason="webrtcvad (server extra) is needed")
+from conftest import synthesize  # noqa: E402
 
 from qwen3_asr_stream.audio.vad import (  # noqa: E402
     BufferOverflow,
@@ -196,11 +195,10 @@ def test_offsets_do_not_reset_and_events_are_ordered():
 # -- real synthesized speech ---------------------------------------------------------------------
 
 
-def speak(text: str, tmp_path) -> np.ndarray:
+def speak(espeak, text: str, tmp_path) -> np.ndarray:
     soundfile = pytest.importorskip("soundfile")
     soxr = pytest.importorskip("soxr")
-    path = tmp_path / "speech.wav"
-    subprocess.run(["espeak-ng", "-s", "160", "-w", str(path), text], check=True, timeout=30)
+    path = synthesize(espeak, text, tmp_path / "speech.wav")
     audio, rate = soundfile.read(path, dtype="float32")
     audio = soxr.resample(audio, rate, SR).astype(np.float32)
     # Trim espeak's own leading/trailing silence so the known boundaries are the speech.
@@ -209,12 +207,10 @@ def speak(text: str, tmp_path) -> np.ndarray:
     return audio[loud[0] : loud[-1] + 1]
 
 
-@pytest.mark.skipif(shutil.which("espeak-ng") is None,
-                    reason="espeak-ng is not installed (apt-get install espeak-ng) to synthesize speech")
-def test_synthesized_speech_segments(tmp_path):
+def test_synthesized_speech_segments(espeak, tmp_path):
     rng = np.random.default_rng(5)
-    first = speak("Hello there, how are you today?", tmp_path)
-    second = speak("Streaming speech recognition keeps the first and the last phoneme.", tmp_path)
+    first = speak(espeak, "Hello there, how are you today?", tmp_path)
+    second = speak(espeak, "Streaming speech recognition keeps the first and the last phoneme.", tmp_path)
     signal, spans = timeline([
         ("silence", silence(1.0)),
         ("speech", first),

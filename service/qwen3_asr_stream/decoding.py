@@ -1,18 +1,29 @@
-"""Greedy decoding of a batch of prompts with the explicit KV cache."""
+"""The one greedy decoding loop: offline transcription and the streaming engine.
+
+Each row runs its new input positions (prompt pieces, a text prefix) and optionally a
+draft (tokens it probably continues with) in one prefill on its own cache. Greedy
+decoding then reads the argmax at every draft position: the longest run of draft tokens
+that greedy decoding itself produces is kept (their cache slots stay), the cache is cut
+back after them, and plain one-token steps continue from the first disagreement. The
+tokens are those of decoding without a draft (up to float rounding between a prefill
+and a one-token step, which can flip an exact near-tie in low precision, as batching
+can). Stop rules: end-of-text ids (from the checkpoint's tokenizer), a token bound and
+a repetition guard.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol, Sequence
 
 import torch
 
-from .model.kv_cache import KVCache
+from .model.kv_cache import RowCache
 from .model.qwen3_asr import SpeechModel
 
 END_OF_TEXT_ID = 151643
 IM_END_ID = 151645
-DEFAULT_EOS_IDS = (IM_END_ID, END_OF_TEXT_ID)
+DEFAULT_EOS_IDS = (IM_END_ID, END_OF_TEXT_ID)  # the published checkpoints'; callers pass the tokenizer's
 
 
 @dataclass(frozen=True)
@@ -27,8 +38,108 @@ class GreedyOptions:
             raise ValueError("eos_ids must name at least one end-of-text token")
 
 
+@dataclass(frozen=True)
+class StopRules:
+    end_ids: tuple[int, ...]  # a row stops before any of these
+    max_tokens: int  # at most this many output tokens
+    repetition_limit: int = 0  # stop when a pattern repeats this many times (0 = off); one copy is kept
+    max_pattern_tokens: int = 8
+
+    def __post_init__(self) -> None:
+        if not self.end_ids:
+            raise ValueError("end_ids must name at least one end-of-text token")
+        if self.max_tokens < 1:
+            raise ValueError(f"max_tokens must be at least 1, got {self.max_tokens}")
+        if self.repetition_limit < 0 or self.repetition_limit == 1:
+            raise ValueError("repetition_limit must be 0 (off) or at least 2")
+
+
+def repetition_detected(tokens: Sequence[int], limit: int, max_pattern: int) -> int:
+    """Length of a pattern repeated ``limit`` times at the end of ``tokens``, else 0."""
+    if limit < 2:
+        return 0
+    tokens = list(tokens)
+    for size in range(1, max_pattern + 1):
+        span = size * limit
+        if len(tokens) < span:
+            break
+        pattern = tokens[-size:]
+        if all(tokens[-span + i * size : -span + (i + 1) * size] == pattern for i in range(limit - 1)):
+            return size
+    return 0
+
+
+@dataclass
+class DecodeRow:
+    """One sequence to decode; ``tokens``, ``accepted`` and ``positions`` are filled in."""
+
+    cache: RowCache
+    ids: Sequence[int]  # new input positions after what the cache holds (at least one)
+    stop: StopRules
+    audio: torch.Tensor | None = None  # (k, hidden) for the k audio placeholders in ``ids``
+    history: Sequence[int] = ()  # tokens the repetition guard sees before the output (a prefix in ``ids``)
+    draft: Sequence[int] = ()  # the expected continuation, verified in the prefill
+    tokens: list[int] = field(default_factory=list)  # output, without the end-of-text token
+    accepted: int = 0  # draft tokens kept
+    positions: int = 0  # decoder positions run for this row (prefill and steps)
+    done: bool = False
+
+    def take(self, token: int) -> bool:
+        """Apply the stop rules to the next greedy token; False once the row is done."""
+        rules = self.stop
+        if token in rules.end_ids:
+            self.done = True
+            return False
+        self.tokens.append(token)
+        size = repetition_detected(list(self.history) + self.tokens, rules.repetition_limit, rules.max_pattern_tokens)
+        if size:
+            # Keep one copy of the repeated pattern and stop: a decoding loop.
+            del self.tokens[max(0, len(self.tokens) - size * (rules.repetition_limit - 1)) :]
+            self.done = True
+        elif len(self.tokens) >= rules.max_tokens:
+            self.done = True
+        return not self.done
+
+
+class Stepper(Protocol):
+    """Runs one-token decode steps for some rows of a batch."""
+
+    def begin(self, rows: list[DecodeRow]) -> None: ...
+
+    def step(self, active: list[int], tokens: list[int]) -> torch.Tensor:
+        """Feed ``tokens[i]`` to row ``active[i]``; returns ``(len(active), vocab)`` logits."""
+        ...
+
+
+class EagerStepper:
+    """Steps on the rows' own caches; only the rows still decoding run."""
+
+    def __init__(self, model: SpeechModel) -> None:
+        self.model = model
+        self.rows: list[DecodeRow] = []
+
+    def begin(self, rows: list[DecodeRow]) -> None:
+        self.rows = rows
+
+    def step(self, active: list[int], tokens: list[int]) -> torch.Tensor:
+        model = self.model
+        ids = torch.tensor(tokens, device=model.device)[:, None]
+        caches = [self.rows[i].cache for i in active]
+        hidden = model.decoder.forward_rows(model.embed(ids), caches, [1] * len(active))
+        return model.head(hidden[:, 0])
+
+
+def right_pad(rows: Sequence[Sequence[int]], pad_id: int) -> torch.Tensor:
+    """``(batch, longest)`` ids padded on the right."""
+    longest = max(len(r) for r in rows)
+    ids = torch.full((len(rows), longest), pad_id, dtype=torch.long)
+    for i, row in enumerate(rows):
+        ids[i, : len(row)] = torch.tensor(list(row), dtype=torch.long)
+    return ids
+
+
 def left_pad(rows: Sequence[Sequence[int]], pad_id: int = END_OF_TEXT_ID) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(batch, longest)`` ids and the matching valid mask, padded on the left."""
+    """``(batch, longest)`` ids and the matching valid mask, padded on the left (batch caches)."""
     longest = max(len(r) for r in rows)
     ids = torch.full((len(rows), longest), pad_id, dtype=torch.long)
     valid = torch.zeros(len(rows), longest, dtype=torch.bool)
@@ -40,52 +151,56 @@ def left_pad(rows: Sequence[Sequence[int]], pad_id: int = END_OF_TEXT_ID) -> tup
 
 
 @torch.inference_mode()
-def prefill(
-    model: SpeechModel,
-    prompts: Sequence[Sequence[int]],
-    audio: Sequence[torch.Tensor | None],
-    extra_capacity: int,
-    cache: KVCache | None = None,
-) -> tuple[torch.Tensor, KVCache]:
-    """Run the prompts (left-padded) and return last-position logits ``(batch, vocab)`` and the cache."""
-    ids, valid = left_pad(prompts)
-    ids, valid = ids.to(model.device), valid.to(model.device)
-    if cache is None:
-        cache = model.new_cache(len(prompts), ids.shape[1] + extra_capacity)
-    embeds = model.embed(ids, list(audio))
-    logits = model(embeds, cache, valid)
-    return logits, cache
+def decode(model: SpeechModel, rows: list[DecodeRow], stepper: Stepper | None = None) -> list[DecodeRow]:
+    """Greedy-decode every row (prefill with draft verification, then one-token steps)."""
+    if not rows:
+        return rows
+    pad_id = rows[0].stop.end_ids[0]
+    inputs = [list(r.ids) + list(r.draft) for r in rows]
+    for r, row_input in zip(rows, inputs):
+        if not r.ids:
+            raise ValueError("a decode row needs at least one input position")
+        r.positions += len(row_input)
+    ids = right_pad(inputs, pad_id).to(model.device)
+    bases = [r.cache.length for r in rows]
+    hidden = model.decoder.forward_rows(
+        model.embed(ids, [r.audio for r in rows]), [r.cache for r in rows], [len(x) for x in inputs])
+    # Logits where greedy decoding reads them: after the last input and after each draft token.
+    row_index = [j for j, r in enumerate(rows) for _ in range(len(r.draft) + 1)]
+    pos_index = [len(r.ids) - 1 + i for r in rows for i in range(len(r.draft) + 1)]
+    greedy = model.head(hidden[row_index, pos_index]).argmax(dim=-1).tolist()
 
-
-@torch.inference_mode()
-def greedy_continue(
-    model: SpeechModel, logits: torch.Tensor, cache: KVCache, options: GreedyOptions
-) -> list[list[int]]:
-    """Greedy tokens after a prefill, each row up to (not including) its end-of-text token."""
-    batch = logits.shape[0]
-    eos = torch.tensor(options.eos_ids, device=logits.device)
-    done = torch.zeros(batch, dtype=torch.bool, device=logits.device)
-    steps: list[torch.Tensor] = []
-    for step in range(options.max_new_tokens):
-        token = logits.argmax(dim=-1)
-        token = torch.where(done, torch.full_like(token, END_OF_TEXT_ID), token)
-        steps.append(token)
-        done = done | torch.isin(token, eos)
-        if bool(done.all()) or step == options.max_new_tokens - 1:
-            break
-        cache.reserve(1)
-        embeds = model.embed(token[:, None])
-        logits = model(embeds, cache)
-    table = torch.stack(steps, dim=1).tolist()
-    out: list[list[int]] = []
-    for row in table:
-        tokens: list[int] = []
-        for t in row:
-            if t in options.eos_ids:
+    pending: dict[int, int] = {}  # row -> token to feed next
+    at = 0
+    for j, r in enumerate(rows):
+        guesses = greedy[at : at + len(r.draft) + 1]
+        at += len(r.draft) + 1
+        for i, token in enumerate(guesses):
+            matches = i < len(r.draft) and token == r.draft[i]
+            alive = r.take(token)
+            if matches and token not in r.stop.end_ids:
+                r.accepted = min(r.accepted + 1, len(r.tokens))  # (the repetition guard may cut)
+            if not alive:
                 break
-            tokens.append(t)
-        out.append(tokens)
-    return out
+            if matches:
+                continue
+            pending[j] = token  # the first token after the accepted draft: not in the cache yet
+            break
+        r.cache.truncate(bases[j] + len(r.ids) + r.accepted)
+
+    stepper = stepper or EagerStepper(model)
+    if pending:
+        stepper.begin(rows)
+    while pending:
+        active = sorted(pending)
+        logits = stepper.step(active, [pending[j] for j in active])
+        tokens = logits.argmax(dim=-1).tolist()
+        pending = {}
+        for j, token in zip(active, tokens):
+            rows[j].positions += 1
+            if rows[j].take(token):
+                pending[j] = token
+    return rows
 
 
 def greedy_generate(
@@ -94,5 +209,8 @@ def greedy_generate(
     audio: Sequence[torch.Tensor | None],
     options: GreedyOptions = GreedyOptions(),
 ) -> list[list[int]]:
-    logits, cache = prefill(model, prompts, audio, options.max_new_tokens)
-    return greedy_continue(model, logits, cache, options)
+    """Greedy tokens per prompt, each up to (not including) its end-of-text token."""
+    stop = StopRules(options.eos_ids, options.max_new_tokens)
+    rows = [DecodeRow(model.new_row_cache(len(p) + options.max_new_tokens), p, stop, a)
+            for p, a in zip(prompts, audio)]
+    return [r.tokens for r in decode(model, rows)]

@@ -100,7 +100,7 @@ class Transcriber:
                     languages: Sequence[str | None], max_new_tokens: int, batch_size: int) -> list[str]:
         """Decoded model output per audio (pieces under the model's limit), batched like the official code."""
         outputs: list[str] = []
-        greedy = GreedyOptions(max_new_tokens=max_new_tokens)
+        greedy = GreedyOptions(max_new_tokens=max_new_tokens, eos_ids=self.tokenizer.end_of_text_ids())
         for start in range(0, len(audios), batch_size):
             waves = [torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32)) for a in audios[start : start + batch_size]]
             features, frames = batch_features(waves)

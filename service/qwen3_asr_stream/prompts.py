@@ -22,3 +22,9 @@ def asr_prompt(context: str = "", language: str | None = None) -> tuple[str, str
 def asr_prompt_text(n_audio_tokens: int, context: str = "", language: str | None = None) -> str:
     head, tail = asr_prompt(context, language)
     return head + AUDIO_PAD * n_audio_tokens + tail
+
+
+def asr_prompt_ids(tokenizer, context: str = "", language: str | None = None) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """The ASR prompt as ids: (head, tail) around the audio placeholders."""
+    head, tail = asr_prompt(context, language)
+    return tuple(tokenizer.encode(head)), tuple(tokenizer.encode(tail))

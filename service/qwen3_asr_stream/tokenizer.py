@@ -134,6 +134,10 @@ class TextTokenizer:
     def decode(self, ids: Sequence[int], skip_special_tokens: bool = True) -> str:
         return self._tok.decode(list(ids), skip_special_tokens=skip_special_tokens)
 
+    def end_of_text_ids(self) -> tuple[int, ...]:
+        """Ids that end a transcript: the checkpoint's ``<|im_end|>`` and ``<|endoftext|>``."""
+        return (self.token_id(IM_END), self.token_id(END_OF_TEXT))
+
     def is_special(self, token_id: int) -> bool:
         return token_id in self.special_ids
 

@@ -1,22 +1,27 @@
-"""The GPU decode step: preallocated batch caches and one CUDA graph per shape bucket.
+"""Fixed-shape decode steps: one staging batch cache, every bucket captured once at start.
 
-A batched update stacks the utterances' caches into a preallocated batch cache
-of a bucketed shape (rows: the next power of two; slots: the next multiple of
-``capacity_step``), prefills eagerly, then runs every one-token step with fixed
-shapes (``TextDecoder.step_static``). On CUDA each bucket's step is captured once
-as a CUDA graph and replayed; elsewhere (and when capture fails) the same
-fixed-shape step runs eagerly, which the CPU tests compare with the dynamic path.
+The buckets are (rows, slots) pairs: rows a power of two up to ``max_batch``, slots
+256, 512, ... up to the largest utterance cache (:func:`kv_pool.graph_shapes`). All
+buckets are views of one staging cache allocated at start; :meth:`capture_all` captures
+each bucket's one-token step as a CUDA graph (on the CPU, and when capture fails, the
+same fixed-shape step runs eagerly: :attr:`captures` counts the preparations either
+way, so tests can check that nothing is prepared after start). A batch whose longest
+row does not fit the largest bucket decodes eagerly on its own caches.
+
+The staging copy: graphs hold fixed addresses, so before the steps of an update each
+row's filled slots are copied into the staging rows (right-aligned); prefill and
+draft verification run on the utterances' own caches, and nothing is copied back.
 """
 
 from __future__ import annotations
 
 import logging
-from collections import OrderedDict
 from dataclasses import dataclass
 
 import torch
 
-from ..model.kv_cache import KVCache
+from ..decoding import DecodeRow, EagerStepper
+from ..model.kv_cache import KVCache, stack_rows
 from ..model.qwen3_asr import SpeechModel
 
 log = logging.getLogger(__name__)
@@ -24,86 +29,106 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class _Bucket:
-    cache: KVCache
+    cache: KVCache  # a view of the staging cache: (rows, slots)
     tokens: torch.Tensor  # (rows, 1) long: the step's input
     slot: torch.Tensor  # (1,) long: the cache slot the step writes
     logits: torch.Tensor | None = None  # (rows, vocab): the step's output buffer
     graph: "torch.cuda.CUDAGraph | None" = None
 
 
+def _view(big: KVCache, rows: int, slots: int) -> KVCache:
+    """A batch cache sharing ``big``'s storage: its first ``rows`` rows and ``slots`` slots."""
+    view = KVCache.__new__(KVCache)
+    view.n_layers, view.batch, view.kv_heads, view.head_dim = big.n_layers, rows, big.kv_heads, big.head_dim
+    view.dtype, view.device = big.dtype, big.device
+    view.keys = [k[:rows, :, :slots] for k in big.keys]
+    view.values = [v[:rows, :, :slots] for v in big.values]
+    view.valid = big.valid[:rows, :slots]
+    view.next_position = big.next_position[:rows]
+    view.cursor = 0
+    view.static_slot = None
+    return view
+
+
 class DecodeGraphs:
-    def __init__(self, model: SpeechModel, capacity_step: int = 256, max_buckets: int = 4,
+    def __init__(self, model: SpeechModel, rows: list[int], lengths: list[int], pad_id: int,
                  use_graphs: bool | None = None) -> None:
         self.model = model
-        self.capacity_step = capacity_step
-        self.max_buckets = max_buckets
+        self.pad_id = pad_id
         self.use_graphs = (model.device.type == "cuda") if use_graphs is None else use_graphs
-        self._buckets: OrderedDict[tuple[int, int], _Bucket] = OrderedDict()
+        self.staging = model.new_cache(rows[-1], lengths[-1])
+        device = model.device
+        self._buckets = {
+            (r, n): _Bucket(_view(self.staging, r, n), torch.zeros(r, 1, dtype=torch.long, device=device),
+                            torch.zeros(1, dtype=torch.long, device=device))
+            for r in rows for n in lengths
+        }
+        self.captures = 0  # bucket preparations (CUDA graph captures, or eager warm-ups)
+        self.eager_batches = 0  # batches too long for every bucket
+        self._pool = None
 
-    def shape_for(self, rows: int, slots: int) -> tuple[int, int]:
-        bucket_rows = 1
-        while bucket_rows < rows:
-            bucket_rows *= 2
-        step = self.capacity_step
-        return bucket_rows, -(-slots // step) * step
+    @property
+    def nbytes(self) -> int:
+        """Keys and values of the staging cache (measured from its tensors)."""
+        return sum(t.untyped_storage().nbytes() for t in self.staging.keys + self.staging.values)
 
-    def batch_cache(self, rows: int, slots: int) -> KVCache:
-        """A preallocated batch cache with at least ``rows`` rows and ``slots`` slots."""
-        key = self.shape_for(rows, slots)
-        bucket = self._buckets.get(key)
-        if bucket is None:
-            while len(self._buckets) >= self.max_buckets:
-                self._buckets.popitem(last=False)
-            cache = self.model.new_cache(*key)
-            device = self.model.device
-            bucket = _Bucket(cache, torch.zeros(key[0], 1, dtype=torch.long, device=device),
-                             torch.zeros(1, dtype=torch.long, device=device))
-            self._buckets[key] = bucket
-        self._buckets.move_to_end(key)
-        return bucket.cache
+    def bucket_for(self, rows: int, slots: int) -> tuple[int, int] | None:
+        fits = [key for key in self._buckets if key[0] >= rows and key[1] >= slots]
+        return min(fits) if fits else None
+
+    # -- preparation (at start only) -------------------------------------------------
 
     def _run(self, bucket: _Bucket) -> torch.Tensor:
         model, cache = self.model, bucket.cache
         cache.static_slot = bucket.slot  # only while the fixed-shape step runs (or is captured)
         try:
             hidden = model.decoder.step_static(model.embed(bucket.tokens), cache)
-            return model.thinker.lm_head(hidden[:, -1])
+            return model.head(hidden[:, -1])
         finally:
             cache.static_slot = None
 
     def _capture(self, bucket: _Bucket) -> None:
         stream = torch.cuda.Stream()
         stream.wait_stream(torch.cuda.current_stream())
-        # Warm up on a side stream (allocations, kernel selection), then capture.
-        slot = bucket.cache.cursor
-        buffers = bucket.cache.keys + bucket.cache.values
-        snapshot = [t[:, :, slot].clone() for t in buffers]
-        with torch.cuda.stream(stream):
+        with torch.cuda.stream(stream):  # warm up on a side stream (allocations, kernel selection)
             for _ in range(2):
                 self._run(bucket)
         torch.cuda.current_stream().wait_stream(stream)
+        if self._pool is None:
+            self._pool = torch.cuda.graph_pool_handle()  # one memory pool: graphs replay one at a time
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
+        with torch.cuda.graph(graph, pool=self._pool):
             bucket.logits = self._run(bucket)
-        # The warm-up and capture wrote into the cache at the current slot: restore it.
-        for dst, src in zip(buffers, snapshot):
-            dst[:, :, slot] = src
         bucket.graph = graph
 
     @torch.inference_mode()
-    def step(self, cache: KVCache, tokens: torch.Tensor) -> torch.Tensor:
-        """Feed one token per row of a cache from :meth:`batch_cache`; returns ``(rows, vocab)`` logits."""
-        bucket = next(b for b in self._buckets.values() if b.cache is cache)
-        assert cache.cursor < cache.capacity, "the batch cache is full"
-        bucket.tokens[: tokens.shape[0], 0].copy_(tokens)
+    def capture_all(self) -> None:
+        """Prepare every bucket (the staging cache is scratch here: nothing lives in it yet)."""
+        for bucket in self._buckets.values():
+            if bucket.graph is not None or bucket.logits is not None:
+                continue
+            if self.use_graphs:
+                try:
+                    self._capture(bucket)
+                except Exception:  # noqa: BLE001 - fall back to the eager fixed-shape step
+                    log.exception("CUDA graph capture failed; decoding with eager fixed-shape steps")
+                    self.use_graphs = False
+            if not self.use_graphs:
+                bucket.logits = self._run(bucket)  # the same step, run eagerly once
+            self.captures += 1
+        self.staging.reset()
+
+    # -- one update's steps ---------------------------------------------------------------
+
+    def stepper(self) -> "StaticStepper":
+        return StaticStepper(self)
+
+    def step(self, bucket: _Bucket, tokens: list[int]) -> torch.Tensor:
+        cache = bucket.cache
+        assert cache.cursor < cache.capacity, "the staging cache is full"
+        bucket.tokens[: len(tokens), 0].copy_(torch.tensor(tokens, device=bucket.tokens.device))
         bucket.slot.fill_(cache.cursor)
-        if self.use_graphs and bucket.graph is None:
-            try:
-                self._capture(bucket)
-            except Exception:  # noqa: BLE001 - fall back to the eager fixed-shape step
-                log.exception("CUDA graph capture failed for a %s batch; decoding eagerly", tuple(cache.keys[0].shape))
-                self.use_graphs = False
-        if self.use_graphs and bucket.graph is not None:
+        if bucket.graph is not None:
             bucket.graph.replay()
             logits = bucket.logits
         else:
@@ -112,3 +137,34 @@ class DecodeGraphs:
         cache.next_position += 1
         cache.cursor += 1
         return logits
+
+
+class StaticStepper:
+    """Steps of one update on a staging bucket (every row runs; finished rows get a pad token)."""
+
+    def __init__(self, graphs: DecodeGraphs) -> None:
+        self.graphs = graphs
+        self.bucket: _Bucket | None = None
+        self.eager: EagerStepper | None = None
+
+    def begin(self, rows: list[DecodeRow]) -> None:
+        remaining = max(r.stop.max_tokens - len(r.tokens) for r in rows)
+        slots = max(r.cache.length for r in rows) + remaining + 1
+        key = self.graphs.bucket_for(len(rows), slots)
+        if key is None:
+            self.graphs.eager_batches += 1
+            self.eager = EagerStepper(self.graphs.model)
+            self.eager.begin(rows)
+            return
+        self.bucket = self.graphs._buckets[key]
+        stack_rows([r.cache for r in rows], into=self.bucket.cache)
+
+    def step(self, active: list[int], tokens: list[int]) -> torch.Tensor:
+        if self.eager is not None:
+            return self.eager.step(active, tokens)
+        assert self.bucket is not None
+        feed = [self.graphs.pad_id] * self.bucket.cache.batch
+        for j, token in zip(active, tokens):
+            feed[j] = token
+        logits = self.graphs.step(self.bucket, feed)
+        return logits[torch.tensor(active, device=logits.device)]

@@ -26,6 +26,7 @@ class PolicyOptions:
     max_tokens_final: int = 512  # hard bound on tokens of a final decode
     repetition_limit: int = 8  # stop decoding when a token pattern repeats this many times (0 = off)
     max_pattern_tokens: int = 8  # longest token pattern the repetition guard looks for
+    draft: bool = True  # verify the last hypothesis as a draft (same tokens, fewer decode steps)
 
     def __post_init__(self) -> None:
         _check_update_interval(self.update_interval_s)
@@ -46,6 +47,7 @@ class EngineOptions:
     kv_budget_bytes: int = 4 << 30  # decoder cache memory all open utterances may use together
     max_utterance_s: float = 60.0  # the cache of one utterance is reserved for this much audio
     policy: PolicyOptions = PolicyOptions()
+    static_decode: bool | None = None  # fixed-shape decode steps (CUDA graphs); None: on CUDA only
 
     def __post_init__(self) -> None:
         if self.max_batch < 1:

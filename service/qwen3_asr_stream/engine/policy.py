@@ -11,9 +11,14 @@ from no prefix at all (the full audio, as offline transcription does).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable, Sequence
 
-from ..tokenizer import TextTokenizer
+from ..decoding import repetition_detected  # noqa: F401 - the guard's home is the decoding loop
 from .options import PolicyOptions
+
+# Whether a token sequence ends on a whole character (the text layer knows; a byte-level
+# BPE token can end inside a UTF-8 character).
+WholeCharacters = Callable[[Sequence[int]], bool]
 
 
 @dataclass
@@ -23,33 +28,21 @@ class HypothesisState:
     updates: int = 0  # interim updates done
 
 
-def choose_prefix(state: HypothesisState, options: PolicyOptions, tokenizer: TextTokenizer) -> list[int]:
-    """The prefix for the next interim update."""
+def choose_prefix(state: HypothesisState, options: PolicyOptions, whole: WholeCharacters) -> list[int]:
+    """The prefix for the next interim update (at most ``max_tokens_final`` tokens: an
+    interim never holds more text than a final may)."""
     if state.updates < options.unfixed_updates:
-        return list(state.tokens[: state.stable])
-    keep = max(state.stable, len(state.tokens) - options.rollback_tokens)
-    # Never cut inside a character: roll back further while the prefix ends broken,
-    # but never into the stable part.
-    while keep > state.stable and tokenizer.decode(state.tokens[:keep]).endswith("\ufffd"):
-        keep -= 1
-    return list(state.tokens[:keep])
+        keep = state.stable
+    else:
+        keep = max(state.stable, len(state.tokens) - options.rollback_tokens)
+        # Never cut inside a character: roll back further while the prefix ends broken,
+        # but never into the stable part.
+        while keep > state.stable and not whole(state.tokens[:keep]):
+            keep -= 1
+    return list(state.tokens[: min(keep, options.max_tokens_final)])
 
 
 def record_interim(state: HypothesisState, prefix: list[int], generated: list[int]) -> None:
     state.tokens = prefix + generated
     state.stable = len(prefix)
     state.updates += 1
-
-
-def repetition_detected(tokens: list[int], limit: int, max_pattern: int) -> int:
-    """Length of a pattern repeated ``limit`` times at the end of ``tokens``, else 0."""
-    if limit < 2:
-        return 0
-    for size in range(1, max_pattern + 1):
-        span = size * limit
-        if len(tokens) < span:
-            break
-        pattern = tokens[-size:]
-        if all(tokens[-span + i * size : -span + (i + 1) * size] == pattern for i in range(limit - 1)):
-            return size
-    return 0

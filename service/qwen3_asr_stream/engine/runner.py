@@ -1,4 +1,4 @@
-"""Execution: one batched update of several utterances on the model.
+"""Execution: one batched update of several utterances on the model (token ids only).
 
 An update of an utterance computes only what is new:
 1. the encoder runs on the open 8 s window (plus any window that completed since
@@ -6,31 +6,31 @@ An update of an utterance computes only what is new:
 2. the decoder appends the audio tokens of newly completed windows to the
    utterance's own cache, after the prompt head: that cache is reused by every
    later update;
-3. the decoder runs the open window's audio tokens, the prompt tail and the text
-   prefix on top of the cached head and completed windows (batched across
-   utterances), then greedy steps; afterwards the cache is cut back to the head
-   and completed windows.
+3. one decoding loop (``decoding.decode``, batched across utterances, each row on its
+   own cache) runs the open window's audio tokens, the prompt tail, the text prefix
+   and a draft (the rest of the last hypothesis), keeps the draft tokens greedy
+   decoding confirms, and continues greedy from the first disagreement; afterwards
+   the cache is cut back to the head and completed windows.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 import torch
 
-from ..decoding import DEFAULT_EOS_IDS, END_OF_TEXT_ID, left_pad
-from ..model.kv_cache import KVCache
+from ..decoding import DecodeRow, StopRules, decode
+from ..model.kv_cache import RowCache
 from ..model.qwen3_asr import SpeechModel
-from ..prompts import asr_prompt
-from ..tokenizer import AUDIO_PAD, TextTokenizer
-from ..transcript import parse_output
 from .decode_graphs import DecodeGraphs
 from .features import floor_features
-from .options import PolicyOptions
-from .policy import choose_prefix, record_interim, repetition_detected
-from .utterance import UpdateResult, Utterance
+from .kv_pool import utterance_slots
+from .options import EngineOptions, PolicyOptions
+from .policy import WholeCharacters, choose_prefix, record_interim
+from .utterance import TokenResult, Utterance
 
 MIN_SAMPLES = 400  # one STFT window: less audio than this gives no result
 
@@ -48,41 +48,58 @@ class _Work:
     decoder_positions: int = 0
     reencoded: int = 0
     prefix: tuple[int, ...] = ()
-    generated: list[int] | None = None
+    row: DecodeRow | None = None
+
+
+def _always_whole(tokens) -> bool:
+    return True
 
 
 class ModelRunner:
-    def __init__(self, model: SpeechModel, tokenizer: TextTokenizer, policy: PolicyOptions,
-                 static_decode: bool | None = None) -> None:
-        """``static_decode``: fixed-shape decode steps over preallocated batch caches, as CUDA
-        graphs on a GPU (None: on CUDA only)."""
+    def __init__(self, model: SpeechModel, policy: PolicyOptions, end_ids: tuple[int, ...],
+                 whole: WholeCharacters = _always_whole, options: EngineOptions | None = None,
+                 static_decode: bool | None = None,
+                 allocate: Callable[[Utterance], RowCache] | None = None) -> None:
+        """``end_ids``: the checkpoint's end-of-text ids; ``whole``: whether ids end on a whole
+        character (the text layer's answer); ``static_decode``: fixed-shape decode steps
+        (CUDA graphs on a GPU; None: on CUDA only), prepared by :meth:`warm_up`;
+        ``allocate``: the cache of an utterance's first update (default: its own capacity)."""
         if model.is_aligner:
             raise ValueError("the streaming engine needs an ASR checkpoint, got a forced aligner")
         if model.encoder.attention != "windowed":
             raise ValueError("the streaming engine needs the encoder's windowed attention")
         self.model = model
-        self.tokenizer = tokenizer
         self.policy = policy
+        self.options = options or EngineOptions(policy=policy)
+        self.end_ids = tuple(end_ids)
+        self.whole = whole
         self.dims = model.dims.audio
-        self.audio_pad_id = tokenizer.token_id(AUDIO_PAD)
+        self.audio_pad_id = model.dims.audio_token_id
+        self.allocate = allocate or self._allocate
         if static_decode is None:
             static_decode = model.device.type == "cuda"
-        self.graphs = DecodeGraphs(model) if static_decode else None
+        self.graphs: DecodeGraphs | None = None
+        if static_decode:
+            from .kv_pool import graph_shapes
 
-    # -- prompt pieces -------------------------------------------------------------------
+            longest = utterance_slots(model.dims, self.options, 0)
+            rows, lengths = graph_shapes(self.options, longest)
+            self.graphs = DecodeGraphs(model, rows, lengths, pad_id=self.end_ids[0])
 
-    def head_ids(self, utterance: Utterance) -> list[int]:
-        head, _ = asr_prompt(utterance.options.context, utterance.options.language)
-        return self.tokenizer.encode(head)
+    def warm_up(self) -> None:
+        """Prepare the fixed-shape decode steps (CUDA graphs): once, before serving."""
+        if self.graphs is not None:
+            self.graphs.capture_all()
 
-    def tail_ids(self, utterance: Utterance) -> list[int]:
-        _, tail = asr_prompt(utterance.options.context, utterance.options.language)
-        return self.tokenizer.encode(tail)
+    def _allocate(self, u: Utterance) -> RowCache:
+        capacity = u.capacity or utterance_slots(self.model.dims, self.options,
+                                                 len(u.spec.head_ids) + len(u.spec.tail_ids))
+        return self.model.new_row_cache(capacity)
 
     # -- one batched update ----------------------------------------------------------------
 
     @torch.inference_mode()
-    def update(self, batch: list[tuple[Utterance, bool]]) -> list[UpdateResult]:
+    def update(self, batch: list[tuple[Utterance, bool]]) -> list[TokenResult]:
         started = time.perf_counter()
         works = [_Work(u, final, u.snapshot()) for u, final in batch]
         ready = [w for w in works if w.audio.shape[0] >= MIN_SAMPLES]
@@ -106,7 +123,12 @@ class ModelRunner:
             open_raw, floor = u.features.update(w.audio)
             w.floor, w.open_raw = floor, open_raw
             w.complete = len(u.features.windows)
-            stale = u.features.stale_from(floor)
+            # A louder frame moves the log floor and makes earlier windows stale. A final
+            # re-encodes them (it equals decoding from scratch); an interim keeps the windows
+            # it committed before, so its features of those windows may differ from a
+            # from-scratch computation in frames quieter than the new floor (clamped to the
+            # old one), and its text accordingly; it never re-encodes completed windows.
+            stale = u.features.stale_from(floor) if w.is_final else u.committed_windows
             w.reencoded = max(0, u.committed_windows - stale)
             w.commit_from = min(stale, u.committed_windows)
             total_frames = u.features.frames(w.audio.shape[0])
@@ -140,10 +162,9 @@ class ModelRunner:
             windows = window_tokens.get(u.id, [])
             ids: list[int] = []
             if u.cache is None:
-                head = self.head_ids(u)
-                ids = head
-                u.head_length = len(head)
-                u.cache = model.new_cache(1, len(head) + 4 * self.dims.window_tokens)
+                ids = list(u.spec.head_ids)
+                u.head_length = len(ids)
+                u.cache = self.allocate(u)
             else:
                 u.cache.truncate(u.head_length + w.commit_from * self.dims.window_tokens)
             audio = torch.cat(windows) if windows else None
@@ -151,115 +172,54 @@ class ModelRunner:
                 ids = ids + [self.audio_pad_id] * audio.shape[0]
             if ids:
                 tensor = torch.tensor([ids], device=model.device)
-                embeds = model.embed(tensor, [audio])
-                model.decoder(embeds, u.cache)
+                model.decoder.forward_rows(model.embed(tensor, [audio]), [u.cache], [len(ids)])
                 w.decoder_positions += len(ids)
             u.committed_windows = w.complete
-            for window in u.features.windows:
+            for window in u.features.windows[w.commit_from : w.complete]:
                 window.floor_used = w.floor
 
     def _decode(self, works: list[_Work], open_tokens: dict[int, torch.Tensor]) -> None:
         if not works:
             return
-        model, policy = self.model, self.policy
-        rows: list[list[int]] = []
-        audio: list[torch.Tensor | None] = []
+        policy = self.policy
+        rows = []
         for w in works:
             u = w.utterance
             open_audio = open_tokens.get(u.id)
-            w.prefix = () if w.is_final else tuple(choose_prefix(u.hypothesis, policy, self.tokenizer))
-            n_open = 0 if open_audio is None else open_audio.shape[0]
-            rows.append([self.audio_pad_id] * n_open + self.tail_ids(u) + list(w.prefix))
-            audio.append(open_audio)
-        max_new = max(policy.max_tokens_final if w.is_final else policy.max_tokens_per_update for w in works)
-        caches = [w.utterance.cache for w in works]
-        for w, row in zip(works, rows):
-            w.decoder_positions += len(row)
-        if self.graphs is not None:
-            slots = max(c.cursor for c in caches) + max(len(r) for r in rows) + max_new
-            cache = self.graphs.batch_cache(len(works), slots)
-            KVCache.stack(caches, max(len(r) for r in rows) + max_new, into=cache)
-            padding = cache.batch - len(works)
-            ids, valid = left_pad(rows + [[]] * padding)
-            ids, valid = ids.to(model.device), valid.to(model.device)
-            logits = model(model.embed(ids, audio + [None] * padding), cache, valid)[: len(works)]
-
-            def step(tokens: torch.Tensor) -> torch.Tensor:
-                return self.graphs.step(cache, tokens)[: len(works)]
-        else:
-            ids, valid = left_pad(rows)
-            ids, valid = ids.to(model.device), valid.to(model.device)
-            if len(works) == 1:
-                cache = caches[0]
-                cache.reserve(ids.shape[1] + max_new)
+            hypothesis = u.hypothesis.tokens
+            if w.is_final:
+                w.prefix, limit = (), policy.max_tokens_final
             else:
-                cache = KVCache.stack(caches, ids.shape[1] + max_new)
-            logits = model(model.embed(ids, audio), cache, valid)
-
-            def step(tokens: torch.Tensor) -> torch.Tensor:
-                cache.reserve(1)
-                return model(model.embed(tokens[:, None]), cache)
-        self._greedy(works, logits, step, max_new)
+                w.prefix, limit = tuple(choose_prefix(u.hypothesis, policy, self.whole)), policy.max_tokens_per_update
+            draft = hypothesis[len(w.prefix) : len(w.prefix) + limit] if policy.draft else []
+            n_open = 0 if open_audio is None else open_audio.shape[0]
+            ids = [self.audio_pad_id] * n_open + list(u.spec.tail_ids) + list(w.prefix)
+            stop = StopRules(self.end_ids, limit, policy.repetition_limit, policy.max_pattern_tokens)
+            w.row = DecodeRow(u.cache, ids, stop, open_audio, history=w.prefix, draft=draft)
+            rows.append(w.row)
+        decode(self.model, rows, self.graphs.stepper() if self.graphs is not None else None)
         for w in works:
+            w.decoder_positions += w.row.positions
             w.utterance.cache.truncate(w.utterance.stable_slots())
 
-    def _greedy(self, works: list[_Work], logits: torch.Tensor, feed_token, max_new: int) -> None:
-        """Greedy tokens per row; ``feed_token(tokens (rows,)) -> logits (rows, vocab)`` runs one step."""
-        policy = self.policy
-        limits = [policy.max_tokens_final if w.is_final else policy.max_tokens_per_update for w in works]
-        outputs: list[list[int]] = [[] for _ in works]
-        done = [False] * len(works)
-        for step in range(max_new):
-            tokens = logits.argmax(dim=-1).tolist()
-            for i, token in enumerate(tokens):
-                if done[i]:
-                    continue
-                if token in DEFAULT_EOS_IDS:
-                    done[i] = True
-                    continue
-                outputs[i].append(token)
-                history = list(works[i].prefix) + outputs[i]
-                size = repetition_detected(history, policy.repetition_limit, policy.max_pattern_tokens)
-                if size:
-                    # Keep one copy of the repeated pattern and stop: a decoding loop.
-                    del outputs[i][max(0, len(outputs[i]) - size * (policy.repetition_limit - 1)) :]
-                    done[i] = True
-                elif len(outputs[i]) >= limits[i]:
-                    done[i] = True
-            if all(done) or step == max_new - 1:
-                break
-            feed = torch.tensor([END_OF_TEXT_ID if done[i] else tokens[i] for i in range(len(works))],
-                                device=self.model.device)
-            logits = feed_token(feed)
-            for i, w in enumerate(works):
-                if not done[i]:
-                    w.decoder_positions += 1
-        for w, out in zip(works, outputs):
-            w.generated = out
-
-    def _result(self, w: _Work, elapsed: float) -> UpdateResult:
+    def _result(self, w: _Work, elapsed: float) -> TokenResult:
         u = w.utterance
-        generated = w.generated or []
-        tokens = list(w.prefix) + generated
-        if not w.is_final and w.generated is not None:
-            record_interim(u.hypothesis, list(w.prefix), generated)
-        language = u.options.language
-        parsed = parse_output(self.tokenizer.decode(tokens), language)
-        stable = parse_output(self.tokenizer.decode(list(w.prefix)), language).text if w.prefix else ""
-        if not parsed.text.startswith(stable):
-            stable = ""
-        return UpdateResult(
+        row = w.row
+        generated = row.tokens if row is not None else []
+        if not w.is_final and row is not None:
+            record_interim(u.hypothesis, list(w.prefix), list(generated))
+        prefill = len(row.ids) + len(row.draft) if row is not None else 0
+        return TokenResult(
             utterance_id=u.id,
             is_final=w.is_final,
-            language=parsed.language,
-            text=parsed.text,
-            stable_text=stable,
-            tokens=tuple(tokens),
+            tokens=tuple(w.prefix) + tuple(generated),
             prefix_tokens=len(w.prefix),
             audio_samples=w.audio.shape[0],
             encoder_frames=w.encoder_frames,
             decoder_positions=w.decoder_positions,
+            decode_steps=row.positions - prefill if row is not None else 0,
+            draft_tokens=len(row.draft) if row is not None else 0,
+            accepted_tokens=row.accepted if row is not None else 0,
             windows_reencoded=w.reencoded,
             compute_s=elapsed,
         )
-

@@ -1,4 +1,9 @@
-"""State of one utterance: its audio, features, decoder cache and last hypothesis."""
+"""State of one utterance (its audio, features, decoder cache, last hypothesis) and the results.
+
+The engine core works on token ids: an utterance carries its prompt as ids
+(:class:`UtteranceSpec`) and updates give :class:`TokenResult`. The text layer in
+``engine.py`` turns those into :class:`UpdateResult` (text, stable text, language).
+"""
 
 from __future__ import annotations
 
@@ -8,9 +13,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..model.kv_cache import KVCache
+from ..model.kv_cache import RowCache
 from .features import WindowedFeatures
-from .options import UtteranceOptions
 from .policy import HypothesisState
 
 
@@ -23,27 +27,68 @@ class Request(enum.IntEnum):
 
 
 @dataclass(frozen=True)
-class UpdateResult:
+class UtteranceSpec:
+    """What one utterance asks of the token-level engine."""
+
+    head_ids: tuple[int, ...]  # prompt before the audio placeholders
+    tail_ids: tuple[int, ...]  # prompt after them (ends where the transcript starts)
+    interim_results: bool = True
+    update_interval_s: float | None = None  # audio time between interims; None: the policy's
+
+    def __post_init__(self) -> None:
+        if not self.head_ids or not self.tail_ids:
+            raise ValueError("an utterance needs prompt ids before and after the audio")
+        if self.update_interval_s is not None and not 0.1 <= self.update_interval_s <= 30:
+            raise ValueError(f"update_interval_s must be within 0.1..30 s, got {self.update_interval_s}")
+
+
+@dataclass(frozen=True)
+class TokenResult:
     utterance_id: int
     is_final: bool
-    language: str
-    text: str
-    stable_text: str  # a prefix of ``text`` that later interim results keep
     tokens: tuple[int, ...]  # the text prefix decoded from, then the new tokens
     prefix_tokens: int  # how many of ``tokens`` were the prefix (stable)
     audio_samples: int  # utterance audio the result covers
     # What the update computed (for tests and metrics):
     encoder_frames: int = 0  # mel frames run through the encoder
     decoder_positions: int = 0  # positions run through the decoder (prefill and steps)
+    decode_steps: int = 0  # one-token decode steps after the prefill
+    draft_tokens: int = 0  # tokens offered as a draft
+    accepted_tokens: int = 0  # draft tokens greedy decoding confirmed
     windows_reencoded: int = 0  # completed windows encoded again because the log floor moved
     compute_s: float = 0.0
-    error: str = ""  # set when the engine failed on this update; the text is then empty
+    error: str = ""  # set when the engine failed on this update; the tokens are then empty
+
+
+@dataclass(frozen=True)
+class UpdateResult:
+    """A result as the text layer gives it (``TokenResult`` plus text)."""
+
+    utterance_id: int
+    is_final: bool
+    language: str
+    text: str
+    # Interims: a prefix of ``text`` that every later interim's stable_text starts with (it
+    # never shrinks or changes). A final is the whole utterance decoded afresh, as offline
+    # transcription does: it may differ anywhere from the last interim, stable part included.
+    stable_text: str
+    tokens: tuple[int, ...]
+    prefix_tokens: int
+    audio_samples: int
+    encoder_frames: int = 0
+    decoder_positions: int = 0
+    decode_steps: int = 0
+    draft_tokens: int = 0
+    accepted_tokens: int = 0
+    windows_reencoded: int = 0
+    compute_s: float = 0.0
+    error: str = ""
 
 
 @dataclass
 class Utterance:
     id: int
-    options: UtteranceOptions
+    spec: UtteranceSpec
     window_frames: int
     window_tokens: int
     n_mels: int
@@ -56,7 +101,8 @@ class Utterance:
 
     # Engine-thread state.
     features: WindowedFeatures = field(init=False)
-    cache: KVCache | None = None
+    capacity: int = 0  # cache slots reserved for this utterance (0: size it on first use)
+    cache: RowCache | None = None
     head_length: int = 0  # cache slots of the prompt head
     committed_windows: int = 0  # completed windows whose audio tokens follow the head in the cache
     hypothesis: HypothesisState = field(default_factory=HypothesisState)

@@ -6,12 +6,17 @@ three position streams are identical, so it reduces to ordinary 1-D RoPE.
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ..config import TextDecoderDims
-from .kv_cache import KVCache
+from .kv_cache import KVCache, RowCache
+
+# attend(layer, q, k, v) -> (batch, heads, n, head_dim): stores k, v in a cache and attends.
+Attend = Callable[[int, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 class RMSNorm(nn.Module):
@@ -63,22 +68,15 @@ class DecoderAttention(nn.Module):
         self.q_norm = RMSNorm(self.head_dim, dims.rms_norm_eps)
         self.k_norm = RMSNorm(self.head_dim, dims.rms_norm_eps)
 
-    def forward(
-        self,
-        x: torch.Tensor,
-        rotary: tuple[torch.Tensor, torch.Tensor],
-        cache: KVCache,
-        mask: torch.Tensor,
-    ) -> torch.Tensor:
-        """x: ``(batch, n, hidden)``; mask: ``(batch, 1, n, cursor + n)`` bool, True = may attend."""
+    def forward(self, x: torch.Tensor, rotary: tuple[torch.Tensor, torch.Tensor], attend: Attend) -> torch.Tensor:
+        """x: ``(batch, n, hidden)``; ``attend`` stores the new keys/values and attends."""
         b, n, _ = x.shape
         q = self.q_norm(self.q_proj(x).view(b, n, self.heads, self.head_dim)).transpose(1, 2)
         k = self.k_norm(self.k_proj(x).view(b, n, self.kv_heads, self.head_dim)).transpose(1, 2)
         v = self.v_proj(x).view(b, n, self.kv_heads, self.head_dim).transpose(1, 2)
         cos, sin = rotary
         q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
-        keys, values = cache.write(self.layer, k, v)
-        out = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask, enable_gqa=self.kv_heads != self.heads)
+        out = attend(self.layer, q, k, v)
         return self.o_proj(out.transpose(1, 2).reshape(b, n, -1))
 
 
@@ -101,8 +99,8 @@ class DecoderLayer(nn.Module):
         self.input_layernorm = RMSNorm(dims.hidden_size, dims.rms_norm_eps)
         self.post_attention_layernorm = RMSNorm(dims.hidden_size, dims.rms_norm_eps)
 
-    def forward(self, x, rotary, cache, mask):
-        x = x + self.self_attn(self.input_layernorm(x), rotary, cache, mask)
+    def forward(self, x, rotary, attend: Attend):
+        x = x + self.self_attn(self.input_layernorm(x), rotary, attend)
         return x + self.mlp(self.post_attention_layernorm(x))
 
 
@@ -123,6 +121,11 @@ class TextDecoder(nn.Module):
             self.dims.num_hidden_layers, batch, self.dims.num_key_value_heads, self.dims.head_dim,
             capacity, weight.dtype, weight.device,
         )
+
+    def new_row_cache(self, capacity: int) -> RowCache:
+        weight = self.embed_tokens.weight
+        return RowCache(self.dims.num_hidden_layers, self.dims.num_key_value_heads, self.dims.head_dim,
+                        capacity, weight.dtype, weight.device)
 
     def forward(self, embeds: torch.Tensor, cache: KVCache, valid: torch.Tensor | None = None) -> torch.Tensor:
         """Run ``n`` new positions of every row and append them to ``cache``.
@@ -153,12 +156,36 @@ class TextDecoder(nn.Module):
         # A padding query sees only itself, so no row of the softmax is empty (which
         # would put NaN into the cache); its slot is invalid for everyone else.
         mask = mask | (key_slot[None, None, :] == query_slot[None, :, None])
-        mask = mask[:, None]
-
+        attend = _batch_attend(cache, mask[:, None], self.dims)
         x = embeds
         for layer in self.layers:
-            x = layer(x, rotary, cache, mask)
+            x = layer(x, rotary, attend)
         cache.advance(valid)
+        return self.norm(x)
+
+    def forward_rows(self, embeds: torch.Tensor, rows: list[RowCache], lengths: list[int]) -> torch.Tensor:
+        """Run new positions of several sequences, each on its own cache (no copy, no padding in it).
+
+        Args:
+            embeds: ``(batch, n, hidden)``; row ``j`` holds ``lengths[j]`` real positions
+                first (right padding after them is computed but neither stored nor attended).
+            rows: one cache per row; row ``j``'s positions go to slots ``rows[j].length`` on.
+        Returns:
+            ``(batch, n, hidden)``; positions past ``lengths[j]`` hold garbage.
+        """
+        b, n, _ = embeds.shape
+        starts = [r.length for r in rows]
+        for r, start, length in zip(rows, starts, lengths):
+            if start + length > r.capacity:
+                raise ValueError(f"a row cache of {r.capacity} slots cannot take {start} + {length} positions")
+        positions = torch.tensor(starts, device=embeds.device)[:, None] + torch.arange(n, device=embeds.device)
+        rotary = self.rotary(positions, embeds.dtype)
+        attend = _row_attend(rows, starts, lengths, self.dims)
+        x = embeds
+        for layer in self.layers:
+            x = layer(x, rotary, attend)
+        for r, length in zip(rows, lengths):
+            r.length += length
         return self.norm(x)
 
     def step_static(self, embeds: torch.Tensor, cache: KVCache) -> torch.Tensor:
@@ -178,8 +205,48 @@ class TextDecoder(nn.Module):
         rotary = self.rotary(cache.next_position[:, None], embeds.dtype)
         key_slot = torch.arange(cache.capacity, device=embeds.device)
         visible = (cache.valid | (key_slot == slot)[None, :]) & (key_slot <= slot)[None, :]
-        mask = visible[:, None, None, :]
+        attend = _batch_attend(cache, visible[:, None, None, :], self.dims)
         x = embeds
         for layer in self.layers:
-            x = layer(x, rotary, cache, mask)
+            x = layer(x, rotary, attend)
         return self.norm(x)
+
+
+def _batch_attend(cache: KVCache, mask: torch.Tensor, dims: TextDecoderDims) -> Attend:
+    """Attention over a batch cache under ``mask`` ``(batch, 1, n, slots)``."""
+    gqa = dims.num_key_value_heads != dims.num_attention_heads
+
+    def attend(layer: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        keys, values = cache.write(layer, k, v)
+        return F.scaled_dot_product_attention(q, keys, values, attn_mask=mask, enable_gqa=gqa)
+
+    return attend
+
+
+def _row_attend(rows: list[RowCache], starts: list[int], lengths: list[int], dims: TextDecoderDims) -> Attend:
+    """Attention of each row over views of its own cache (causal within the new positions)."""
+    gqa = dims.num_key_value_heads != dims.num_attention_heads
+    masks: list[torch.Tensor | None] = []
+    for r, start, n in zip(rows, starts, lengths):
+        if start == 0 or n <= 1:
+            masks.append(None)  # is_causal (square) or a single query that sees everything
+        else:
+            key = torch.arange(start + n, device=r.storage.device)
+            query = torch.arange(start, start + n, device=r.storage.device)
+            masks.append(key[None, :] <= query[:, None])
+
+    def attend(layer: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        out = torch.zeros_like(q)
+        for j, (r, start, n) in enumerate(zip(rows, starts, lengths)):
+            if n == 0:
+                continue
+            end = start + n
+            keys, values = r.keys[layer], r.values[layer]
+            keys[:, :, start:end] = k[j : j + 1, :, :n]
+            values[:, :, start:end] = v[j : j + 1, :, :n]
+            out[j : j + 1, :, :n] = F.scaled_dot_product_attention(
+                q[j : j + 1, :, :n], keys[:, :, :end], values[:, :, :end], attn_mask=masks[j],
+                is_causal=start == 0 and n > 1, enable_gqa=gqa)
+        return out
+
+    return attend

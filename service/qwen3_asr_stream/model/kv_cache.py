@@ -97,34 +97,57 @@ class KVCache:
         """Empty the cache, keeping its buffers."""
         self.truncate(0)
 
-    @classmethod
-    def stack(cls, caches: list["KVCache"], extra: int, into: "KVCache | None" = None) -> "KVCache":
-        """Rows of several one-row caches in one batch cache, right-aligned (left padding).
 
-        Each row's slots end at the same cursor so that later tokens of all rows can
-        be written together; ``extra`` slots are reserved after it. ``into`` reuses a
-        preallocated batch cache (its extra rows stay empty).
-        """
-        first = caches[0]
-        longest = max(c.cursor for c in caches)
-        if into is None:
-            batch = cls(
-                first.n_layers, len(caches), first.kv_heads, first.head_dim, longest + extra, first.dtype,
-                first.device,
-            )
-        else:
-            batch = into
-            if batch.batch < len(caches) or batch.capacity < longest + extra:
-                raise ValueError("the preallocated cache is too small for this batch")
-            batch.valid.zero_()
-            batch.next_position.zero_()
-        for row, cache in enumerate(caches):
-            assert cache.batch == 1, "stack takes one-row caches"
-            offset = longest - cache.cursor
-            for src, dst in ((cache.keys, batch.keys), (cache.values, batch.values)):
-                for layer in range(first.n_layers):
-                    dst[layer][row, :, offset:longest] = src[layer][0, :, : cache.cursor]
-            batch.valid[row, offset:longest] = cache.valid[0, : cache.cursor]
-            batch.next_position[row] = cache.next_position[0]
-        batch.cursor = longest
-        return batch
+class RowCache:
+    """The cache of one sequence: fixed capacity, allocated once, no padding.
+
+    Slot ``i`` holds position ``i``; ``length`` slots are filled. One storage of shape
+    ``(n_layers, 2, 1, kv_heads, capacity, head_dim)`` holds every layer's keys and
+    values, so :attr:`nbytes` is what this cache really allocated. A batched forward
+    over several ``RowCache`` writes each row in place and attends over views of it:
+    nothing is copied to form a batch.
+    """
+
+    def __init__(self, n_layers: int, kv_heads: int, head_dim: int, capacity: int, dtype: torch.dtype,
+                 device: torch.device | str) -> None:
+        self.storage = torch.empty(n_layers, 2, 1, kv_heads, capacity, head_dim, dtype=dtype, device=device)
+        self.keys = [self.storage[layer, 0] for layer in range(n_layers)]  # (1, kv_heads, capacity, head_dim)
+        self.values = [self.storage[layer, 1] for layer in range(n_layers)]
+        self.length = 0
+
+    @property
+    def capacity(self) -> int:
+        return self.storage.shape[4]
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the storage actually allocated (measured from the tensor)."""
+        return self.storage.untyped_storage().nbytes()
+
+    def truncate(self, length: int) -> None:
+        """Forget every slot from ``length`` on."""
+        if not 0 <= length <= self.length:
+            raise ValueError(f"cannot truncate a cache of {self.length} slots to {length}")
+        self.length = length
+
+
+def stack_rows(rows: list[RowCache], into: KVCache) -> KVCache:
+    """Copy the filled slots of several row caches into a batch cache, right-aligned.
+
+    Used only by the fixed-shape (CUDA graph) decode steps, whose captured buffers
+    cannot point at each utterance's own cache. ``into`` keeps its extra rows empty.
+    """
+    longest = max(r.length for r in rows)
+    if into.batch < len(rows) or into.capacity <= longest:
+        raise ValueError("the batch cache is too small for these rows")
+    into.valid.zero_()
+    into.next_position.zero_()
+    for row, cache in enumerate(rows):
+        offset = longest - cache.length
+        for layer in range(into.n_layers):
+            into.keys[layer][row, :, offset:longest] = cache.keys[layer][0, :, : cache.length]
+            into.values[layer][row, :, offset:longest] = cache.values[layer][0, :, : cache.length]
+        into.valid[row, offset:longest] = True
+        into.next_position[row] = cache.length
+    into.cursor = longest
+    return into

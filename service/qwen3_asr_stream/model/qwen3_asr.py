@@ -13,7 +13,7 @@ from torch import nn
 from ..config import ModelDims, ModelKind
 from .decoder import TextDecoder
 from .encoder import AudioEncoder
-from .kv_cache import KVCache
+from .kv_cache import KVCache, RowCache
 
 
 class Thinker(nn.Module):
@@ -90,6 +90,13 @@ class SpeechModel(nn.Module):
 
     def new_cache(self, batch: int, capacity: int) -> KVCache:
         return self.decoder.new_cache(batch, capacity)
+
+    def new_row_cache(self, capacity: int) -> RowCache:
+        return self.decoder.new_row_cache(capacity)
+
+    def head(self, hidden: torch.Tensor) -> torch.Tensor:
+        """``(..., hidden)`` -> ``(..., head_size)`` logits."""
+        return self.thinker.lm_head(hidden)
 
     def forward(self, embeds: torch.Tensor, cache: KVCache, valid: torch.Tensor | None = None,
                 last_only: bool = True) -> torch.Tensor:

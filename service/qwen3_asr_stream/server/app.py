@@ -10,7 +10,9 @@ Besides asr.v1.SpeechRecognition the server has standard health checking
 one address with ``so_reuseport`` off (a second server cannot silently share the
 port), caps received messages at ``ServerOptions.receive_limit_bytes``, sends
 keepalive pings, serves TLS (optionally mutual) and checks a bearer token when
-configured, and exposes Prometheus metrics on their own port.
+configured, and exposes Prometheus metrics on their own port. With ``http_port`` it
+also runs the HTTP server (``server/http.py``: OpenAI REST and Realtime, the captions
+page, readiness) on the same event loop, sharing the backend and the drain.
 """
 
 from __future__ import annotations
@@ -33,8 +35,10 @@ from ..aligner import MAX_ALIGN_SECONDS, ForcedAligner
 from ..engine.engine import StreamingEngine
 from ..engine.options import EngineOptions, PolicyOptions
 from ..protocols.grpc_asr.servicer import SpeechRecognitionServicer
+from ..protocols.grpc_riva.servicer import add_to_server as add_riva_service
 from ..session.aligner_worker import AlignerWorker
 from ..session.types import Backend
+from .http import HttpServer, ssl_context
 from .interceptors import BearerTokenAuth, MalformedRequests
 from .metrics import Metrics
 from .options import ServerOptions, stage_conflicts
@@ -83,10 +87,12 @@ class AsrServer:
         self.servicer = SpeechRecognitionServicer(self.backend)
         self.port: int | None = None
         self.metrics_port: int | None = None
+        self.http_port: int | None = None
         self._server: grpc.aio.Server | None = None
         self._health: health.aio.HealthServicer | None = None
         self._metrics_http: MetricsHttpServer | None = None
         self.probes = Probes()
+        self.http = HttpServer(self.backend, self.probes) if options.http_port else None
         self._heartbeat: asyncio.Task | None = None
         self._stopping: asyncio.Task | None = None
         self._watch_metrics()
@@ -125,10 +131,12 @@ class AsrServer:
             *KEEPALIVE,
         ])
         asr_pb2_grpc.add_SpeechRecognitionServicer_to_server(self.servicer, server)
+        riva_service = add_riva_service(self.backend, server)  # nvidia.riva.asr on the same session core
         self._health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         reflection.enable_server_reflection(
-            [SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME], server)
+            [SERVICE_NAME, riva_service, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+             reflection.SERVICE_NAME], server)
         address = f"{options.host}:{options.port}"
         try:
             if options.tls:
@@ -149,10 +157,16 @@ class AsrServer:
             self._metrics_http = MetricsHttpServer(options.host.strip("[]"), options.metrics_port,
                                                    self.metrics.registry, self.probes)
             self.metrics_port = self._metrics_http.port
+        if self.http is not None:
+            tls = ssl_context(options.tls_cert, options.tls_key, options.tls_client_ca) if options.tls else None
+            self.http_port = await self.http.start(options.host, options.http_port, tls)
         log.info("serving %s on %s:%d (%s%s), models %s, word times %s%s", SERVICE_NAME, options.host, self.port,
                  "TLS" if options.tls else "plaintext", ", token" if options.auth_token else "",
                  ", ".join(self.backend.engines), "on" if self.backend.aligner else "off",
                  f", metrics on :{self.metrics_port}" if self.metrics_port else "")
+        if self.http_port:
+            log.info("serving HTTP (OpenAI /v1/realtime, /v1/audio/transcriptions; captions page /) on %s:%d",
+                     options.host, self.http_port)
         return self.port
 
     def _credentials(self) -> grpc.ServerCredentials:
@@ -190,6 +204,8 @@ class AsrServer:
         closing = asyncio.ensure_future(self._server.stop(grace_s + STOP_GRACE_S))
         await self.calls.drain(grace_s)
         await closing
+        if self.http is not None:  # after the drain: its /readyz and /livez answer until then
+            await self.http.stop()
         if self.backend.aligner is not None:
             self.backend.aligner.close()
         if self._heartbeat is not None:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..checkpoint import DEFAULT_ALIGNER, DEFAULT_MODEL, LoadOptions
-from .options import ServerOptions, stage_conflicts
+from .options import DEFAULT_HTTP_PORT, ServerOptions, stage_conflicts
 from ..audio.vad import EndpointingOptions
 
 GIB = 1 << 30
@@ -54,6 +54,9 @@ def add_serve_command(commands, add_load_options: Callable[[argparse.ArgumentPar
     p.add_argument("--auth-token", default=os.environ.get("QWEN3_ASR_TOKEN"),
                    help="require 'authorization: Bearer TOKEN' (default: $QWEN3_ASR_TOKEN; unset = no auth)")
     p.add_argument("--metrics-port", type=int, default=d.metrics_port, help="Prometheus /metrics port on --host; 0 = off (default: %(default)s)")
+    p.add_argument("--http-port", type=int, default=DEFAULT_HTTP_PORT,
+                   help="HTTP port on --host: OpenAI /v1/realtime (WebSocket) and /v1/audio/transcriptions, the live "
+                        "captions page at /, /readyz, /livez; 0 = off (default: %(default)s)")
     p.add_argument("--update-interval-ms", type=int, default=d.update_interval_ms,
                    help="default interim result cadence, ms of audio (default: %(default)s)")
     p.add_argument("--vad-aggressiveness", type=int, default=e.aggressiveness, choices=range(4),
@@ -63,6 +66,9 @@ def add_serve_command(commands, add_load_options: Callable[[argparse.ArgumentPar
     p.add_argument("--max-utterance-ms", type=int, default=e.max_utterance_ms,
                    help="longest utterance, cut at a quiet point; also the most a stream may ask for "
                         "(default: %(default)s)")
+    p.add_argument("--riva-any-model", action="store_true",
+                   help="Riva API: a request naming a model this server does not have (LiveKit's nvidia plugin "
+                        "sends a Parakeet name by default) gets the default model instead of INVALID_ARGUMENT")
     p.add_argument("--max-batch", type=int, default=16, help="utterances decoded together (default: %(default)s)")
     p.add_argument("--kv-cache-gib", type=float, default=None,
                    help="decoder cache budget of the engine (default: enough for 2 utterances per stream)")
@@ -80,16 +86,15 @@ def server_options(args: argparse.Namespace) -> ServerOptions:
         max_recognize_bytes=args.max_recognize_bytes, max_stream_seconds=args.max_stream_seconds,
         idle_timeout_s=args.idle_timeout, grace_s=args.grace, tls_cert=args.tls_cert, tls_key=args.tls_key,
         tls_client_ca=args.tls_client_ca, auth_token=args.auth_token or None, metrics_port=args.metrics_port,
-        endpointing=endpointing, update_interval_ms=args.update_interval_ms)
+        http_port=args.http_port,
+        endpointing=endpointing, update_interval_ms=args.update_interval_ms, riva_any_model=args.riva_any_model)
 
 
 def check_port_free(host: str, port: int, what: str) -> None:
     """Raise ValueError when ``port`` cannot be bound on ``host`` now (0: any port, nothing to check).
 
-    A plain bind, without SO_REUSEPORT: a port another server listens on is refused
-    here even where gRPC itself would share it. With SO_REUSEADDR, as gRPC binds: the
-    connections of a server that just stopped on this port (TIME_WAIT for a minute)
-    do not keep it from being restarted there.
+    A bind without SO_REUSEPORT: a port another server listens on is refused here even
+    where gRPC itself would share it.
     """
     if port == 0:
         return
@@ -100,6 +105,8 @@ def check_port_free(host: str, port: int, what: str) -> None:
     except socket.gaierror as exc:
         raise ValueError(f"--host {host!r} is not an address of this machine ({exc.strerror})") from None
     with socket.socket(family, kind, proto) as probe:
+        # SO_REUSEADDR as the servers themselves bind: connections of a previous run in
+        # TIME_WAIT do not block the port, a listening server does.
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind(address)
@@ -142,6 +149,7 @@ def preflight(args: argparse.Namespace) -> tuple[ServerOptions, list[str], list[
     check_tls_file(options.tls_client_ca, "--tls-client-ca")
     check_port_free(options.host, options.port, "--port")
     check_port_free(options.host, options.metrics_port, "--metrics-port")
+    check_port_free(options.host, options.http_port, "--http-port")
     folders = [resolve(m, "model") for m in models]
     for path, folder in zip(models, folders):
         if read_config(folder).kind is ModelKind.ALIGNER:
@@ -189,7 +197,7 @@ def _exit_now(code: int) -> None:
 def load_engines(models, names, load: LoadOptions, options: ServerOptions, max_batch: int,
                  kv_cache_gib: float | None):
     from ..checkpoint import load_pretrained
-    from ..engine.engine import StreamingEngine
+    from ..engine.engine import StreamingEngine, memory_needed
     from .app import engine_options
 
     engines = {}
@@ -198,8 +206,8 @@ def load_engines(models, names, load: LoadOptions, options: ServerOptions, max_b
                  ", int8 decoder" if load.quantize == "int8" else "")
         model, tokenizer = load_pretrained(path, load)
         engine_opts = engine_options(options, max_batch=max_batch)
-        per_utterance = StreamingEngine(model, tokenizer, engine_opts).kv_bytes_per_utterance
-        budget = int(kv_cache_gib * GIB) if kv_cache_gib else per_utterance * engine_opts.max_utterances
+        memory = memory_needed(model, tokenizer, engine_opts)
+        budget = int(kv_cache_gib * GIB) if kv_cache_gib else memory.budget_for(engine_opts.max_utterances)
         engines[name] = StreamingEngine(model, tokenizer, dataclasses.replace(engine_opts, kv_budget_bytes=budget))
     return engines, None
 

@@ -13,7 +13,7 @@ import time
 import grpc
 import grpc.aio
 
-from ..protocols.grpc_asr.servicer import read_before_reject
+from ..protocols.grpc_stream import read_before_reject
 from ..session.errors import InvalidRequest
 from .auth import UNAUTHENTICATED_MESSAGE, bearer_matches
 

@@ -22,6 +22,7 @@ MIB = 1024 * KIB
 MESSAGE_OVERHEAD_BYTES = 16 * KIB
 MIN_UPDATE_INTERVAL_MS = round(MIN_UPDATE_INTERVAL_S * 1000)  # the engine's bounds, in the protocols' unit
 MAX_UPDATE_INTERVAL_MS = round(MAX_UPDATE_INTERVAL_S * 1000)
+DEFAULT_HTTP_PORT = 8000  # what ``serve`` listens on for HTTP unless --http-port says otherwise
 
 
 @dataclass(frozen=True)
@@ -41,12 +42,18 @@ class ServerOptions:
     tls_client_ca: Path | None = None  # PEM CA: require client certificates signed by it (mutual TLS)
     auth_token: str | None = None  # required as `authorization: Bearer TOKEN` (health checks exempt)
     metrics_port: int = 0  # Prometheus /metrics on host:metrics_port; 0 = off
+    # HTTP (OpenAI REST + Realtime WebSocket, captions page) on host:http_port; 0 = off
+    # (``serve`` turns it on at DEFAULT_HTTP_PORT)
+    http_port: int = 0
     endpointing: EndpointingOptions = field(default_factory=EndpointingOptions)
     update_interval_ms: int = 1000  # default interim cadence, ms of audio
     max_context_chars: int = 2000  # context plus hot words of one request
     max_queued_responses: int = 64  # unread responses of a stream before its audio is no longer read
     recognize_parallel: int = 4  # utterances of one Recognize call in the engine at once
     aligner_max_batch: int = 16  # utterances aligned in one pass
+    # Riva requests naming a model this server does not have (LiveKit's nvidia plugin sends a
+    # Parakeet name by default) get the default model instead of INVALID_ARGUMENT.
+    riva_any_model: bool = False
 
     def __post_init__(self) -> None:
         def need(ok: bool, message: str) -> None:
@@ -79,6 +86,10 @@ class ServerOptions:
         need(_int(self.metrics_port) and 0 <= self.metrics_port <= 65535,
              f"metrics_port must be 0 (off) or a port, got {self.metrics_port!r}")
         need(self.metrics_port == 0 or self.metrics_port != self.port, "metrics_port must differ from port")
+        need(_int(self.http_port) and 0 <= self.http_port <= 65535,
+             f"http_port must be 0 (off) or a port, got {self.http_port!r}")
+        need(self.http_port == 0 or self.http_port not in (self.port, self.metrics_port),
+             "http_port must differ from port and metrics_port")
         need(isinstance(self.endpointing, EndpointingOptions), "endpointing must be an EndpointingOptions")
         need(_int(self.update_interval_ms) and MIN_UPDATE_INTERVAL_MS <= self.update_interval_ms <= MAX_UPDATE_INTERVAL_MS,
              f"update_interval_ms must be {MIN_UPDATE_INTERVAL_MS}-{MAX_UPDATE_INTERVAL_MS}, got {self.update_interval_ms!r}")
@@ -87,6 +98,7 @@ class ServerOptions:
             need(_int(value) and value >= 1, f"{name} must be at least 1, got {value!r}")
         need(_int(self.max_queued_responses) and self.max_queued_responses >= 8,
              f"max_queued_responses must be at least 8, got {self.max_queued_responses!r}")
+        need(isinstance(self.riva_any_model, bool), f"riva_any_model must be a bool, got {self.riva_any_model!r}")
 
     @property
     def tls(self) -> bool:

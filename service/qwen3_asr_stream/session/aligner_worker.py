@@ -10,7 +10,6 @@ request gets a ``concurrent.futures.Future``; asyncio callers await it with
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections import deque
 from concurrent.futures import Future
@@ -19,8 +18,11 @@ from typing import Callable
 from ..aligner import MAX_ALIGN_SECONDS, AlignRequest, ForcedAligner
 from ..alignment_text import WordTime
 from ..audio import SAMPLE_RATE
+from ..worker import BatchWorker
 
 log = logging.getLogger(__name__)
+
+Batch = list[tuple[AlignRequest, Future]]
 
 
 class AlignerWorker:
@@ -33,36 +35,26 @@ class AlignerWorker:
         self.max_batch_samples = int(max_batch_seconds * SAMPLE_RATE)
         self._on_batch = on_batch  # (requests, seconds) after each pass, for metrics
         self._queue: deque[tuple[AlignRequest, Future]] = deque()
-        self._cond = threading.Condition()
-        self._running = False
-        self._thread: threading.Thread | None = None
+        self._worker: BatchWorker[Batch] = BatchWorker("asr-aligner", take=self._take, run=self._run)
         self.batches = 0
         self.aligned = 0
 
     def start(self) -> "AlignerWorker":
-        with self._cond:
-            if self._running:
-                return self
-            self._running = True
-        self._thread = threading.Thread(target=self._loop, name="asr-aligner", daemon=True)
-        self._thread.start()
+        self._worker.start()
         return self
 
     def close(self, timeout: float | None = 10.0) -> None:
         """Stop the thread; requests still queued are cancelled."""
-        with self._cond:
-            self._running = False
+        with self._worker.cond:
             pending = list(self._queue)
             self._queue.clear()
-            self._cond.notify_all()
+        self._worker.close(timeout)
         for _, future in pending:
             future.cancel()
-        if self._thread is not None:
-            self._thread.join(timeout)
 
     @property
     def queued(self) -> int:
-        with self._cond:
+        with self._worker.cond:
             return len(self._queue)
 
     def submit(self, request: AlignRequest) -> Future:
@@ -71,14 +63,15 @@ class AlignerWorker:
         if duration > MAX_ALIGN_SECONDS:
             raise ValueError(f"the aligner takes at most {MAX_ALIGN_SECONDS:.0f} s of audio, got {duration:.1f} s")
         future: Future = Future()
-        with self._cond:
-            if not self._running:
+        with self._worker.cond:
+            if not self._worker.running:
                 raise RuntimeError("the aligner worker is not running")
             self._queue.append((request, future))
-            self._cond.notify()
+            self._worker.cond.notify()
         return future
 
-    def _take(self) -> list[tuple[AlignRequest, Future]]:
+    def _take(self) -> Batch | None:
+        """What waits, up to the batch limits (called with the lock held); None when nothing does."""
         batch, samples = [], 0
         while self._queue and len(batch) < self.max_batch:
             request, future = self._queue[0]
@@ -88,33 +81,24 @@ class AlignerWorker:
             if future.set_running_or_notify_cancel():  # False: cancelled while queued
                 batch.append((request, future))
                 samples += len(request.audio)
-        return batch
+        return batch or None
 
-    def _loop(self) -> None:
-        while True:
-            with self._cond:
-                while self._running and not self._queue:
-                    self._cond.wait()
-                if not self._running:
-                    return
-                batch = self._take()
-            if not batch:
-                continue
-            started = time.perf_counter()
-            try:
-                results: list[list[WordTime]] = self.aligner.align([request for request, _ in batch])
-            except Exception:  # noqa: BLE001 - one bad request must not fail the others
-                self._align_one_by_one(batch)
-                continue
-            elapsed = time.perf_counter() - started
-            self.batches += 1
-            self.aligned += len(batch)
-            for (_, future), words in zip(batch, results):
-                future.set_result(words)
-            if self._on_batch is not None:
-                self._on_batch(len(batch), elapsed)
+    def _run(self, batch: Batch) -> None:
+        started = time.perf_counter()
+        try:
+            results: list[list[WordTime]] = self.aligner.align([request for request, _ in batch])
+        except Exception:  # noqa: BLE001 - one bad request must not fail the others
+            self._align_one_by_one(batch)
+            return
+        elapsed = time.perf_counter() - started
+        self.batches += 1
+        self.aligned += len(batch)
+        for (_, future), words in zip(batch, results):
+            future.set_result(words)
+        if self._on_batch is not None:
+            self._on_batch(len(batch), elapsed)
 
-    def _align_one_by_one(self, batch: list[tuple[AlignRequest, Future]]) -> None:
+    def _align_one_by_one(self, batch: Batch) -> None:
         """After a failed batch: each request alone, so only the bad one fails."""
         for request, future in batch:
             try:

@@ -27,7 +27,7 @@ import logging
 import time
 from typing import AsyncIterator
 
-from .core import Session, State
+from .core import Session
 from .errors import OK, Cancelled, IdleTimeout, ServerBusy, ShuttingDown, Status, is_expected, status_of
 from .types import Backend, RecognitionSettings
 

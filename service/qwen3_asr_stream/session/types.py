@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -22,6 +23,11 @@ from ..engine.options import UtteranceOptions
 from ..server.metrics import Metrics
 from ..server.options import ServerOptions
 from .aligner_worker import AlignerWorker
+
+if TYPE_CHECKING:
+    from .calls import Calls
+
+__all__ = ["Backend", "RecognitionSettings", "SpeechEvent", "Transcript", "Word", "align_words", "words_in_stream"]
 
 log = logging.getLogger(__name__)
 

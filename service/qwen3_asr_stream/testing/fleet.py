@@ -85,7 +85,7 @@ class Replica:
         assert self.process is None or self.process.poll() is not None, "already running"
         command = [*serve_command(), "serve", "--model", self.model, "--no-aligner", "--device", "cpu",
                    "--host", HOST, "--port", str(self.port), "--metrics-port", str(self.metrics_port),
-                   "--grace", str(self.grace_s), *self.args]
+                   "--http-port", "0", "--grace", str(self.grace_s), *self.args]
         env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
         log = open(self.log_path, "a")
         self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)

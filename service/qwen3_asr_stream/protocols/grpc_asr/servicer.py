@@ -1,58 +1,28 @@
-"""The asr.v1.SpeechRecognition servicer: protobuf <-> the session core, statuses through one table.
+"""The asr.v1.SpeechRecognition servicer: protobuf <-> the session core.
 
 Admission, limits, the idle watchdog, drain and the call log are the core's
-(``session.calls``); recognition is the session's. What is gRPC's own lives
-here: the first request carries the configuration, and a call that ends with an
-error about what the client is sending reads the client's in-flight requests
-for a moment before its status (see ``read_before_reject``).
+(``session.calls``); recognition is the session's; what every gRPC protocol
+shares (the first request, read-before-reject, the status table) is in
+``protocols.grpc_stream``. Here: asr.v1's messages.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import logging
 import time
-
-import grpc
 
 from qwen3_asr_client.proto import asr_pb2, asr_pb2_grpc
 
 from ...audio.input import MAX_CHANNELS, MAX_SAMPLE_RATE, MIN_SAMPLE_RATE
 from ...session.calls import Control
-from ...session.errors import Code, IdleTimeout, InvalidRequest, MessageTooLarge, Status, is_expected, status_of
+from ...session.errors import InvalidRequest, MessageTooLarge
 from ...session.recognize import recognize
 from ...session.settings import language_choices
-from ...session.types import Backend, RecognitionSettings
+from ...session.types import Backend
 from ...transcript import SUPPORTED_LANGUAGES
+from ..grpc_stream import abort_with, first_request, serve_stream
 from .convert import endpointing_proto, response_proto, result_proto, settings_of
 
-log = logging.getLogger(__name__)
-
 PROTOCOL = "asr.v1"
-ERROR_DRAIN_S = 1.0  # how long a refused or failed stream reads the client's requests before its status
-# Statuses after which the client is likely still sending (see read_before_reject).
-READ_BEFORE_REJECT = (Code.INVALID_ARGUMENT, Code.RESOURCE_EXHAUSTED, Code.OUT_OF_RANGE, Code.UNAVAILABLE,
-                      Code.UNAUTHENTICATED)
-
-
-def grpc_code(code: Code) -> grpc.StatusCode:
-    """The one table of this protocol: the core's codes are named as gRPC's."""
-    return grpc.StatusCode[code.name]
-
-
-async def read_before_reject(requests, seconds: float = ERROR_DRAIN_S) -> None:
-    """Read and drop what the client is still sending, until it half-closes or ``seconds`` pass.
-
-    A grpc.aio client whose write fails because the call already ended reports its
-    own INTERNAL error instead of our status; letting its in-flight requests arrive
-    first makes the real status reach it.
-    """
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + seconds
-    with contextlib.suppress(Exception):
-        while (left := deadline - loop.time()) > 0:
-            await asyncio.wait_for(anext(requests), left)
 
 
 async def _inputs(requests):
@@ -77,44 +47,13 @@ class SpeechRecognitionServicer(asr_pb2_grpc.SpeechRecognitionServicer):
         self.options = backend.options
 
     async def StreamingRecognize(self, requests, context):
-        peer = context.peer()  # now: an ended call can crash grpc.aio
-        reader = None
-        try:
-            with self.backend.calls.stream(PROTOCOL, peer) as call:
-                try:
-                    session = call.open(await self._first_settings(requests))
-                    reader = asyncio.create_task(call.pump(_inputs(requests)))
-                    while not isinstance(item := await session.next(), Status):
-                        yield response_proto(item)
-                    status = item
-                except Exception as exc:  # noqa: BLE001 - every failure becomes a status
-                    status = status_of(exc)
-                    if not is_expected(exc):
-                        log.exception("stream %d failed", call.id)
-                finally:
-                    if reader is not None:
-                        reader.cancel()
-                if status.code in READ_BEFORE_REJECT:
-                    await read_before_reject(requests)  # the call keeps its admission meanwhile
-                call.end(status)
-        except Exception as exc:  # noqa: BLE001 - refused at admission
-            status = status_of(exc)
-            if status.code in READ_BEFORE_REJECT:
-                await read_before_reject(requests)
-        if not status.ok:
-            await context.abort(grpc_code(status.code), status.message)
+        async for response in serve_stream(self.backend, PROTOCOL, requests, context, self._start):
+            yield response
 
-    async def _first_settings(self, requests) -> RecognitionSettings:
-        idle = self.options.idle_timeout_s
-        try:
-            first = await asyncio.wait_for(anext(requests), idle)
-        except StopAsyncIteration:
-            raise InvalidRequest("the stream ended before its configuration; send streaming_config first") from None
-        except asyncio.TimeoutError:
-            raise IdleTimeout(f"no configuration within {idle:g} s") from None
-        if first.WhichOneof("streaming_request") != "streaming_config":
-            raise InvalidRequest("the first request must carry streaming_config; audio and control come after it")
-        return settings_of(self.backend, first.streaming_config.config, first.streaming_config)
+    async def _start(self, requests):
+        first = await first_request(requests, self.options.idle_timeout_s, "audio and control come")
+        settings = settings_of(self.backend, first.streaming_config.config, first.streaming_config)
+        return settings, _inputs(requests), response_proto
 
     async def Recognize(self, request, context):
         try:
@@ -125,9 +64,8 @@ class SpeechRecognitionServicer(asr_pb2_grpc.SpeechRecognitionServicer):
                                           f"{self.options.max_recognize_bytes}; stream it with StreamingRecognize")
                 started = time.monotonic()
                 result = await recognize(request.audio, settings, self.backend)
-        except Exception as exc:  # noqa: BLE001
-            status = status_of(exc)
-            await context.abort(grpc_code(status.code), status.message)
+        except Exception as exc:  # noqa: BLE001 - every failure becomes a status
+            await abort_with(context, exc)
         return asr_pb2.RecognizeResponse(
             results=[result_proto(t) for t in result.results], audio_duration_ms=result.duration_ms,
             processing_time_ms=round(1000 * (time.monotonic() - started)))

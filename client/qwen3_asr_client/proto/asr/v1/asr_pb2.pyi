@@ -2,8 +2,7 @@ from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
-from collections.abc import Iterable as _Iterable, Mapping as _Mapping
-from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+from typing import ClassVar as _ClassVar, Iterable as _Iterable, Mapping as _Mapping, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
@@ -71,7 +70,7 @@ class RecognitionConfig(_message.Message):
     hot_words: _containers.RepeatedScalarFieldContainer[str]
     enable_word_time_offsets: bool
     endpointing: EndpointingConfig
-    def __init__(self, encoding: _Optional[_Union[AudioEncoding, str]] = ..., sample_rate_hertz: _Optional[int] = ..., audio_channel_count: _Optional[int] = ..., language_code: _Optional[str] = ..., model: _Optional[str] = ..., context: _Optional[str] = ..., hot_words: _Optional[_Iterable[str]] = ..., enable_word_time_offsets: _Optional[bool] = ..., endpointing: _Optional[_Union[EndpointingConfig, _Mapping]] = ...) -> None: ...
+    def __init__(self, encoding: _Optional[_Union[AudioEncoding, str]] = ..., sample_rate_hertz: _Optional[int] = ..., audio_channel_count: _Optional[int] = ..., language_code: _Optional[str] = ..., model: _Optional[str] = ..., context: _Optional[str] = ..., hot_words: _Optional[_Iterable[str]] = ..., enable_word_time_offsets: bool = ..., endpointing: _Optional[_Union[EndpointingConfig, _Mapping]] = ...) -> None: ...
 
 class StreamingRecognitionConfig(_message.Message):
     __slots__ = ("config", "interim_results", "update_interval_ms")
@@ -81,7 +80,7 @@ class StreamingRecognitionConfig(_message.Message):
     config: RecognitionConfig
     interim_results: bool
     update_interval_ms: int
-    def __init__(self, config: _Optional[_Union[RecognitionConfig, _Mapping]] = ..., interim_results: _Optional[bool] = ..., update_interval_ms: _Optional[int] = ...) -> None: ...
+    def __init__(self, config: _Optional[_Union[RecognitionConfig, _Mapping]] = ..., interim_results: bool = ..., update_interval_ms: _Optional[int] = ...) -> None: ...
 
 class Control(_message.Message):
     __slots__ = ("kind",)
@@ -143,7 +142,7 @@ class StreamingRecognitionResult(_message.Message):
     audio_processed_ms: int
     processing_latency_ms: int
     end_reason: EndReason
-    def __init__(self, transcript: _Optional[str] = ..., is_final: _Optional[bool] = ..., stability: _Optional[float] = ..., stable_text: _Optional[str] = ..., unstable_text: _Optional[str] = ..., language_code: _Optional[str] = ..., words: _Optional[_Iterable[_Union[WordInfo, _Mapping]]] = ..., utterance_index: _Optional[int] = ..., result_start_offset_ms: _Optional[int] = ..., result_end_offset_ms: _Optional[int] = ..., audio_processed_ms: _Optional[int] = ..., processing_latency_ms: _Optional[int] = ..., end_reason: _Optional[_Union[EndReason, str]] = ...) -> None: ...
+    def __init__(self, transcript: _Optional[str] = ..., is_final: bool = ..., stability: _Optional[float] = ..., stable_text: _Optional[str] = ..., unstable_text: _Optional[str] = ..., language_code: _Optional[str] = ..., words: _Optional[_Iterable[_Union[WordInfo, _Mapping]]] = ..., utterance_index: _Optional[int] = ..., result_start_offset_ms: _Optional[int] = ..., result_end_offset_ms: _Optional[int] = ..., audio_processed_ms: _Optional[int] = ..., processing_latency_ms: _Optional[int] = ..., end_reason: _Optional[_Union[EndReason, str]] = ...) -> None: ...
 
 class SpeechEvent(_message.Message):
     __slots__ = ("type", "offset_ms", "utterance_index", "end_reason")
@@ -205,7 +204,7 @@ class ModelInfo(_message.Message):
     languages: _containers.RepeatedScalarFieldContainer[str]
     word_time_offsets: bool
     is_default: bool
-    def __init__(self, name: _Optional[str] = ..., languages: _Optional[_Iterable[str]] = ..., word_time_offsets: _Optional[bool] = ..., is_default: _Optional[bool] = ...) -> None: ...
+    def __init__(self, name: _Optional[str] = ..., languages: _Optional[_Iterable[str]] = ..., word_time_offsets: bool = ..., is_default: bool = ...) -> None: ...
 
 class Limits(_message.Message):
     __slots__ = ("max_stream_seconds", "max_message_bytes", "max_streams", "max_recognize_bytes")

@@ -1,0 +1,223 @@
+"""The token-level engine: many utterances, one model, one worker thread.
+
+Scheduling policy: finals go before interims, each kind oldest request first; an
+utterance has at most one pending request, so an interim that a newer one (or a
+final) supersedes is never computed, and an utterance that sends audio faster than
+real time still takes one row of a batch at a time (its next request queues behind
+the others' older ones). Open utterances are bounded by count and by the decoder
+cache budget of the :class:`KVPool` (``EngineFull`` when either is reached). Callers on
+an asyncio loop only take short locks here: all model work runs on the worker thread,
+and results go back through each utterance's callback (called on that thread).
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from ..frontend import SAMPLE_RATE
+from ..model.qwen3_asr import SpeechModel
+from ..worker import BatchWorker
+from .kv_pool import KVBudgetExceeded, KVPool, kv_bytes_per_token, utterance_slots
+from .options import EngineOptions
+from .policy import WholeCharacters
+from .runner import ModelRunner
+from .utterance import Request, TokenResult, Utterance, UtteranceSpec
+
+log = logging.getLogger(__name__)
+
+TokenCallback = Callable[[TokenResult], None]
+
+
+class EngineFull(RuntimeError):
+    """No capacity for another utterance right now."""
+
+
+class EngineClosed(RuntimeError):
+    """The engine has stopped."""
+
+
+class UnknownUtterance(KeyError):
+    pass
+
+
+@dataclass
+class _Entry:
+    utterance: Utterance
+    callback: TokenCallback
+    requested_at: float = 0.0
+
+
+@dataclass(frozen=True)
+class EngineStats:
+    open_utterances: int
+    pending_finals: int
+    pending_interims: int
+    kv_reserved_bytes: int  # utterance caches admitted plus the fixed-shape staging cache
+    kv_allocated_bytes: int  # of those, allocated now (measured from the tensors)
+    kv_budget_bytes: int
+    graph_captures: int  # fixed-shape decode steps prepared (all at start)
+    updates: int
+    batches: int
+
+
+class EngineCore:
+    def __init__(self, model: SpeechModel, options: EngineOptions, end_ids: tuple[int, ...],
+                 whole: WholeCharacters) -> None:
+        self.options = options
+        self.model = model
+        self.runner = ModelRunner(model, options.policy, end_ids, whole, options, options.static_decode,
+                                  allocate=self._allocate)
+        element = model.thinker.model.embed_tokens.weight.element_size()
+        graphs = self.runner.graphs
+        self.pool = KVPool(options.kv_budget_bytes, kv_bytes_per_token(model.dims, element),
+                           graphs.nbytes if graphs is not None else 0)
+        self._max_samples = int(options.max_utterance_s * SAMPLE_RATE)
+        self._ids = itertools.count(1)
+        self._entries: dict[int, _Entry] = {}
+        self.worker: BatchWorker[list[tuple[_Entry, bool]]] = BatchWorker("asr-engine", self._take_batch,
+                                                                          self._run_batch)
+        self._cond = self.worker.cond
+        self._warm = False
+        self._updates = 0
+        self._batches = 0
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    def start(self) -> None:
+        if not self._warm:
+            self.runner.warm_up()  # CUDA graphs: every bucket, once, before any utterance
+            self._warm = True
+        self.worker.start()
+
+    def close(self, timeout: float | None = 10.0) -> None:
+        self.worker.close(timeout)
+
+    # -- utterances (any thread) ---------------------------------------------------------------
+
+    def open(self, spec: UtteranceSpec, callback: TokenCallback) -> int:
+        """Admit a new utterance; raises :class:`EngineFull` when there is no room."""
+        slots = utterance_slots(self.model.dims, self.options, len(spec.head_ids) + len(spec.tail_ids))
+        with self._cond:
+            if not self.worker.running:
+                raise EngineClosed("the recognition engine is not running")
+            if len(self._entries) >= self.options.max_utterances:
+                raise EngineFull(
+                    f"the engine already decodes {len(self._entries)} utterances (limit {self.options.max_utterances})"
+                )
+            dims = self.model.dims.audio
+            uid = next(self._ids)
+            try:
+                self.pool.reserve(uid, slots)
+            except KVBudgetExceeded as exc:
+                raise EngineFull(str(exc)) from None
+            utterance = Utterance(uid, spec, dims.window_frames, dims.window_tokens, dims.num_mel_bins,
+                                  capacity=slots)
+            self._entries[uid] = _Entry(utterance, callback)
+            return uid
+
+    def push(self, utterance_id: int, samples: np.ndarray) -> None:
+        """Append 16 kHz mono float32 audio; asks for an interim when the cadence is due."""
+        entry = self._entry(utterance_id)
+        u = entry.utterance
+        samples = np.asarray(samples, dtype=np.float32)
+        if u.samples + samples.shape[0] > self._max_samples:
+            raise ValueError(f"an utterance holds at most {self.options.max_utterance_s} s of audio "
+                             "(the engine's max_utterance_s)")
+        length = u.append(samples)
+        interval = int((u.spec.update_interval_s or self.options.policy.update_interval_s) * SAMPLE_RATE)
+        if u.spec.interim_results and length - u.last_update_samples >= interval:
+            with self._cond:
+                u.last_update_samples = length
+                if u.request < Request.INTERIM:
+                    u.request = Request.INTERIM
+                    entry.requested_at = time.monotonic()
+                self._cond.notify()
+
+    def finish(self, utterance_id: int) -> None:
+        """No more audio: the final result comes through the callback."""
+        entry = self._entry(utterance_id)
+        with self._cond:
+            entry.utterance.request = Request.FINAL
+            entry.requested_at = time.monotonic()
+            self._cond.notify()
+
+    def cancel(self, utterance_id: int) -> None:
+        """Forget an utterance; no more results are sent for it."""
+        with self._cond:
+            entry = self._entries.pop(utterance_id, None)
+            self.pool.release(utterance_id)
+            if entry is not None:
+                entry.utterance.closed = True
+
+    def stats(self) -> EngineStats:
+        with self._cond:
+            entries = list(self._entries.values())
+            graphs = self.runner.graphs
+            allocated = self.pool.fixed_bytes + sum(
+                e.utterance.cache.nbytes for e in entries if e.utterance.cache is not None)
+            return EngineStats(
+                open_utterances=len(entries),
+                pending_finals=sum(e.utterance.request == Request.FINAL for e in entries),
+                pending_interims=sum(e.utterance.request == Request.INTERIM for e in entries),
+                kv_reserved_bytes=self.pool.reserved_bytes,
+                kv_allocated_bytes=allocated,
+                kv_budget_bytes=self.pool.budget_bytes,
+                graph_captures=graphs.captures if graphs is not None else 0,
+                updates=self._updates,
+                batches=self._batches,
+            )
+
+    def _entry(self, utterance_id: int) -> _Entry:
+        with self._cond:
+            entry = self._entries.get(utterance_id)
+        if entry is None:
+            raise UnknownUtterance(utterance_id)
+        return entry
+
+    # -- the worker thread -----------------------------------------------------------------
+
+    def _allocate(self, u: Utterance):
+        return self.model.new_row_cache(u.capacity)
+
+    def _take_batch(self) -> list[tuple[_Entry, bool]] | None:
+        """Finals first, then interims, each oldest request first; clears the requests taken."""
+        pending = [e for e in self._entries.values() if e.utterance.request != Request.NONE]
+        if not pending:
+            return None
+        pending.sort(key=lambda e: (-int(e.utterance.request), e.requested_at))
+        batch = []
+        for entry in pending[: self.options.max_batch]:
+            batch.append((entry, entry.utterance.request == Request.FINAL))
+            entry.utterance.request = Request.NONE
+        return batch
+
+    def _run_batch(self, batch: list[tuple[_Entry, bool]]) -> None:
+        try:
+            results = self.runner.update([(e.utterance, final) for e, final in batch])
+        except Exception as exc:  # noqa: BLE001 - one bad batch must not stop the engine
+            log.exception("engine update failed; the utterances of this batch get an error result")
+            results = [TokenResult(e.utterance.id, final, (), 0, e.utterance.samples,
+                                   error=f"{type(exc).__name__}: {exc}") for e, final in batch]
+        with self._cond:
+            self._batches += 1
+            self._updates += len(batch)
+            for (entry, final), result in zip(batch, results):
+                if final:
+                    self._entries.pop(entry.utterance.id, None)
+                    self.pool.release(entry.utterance.id)
+                    entry.utterance.cache = None
+        for (entry, final), result in zip(batch, results):
+            if entry.utterance.closed:
+                continue
+            if final:
+                entry.utterance.closed = True
+            try:
+                entry.callback(result)
+            except Exception:  # noqa: BLE001
+                log.exception("result callback of utterance %d failed", entry.utterance.id)

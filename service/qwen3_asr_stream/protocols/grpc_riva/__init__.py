@@ -1,0 +1,1 @@
+"""nvidia.riva.asr.RivaSpeechRecognition over gRPC, with the messages nvidia-riva-client ships."""

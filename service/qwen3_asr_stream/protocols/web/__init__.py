@@ -1,0 +1,1 @@
+"""The live captions page (static files served by server/http.py at /)."""

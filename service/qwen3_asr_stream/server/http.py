@@ -1,0 +1,109 @@
+"""The HTTP server of the serving process (aiohttp, on the event loop of the grpc.aio server).
+
+    /                          the live captions page (static files shipped in the package)
+    /v1/realtime               OpenAI Realtime transcription (WebSocket)     protocols/openai_realtime.py
+    /v1/audio/transcriptions   OpenAI REST transcription                     protocols/openai_rest.py
+    /v1/models                 the models this server has
+    /livez, /readyz            process alive; ready for new calls (503 once the drain begins): server/probes.py
+    /metrics                   the server's Prometheus metrics
+
+It shares the backend (engines, aligner, admission, drain, metrics) with the gRPC
+server: both protocols' calls count against the same ``max_streams`` and end in the
+same drain. The bearer token (``ServerOptions.auth_token``) guards ``/v1/``; the page,
+the probes and the metrics are open, as the gRPC health service is.
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+from importlib import resources
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from ..protocols.openai_common import error_body, error_for, token_ok
+from ..protocols.openai_realtime import MESSAGE_OVERHEAD, RealtimeApi
+from ..protocols.openai_rest import FORM_FIELDS_BYTES, RestApi
+from ..session.types import Backend
+from .probes import LIVE_PATH, READY_PATH, Probes
+
+log = logging.getLogger(__name__)
+
+WEB_PACKAGE = "qwen3_asr_stream.protocols.web"
+WEB_FILES = {"index.html": "text/html", "app.js": "text/javascript", "capture-worklet.js": "text/javascript",
+             "style.css": "text/css"}
+TOKEN_MESSAGE = ("missing or wrong API key: send 'Authorization: Bearer <token>' (browsers: the WebSocket "
+                 "subprotocol 'openai-insecure-api-key.<token>')")
+
+
+class HttpServer:
+    def __init__(self, backend: Backend, probes: Probes) -> None:
+        self.backend = backend
+        self.probes = probes
+        options = backend.options
+        self.app = web.Application(middlewares=[self._auth],
+                                   client_max_size=options.max_recognize_bytes + FORM_FIELDS_BYTES + MESSAGE_OVERHEAD)
+        self.app.router.add_get(LIVE_PATH, self.livez)
+        self.app.router.add_get(READY_PATH, self.readyz)
+        self.app.router.add_get("/metrics", self.metrics)
+        self.app.router.add_get("/", self.page)
+        self.app.router.add_get("/web/{name}", self.page)
+        RealtimeApi(backend).add_routes(self.app)
+        RestApi(backend).add_routes(self.app)
+        self._runner: web.AppRunner | None = None
+        self.port: int | None = None
+
+    async def start(self, host: str, port: int, ssl_context: ssl.SSLContext | None = None) -> int:
+        """Listen on ``host:port`` (0 = any free port); returns the bound port."""
+        self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, host.strip("[]"), port, ssl_context=ssl_context, reuse_port=False)
+        await site.start()
+        self.port = self._runner.addresses[0][1]
+        return self.port
+
+    async def stop(self) -> None:
+        """Close the listener and every connection left (the drain has ended the calls)."""
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    # -- middleware and plain endpoints -------------------------------------------------------
+
+    @web.middleware
+    async def _auth(self, request: web.Request, handler):
+        if request.path.startswith("/v1/") and not token_ok(self.backend.options.auth_token, request.headers):
+            self.backend.metrics.rejected.labels("unauthenticated").inc()
+            return web.json_response(error_body(TOKEN_MESSAGE, error_for("UNAUTHENTICATED")), status=401)
+        return await handler(request)
+
+    async def livez(self, request: web.Request) -> web.Response:
+        status, text = self.probes.answer(LIVE_PATH)
+        return web.Response(text=text, status=status, headers={"Cache-Control": "no-store"})
+
+    async def readyz(self, request: web.Request) -> web.Response:
+        status, text = self.probes.answer(READY_PATH)
+        return web.Response(text=text, status=status, headers={"Cache-Control": "no-store"})
+
+    async def metrics(self, request: web.Request) -> web.Response:
+        return web.Response(body=generate_latest(self.backend.metrics.registry),
+                            headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def page(self, request: web.Request) -> web.Response:
+        name = request.match_info.get("name", "index.html")
+        if name not in WEB_FILES:
+            raise web.HTTPNotFound()
+        body = resources.files(WEB_PACKAGE).joinpath(name).read_bytes()
+        return web.Response(body=body, content_type=WEB_FILES[name], charset="utf-8",
+                            headers={"Cache-Control": "no-cache"})
+
+
+def ssl_context(cert, key, client_ca=None) -> ssl.SSLContext:
+    """The gRPC server's certificate for HTTPS too (and its client CA for mutual TLS)."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(str(cert), str(key))
+    if client_ca is not None:
+        context.load_verify_locations(str(client_ca))
+        context.verify_mode = ssl.CERT_REQUIRED
+    return context

@@ -1,0 +1,62 @@
+"""One worker thread that takes batches of work under a lock and runs them outside it.
+
+The streaming engine (and any other single-consumer queue) shares this loop:
+
+    worker = BatchWorker("asr-engine", take=take_batch, run=run_batch)
+    worker.start()
+    with worker.cond:            # producers change the shared state under this lock
+        ...
+        worker.cond.notify()     # wake the thread
+    worker.close()
+
+``take()`` is called with ``worker.cond`` held and returns a batch, or None when there
+is nothing to do (the thread then waits for a notify); ``run(batch)`` is called without
+the lock. After ``close()`` no new batch is taken; a batch already running finishes.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Callable, Generic, TypeVar
+
+T = TypeVar("T")
+
+
+class BatchWorker(Generic[T]):
+    def __init__(self, name: str, take: Callable[[], T | None], run: Callable[[T], None]) -> None:
+        self.name = name
+        self.cond = threading.Condition()
+        self._take = take
+        self._run = run
+        self._running = False
+        self._thread: threading.Thread | None = None
+
+    @property
+    def running(self) -> bool:
+        """True between start() and close() (read it with ``cond`` held for a stable answer)."""
+        return self._running
+
+    def start(self) -> None:
+        with self.cond:
+            if self._running:
+                return
+            self._running = True
+        self._thread = threading.Thread(target=self._loop, name=self.name, daemon=True)
+        self._thread.start()
+
+    def close(self, timeout: float | None = 10.0) -> None:
+        with self.cond:
+            self._running = False
+            self.cond.notify_all()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout)
+
+    def _loop(self) -> None:
+        while True:
+            with self.cond:
+                batch = None
+                while self._running and (batch := self._take()) is None:
+                    self.cond.wait()
+                if not self._running:
+                    return
+            self._run(batch)

@@ -1,0 +1,151 @@
+"""Draft verification in the one decoding loop: the same tokens as decoding without a draft."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from conftest import tone_mix
+from qwen3_asr_stream.checkpoint import load_model
+from qwen3_asr_stream.decoding import DecodeRow, StopRules, decode, greedy_generate, GreedyOptions
+from qwen3_asr_stream.engine.options import PolicyOptions
+from qwen3_asr_stream.engine.runner import ModelRunner
+from qwen3_asr_stream.engine.utterance import Utterance, UtteranceSpec
+from qwen3_asr_stream.frontend import log_mel
+from qwen3_asr_stream.prompts import asr_prompt_ids, asr_prompt_text
+from qwen3_asr_stream.tokenizer import TextTokenizer
+
+MAX = 24
+
+
+@pytest.fixture(scope="module")
+def asr(checkpoints):
+    folder = checkpoints["asr"]
+    return load_model(folder), TextTokenizer.from_folder(folder)
+
+
+def _prompt(model, tokenizer, seconds, seed):
+    encoded = model.encode_audio([log_mel(torch.from_numpy(tone_mix(seconds, seed=seed)))])[0]
+    return tokenizer.encode(asr_prompt_text(encoded.shape[0])), encoded
+
+
+def _row(model, tokenizer, prompt, audio, draft=(), max_tokens=MAX, repetition_limit=0):
+    stop = StopRules(tokenizer.end_of_text_ids(), max_tokens, repetition_limit)
+    return DecodeRow(model.new_row_cache(len(prompt) + len(draft) + max_tokens + 1), prompt, stop, audio,
+                     draft=tuple(draft))
+
+
+def _drafts(truth: list[int]) -> dict[str, list[int]]:
+    wrong = [(t + 7) % 150000 for t in truth]
+    return {
+        "empty": [],
+        "right": truth,
+        "partly right": truth[: len(truth) // 2] + wrong[len(truth) // 2 :],
+        "wrong": wrong,
+        "longer than greedy": truth + [11, 12, 13] * 12,
+        "right then one token": truth[:3] + [truth[3] + 1] if len(truth) > 3 else wrong,
+    }
+
+
+def test_every_draft_gives_the_tokens_of_decoding_without_one(asr):
+    model, tokenizer = asr
+    prompt, audio = _prompt(model, tokenizer, 5.3, seed=2)
+    truth = greedy_generate(model, [prompt], [audio], GreedyOptions(MAX, tokenizer.end_of_text_ids()))[0]
+    assert len(truth) > 4, "the random model should say something"
+    plain = decode(model, [_row(model, tokenizer, prompt, audio)])[0]
+    assert plain.tokens == truth
+    for name, draft in _drafts(truth).items():
+        row = decode(model, [_row(model, tokenizer, prompt, audio, draft)])[0]
+        assert row.tokens == truth, name
+        # The accepted run is the longest common prefix of the draft and the greedy tokens.
+        common = next((i for i, (a, b) in enumerate(zip(draft, truth)) if a != b), min(len(draft), len(truth)))
+        assert row.accepted == common, name
+        # The cache was cut back to what the greedy tokens put there: the same slots and values
+        # (a finished row may keep its last accepted token, which nothing reads).
+        assert plain.cache.length <= row.cache.length <= plain.cache.length + 1, name
+        n = plain.cache.length
+        assert torch.allclose(row.cache.storage[..., :n, :], plain.cache.storage[..., :n, :], atol=1e-5), name
+
+
+def test_batched_rows_with_different_acceptances_equal_each_alone(asr):
+    model, tokenizer = asr
+    cases = []
+    for i, (seconds, kind) in enumerate([(2.2, "right"), (7.9, "wrong"), (4.1, "partly right"), (9.5, "empty"),
+                                         (3.3, "longer than greedy")]):
+        prompt, audio = _prompt(model, tokenizer, seconds, seed=10 + i)
+        truth = greedy_generate(model, [prompt], [audio], GreedyOptions(MAX, tokenizer.end_of_text_ids()))[0]
+        cases.append((prompt, audio, _drafts(truth)[kind], truth))
+    alone = [decode(model, [_row(model, tokenizer, p, a, d)])[0] for p, a, d, _ in cases]
+    batched = decode(model, [_row(model, tokenizer, p, a, d) for p, a, d, _ in cases])
+    assert [r.tokens for r in batched] == [r.tokens for r in alone] == [t for *_, t in cases]
+    assert [r.accepted for r in batched] == [r.accepted for r in alone]
+    assert len({r.accepted for r in batched}) > 2  # the rows really accepted different amounts
+
+
+def test_stop_rules_hold_inside_an_accepted_draft(asr):
+    """Token bound and repetition guard cut an accepted draft exactly where greedy decoding stops."""
+    model, tokenizer = asr
+    prompt, audio = _prompt(model, tokenizer, 6.0, seed=4)
+    truth = greedy_generate(model, [prompt], [audio], GreedyOptions(MAX, tokenizer.end_of_text_ids()))[0]
+    short = decode(model, [_row(model, tokenizer, prompt, audio, truth, max_tokens=5)])[0]
+    assert short.tokens == truth[:5] and short.done
+    looping = [5, 6, 7] * 10
+    guarded = decode(model, [_row(model, tokenizer, prompt, audio, looping, repetition_limit=3)])[0]
+    unguarded = decode(model, [_row(model, tokenizer, prompt, audio, repetition_limit=3)])[0]
+    assert guarded.tokens == unguarded.tokens
+
+
+def _runner(model, tokenizer, draft: bool, max_final=48):
+    policy = PolicyOptions(max_tokens_per_update=10, max_tokens_final=max_final, repetition_limit=0, draft=draft)
+    return ModelRunner(model, policy, tokenizer.end_of_text_ids())
+
+
+def test_streaming_updates_and_finals_equal_those_without_drafts(asr):
+    model, tokenizer = asr
+    d = model.dims.audio
+    spec = UtteranceSpec(*asr_prompt_ids(tokenizer))
+    audios = [tone_mix(s, seed=50 + i) for i, s in enumerate([9.0, 6.5, 12.2])]
+
+    def run(draft: bool):
+        runner = _runner(model, tokenizer, draft)
+        utts = [Utterance(i + 1, spec, d.window_frames, d.window_tokens, d.num_mel_bins) for i in range(3)]
+        out, accepted = [], 0
+        for end in range(32000, 13 * 16000, 32000):
+            live = [(u, a) for u, a in zip(utts, audios) if end - 32000 < a.shape[0]]
+            for u, a in live:
+                u.append(a[end - 32000 : end])
+            for r in runner.update([(u, False) for u, _ in live]):
+                out.append(r.tokens)
+                accepted += r.accepted_tokens
+        finals = runner.update([(u, True) for u in utts])
+        return out + [r.tokens for r in finals], accepted + sum(r.accepted_tokens for r in finals), finals
+
+    plain, none_accepted, _ = run(False)
+    drafted, some_accepted, _ = run(True)
+    assert drafted == plain
+    assert none_accepted == 0 and some_accepted > 0
+
+
+def test_a_right_draft_makes_the_final_cost_no_steps_whatever_the_text_length(asr):
+    """Bounded work: with a fully right draft, the decode steps of a final do not grow with the text."""
+    model, tokenizer = asr
+    d = model.dims.audio
+    spec = UtteranceSpec(*asr_prompt_ids(tokenizer))
+    steps = {}
+    for max_final in (8, 24, 64):
+        truths = []
+        for draft in (False, True):
+            runner = _runner(model, tokenizer, draft=False, max_final=max_final)
+            utt = Utterance(1, spec, d.window_frames, d.window_tokens, d.num_mel_bins)
+            utt.append(tone_mix(9.0, seed=8))
+            if draft:  # the last hypothesis is exactly what the final decodes
+                utt.hypothesis.tokens = list(truths[0])
+                runner.policy = PolicyOptions(max_tokens_per_update=10, max_tokens_final=max_final,
+                                              repetition_limit=0, draft=True)
+            final = runner.update([(utt, True)])[0]
+            truths.append(final.tokens)
+            steps[(max_final, draft)] = (final.decode_steps, len(final.tokens))
+        assert truths[0] == truths[1]
+    assert steps[(64, False)][0] > steps[(8, False)][0]  # without a draft: one step per token
+    assert steps[(64, False)][1] > 24  # the long case really produced a long text
+    assert all(steps[(m, True)][0] <= 1 for m in (8, 24, 64))
