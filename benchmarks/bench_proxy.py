@@ -14,6 +14,9 @@ run on loopback, with nginx and HAProxy in front.
   waiting (the server has processed the audio), then half-close; the time from the
   half-close to the final. Targets are measured in turn (direct, nginx, HAProxy,
   direct, ...), so machine noise hits all alike; p50 / p95 and the added median.
+* hop: round trip of the unary GetSpeechRecognitionConfig (no model work), p50, in
+  turn across the targets: what the proxy hop itself adds, below the noise of the
+  finals on a busy machine.
 """
 
 from __future__ import annotations
@@ -124,6 +127,22 @@ async def final_latencies(targets: dict[str, list[str]], audio: bytes, samples: 
     return out
 
 
+async def round_trips(targets: dict[str, list[str]], calls: int) -> dict[str, list[float]]:
+    channels = {name: grpc.aio.insecure_channel(addresses[0]) for name, addresses in targets.items()}
+    stubs = {name: asr_pb2_grpc.SpeechRecognitionStub(c) for name, c in channels.items()}
+    request = asr_pb2.GetSpeechRecognitionConfigRequest()
+    out: dict[str, list[float]] = {name: [] for name in targets}
+    for i in range(calls + 20):
+        for name, stub in stubs.items():
+            started = time.perf_counter()
+            await stub.GetSpeechRecognitionConfig(request)
+            if i >= 20:  # warm-up
+                out[name].append(time.perf_counter() - started)
+    for c in channels.values():
+        await c.close()
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", help="ASR checkpoint folder (default: a random tiny checkpoint)")
@@ -153,6 +172,7 @@ def main() -> None:
 
         rates = {name: asyncio.run(setup_rate(addresses, args.setup_streams)) for name, addresses in targets.items()}
         latencies = asyncio.run(final_latencies(targets, audio, args.samples))
+        hops = asyncio.run(round_trips(targets, 10 * args.samples))
     finally:
         for p in proxies:
             p.stop()
@@ -165,11 +185,14 @@ def main() -> None:
         ms = [1000 * v for v in latencies[name]]
         p50, p95 = percentile(ms, 50), percentile(ms, 95)
         added = statistics.median(ms) - 1000 * base
-        rows.append([name, rates[name], p50, p95, added])
+        hop = 1000 * statistics.median(hops[name])
+        rows.append([name, rates[name], p50, p95, added, hop])
         payload["targets"][name] = {"setup_streams_per_s": rates[name], "final_latency_ms_p50": p50,
-                                    "final_latency_ms_p95": p95, "added_median_ms": added, "latencies_ms": ms}
+                                    "final_latency_ms_p95": p95, "added_median_ms": added, "latencies_ms": ms,
+                                    "unary_round_trip_ms_p50": hop}
     print_table("3 replicas on loopback, tiny model (8 concurrent clients for set-up; finals one at a time)",
-                ["target", "set-up streams/s", "final p50 ms", "final p95 ms", "added median ms"], rows)
+                ["target", "set-up streams/s", "final p50 ms", "final p95 ms", "added median ms", "unary RTT p50 ms"],
+                rows)
     write_results("bench_proxy", payload)
 
 

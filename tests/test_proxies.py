@@ -296,3 +296,14 @@ def test_a_status_sent_while_the_client_still_sends(proxy, fleet, phrase):
     else:
         assert (proxied.code, proxied.details) == (direct.code, direct.details) or (
             proxied.code == grpc.StatusCode.CANCELLED and "RST_STREAM" in proxied.details)
+
+
+def test_a_replica_restarts_on_its_port_right_after_a_drain(fleet):
+    """Its old connections are in TIME_WAIT for a minute; a supervisor restarting it there
+    at once must not get 'address in use' (the same port is what the proxies list)."""
+    replica = running(fleet)[2]
+    asyncio.run(run_stream(replica.address, pcm(0.5), realtime=False))  # a connection the server closes
+    replica.terminate()
+    assert replica.wait(GRACE_S + 5) == 0
+    replica.start().wait_ready()
+    assert replica.starts >= 2

@@ -81,7 +81,7 @@ class Replica:
         return f"{HOST}:{self.port}"
 
     def start(self) -> "Replica":
-        """Start (or restart, on the same ports) the process; see wait_ready()."""
+        """Start (or restart, on the same ports: as a supervisor would) the process; see wait_ready()."""
         assert self.process is None or self.process.poll() is not None, "already running"
         command = [*serve_command(), "serve", "--model", self.model, "--no-aligner", "--device", "cpu",
                    "--host", HOST, "--port", str(self.port), "--metrics-port", str(self.metrics_port),
