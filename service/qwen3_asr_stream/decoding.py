@@ -155,7 +155,7 @@ def decode(model: SpeechModel, rows: list[DecodeRow], stepper: Stepper | None = 
     """Greedy-decode every row (prefill with draft verification, then one-token steps)."""
     if not rows:
         return rows
-    pad_id = rows[0].stop.end_ids[0]
+    pad_id = 0  # right padding: computed, never stored or attended, so any valid id
     inputs = [list(r.ids) + list(r.draft) for r in rows]
     for r, row_input in zip(rows, inputs):
         if not r.ids:

@@ -84,7 +84,7 @@ class ModelRunner:
 
             longest = utterance_slots(model.dims, self.options, 0)
             rows, lengths = graph_shapes(self.options, longest)
-            self.graphs = DecodeGraphs(model, rows, lengths, pad_id=self.end_ids[0])
+            self.graphs = DecodeGraphs(model, rows, lengths, pad_id=0)  # finished rows' input: any valid id
 
     def warm_up(self) -> None:
         """Prepare the fixed-shape decode steps (CUDA graphs): once, before serving."""
