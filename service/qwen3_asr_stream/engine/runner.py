@@ -27,7 +27,7 @@ from ..model.kv_cache import RowCache
 from ..model.qwen3_asr import SpeechModel
 from .decode_graphs import DecodeGraphs
 from .features import floor_features
-from .kv_pool import utterance_slots
+from .kv_pool import graph_shapes, utterance_slots
 from .options import EngineOptions, PolicyOptions
 from .policy import WholeCharacters, choose_prefix, record_interim
 from .utterance import TokenResult, Utterance
@@ -80,11 +80,9 @@ class ModelRunner:
             static_decode = model.device.type == "cuda"
         self.graphs: DecodeGraphs | None = None
         if static_decode:
-            from .kv_pool import graph_shapes
-
             longest = utterance_slots(model.dims, self.options, 0)
             rows, lengths = graph_shapes(self.options, longest)
-            self.graphs = DecodeGraphs(model, rows, lengths, pad_id=self.end_ids[0])
+            self.graphs = DecodeGraphs(model, rows, lengths, pad_id=0)  # finished rows' input: any valid id
 
     def warm_up(self) -> None:
         """Prepare the fixed-shape decode steps (CUDA graphs): once, before serving."""
