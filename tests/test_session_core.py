@@ -318,3 +318,32 @@ def test_settings_accept_every_protocol_spelling(engine):
         assert settings_from(backend, sample_rate=24000, language=language).language == "English"
     s = settings_from(backend, sample_rate=24000)
     assert s.audio == AudioFormat(sample_rate=24000) and s.language is None and s.model == "tiny"
+
+
+def test_a_stream_faster_than_real_time_is_paced_at_the_lead_bound(engine):
+    """4 s of audio sent at once: read at most max_lead_s ahead of real time (1 s here)."""
+    chunk = b"\0" * 3200  # 100 ms of 16 kHz 16-bit silence
+
+    async def run(max_lead_s: float) -> tuple[float, float]:
+        backend = backend_of(engine, max_lead_s=max_lead_s)
+        with backend.calls.stream("test", "peer") as call:
+            session = call.open(settings(backend, 16000))
+            leads = []
+
+            async def inputs():
+                for _ in range(40):
+                    leads.append(session.lead_s())
+                    yield chunk
+
+            started = time.monotonic()
+            reader = asyncio.ensure_future(call.pump(inputs()))
+            items, status = await drain_results(session)
+            await reader
+            call.end(status)
+            assert status.code is Code.OK
+            return time.monotonic() - started, max(leads)
+
+    paced, lead = asyncio.run(run(1.0))
+    assert paced > 2.5 and lead < 1.0 + 0.1 + 0.2, (paced, lead)  # one message and scheduling beyond the bound
+    unpaced, _ = asyncio.run(run(60.0))
+    assert unpaced < 1.5, unpaced

@@ -57,6 +57,9 @@ def add_serve_command(commands, add_load_options: Callable[[argparse.ArgumentPar
     p.add_argument("--http-port", type=int, default=DEFAULT_HTTP_PORT,
                    help="HTTP port on --host: OpenAI /v1/realtime (WebSocket) and /v1/audio/transcriptions, the live "
                         "captions page at /, /readyz, /livez; 0 = off (default: %(default)s)")
+    p.add_argument("--max-lead-seconds", type=float, default=d.max_lead_s,
+                   help="a stream's audio is read at most this far ahead of real time: a client sending a file "
+                        "faster is paced there (default: %(default)s)")
     p.add_argument("--update-interval-ms", type=int, default=d.update_interval_ms,
                    help="default interim result cadence, ms of audio (default: %(default)s)")
     p.add_argument("--vad-aggressiveness", type=int, default=e.aggressiveness, choices=range(4),
@@ -86,7 +89,7 @@ def server_options(args: argparse.Namespace) -> ServerOptions:
         max_recognize_bytes=args.max_recognize_bytes, max_stream_seconds=args.max_stream_seconds,
         idle_timeout_s=args.idle_timeout, grace_s=args.grace, tls_cert=args.tls_cert, tls_key=args.tls_key,
         tls_client_ca=args.tls_client_ca, auth_token=args.auth_token or None, metrics_port=args.metrics_port,
-        http_port=args.http_port,
+        http_port=args.http_port, max_lead_s=args.max_lead_seconds,
         endpointing=endpointing, update_interval_ms=args.update_interval_ms, riva_any_model=args.riva_any_model)
 
 

@@ -51,6 +51,7 @@ class ServerOptions:
     max_queued_responses: int = 64  # unread responses of a stream before its audio is no longer read
     recognize_parallel: int = 4  # utterances of one Recognize call in the engine at once
     aligner_max_batch: int = 16  # utterances aligned in one pass
+    max_lead_s: float = 30.0  # a stream's audio is read at most this far ahead of real time
     # Riva requests naming a model this server does not have (LiveKit's nvidia plugin sends a
     # Parakeet name by default) get the default model instead of INVALID_ARGUMENT.
     riva_any_model: bool = False
@@ -96,6 +97,8 @@ class ServerOptions:
         for name in ("max_context_chars", "recognize_parallel", "aligner_max_batch"):
             value = getattr(self, name)
             need(_int(value) and value >= 1, f"{name} must be at least 1, got {value!r}")
+        need(isinstance(self.max_lead_s, (int, float)) and not isinstance(self.max_lead_s, bool)
+             and self.max_lead_s >= 1, f"max_lead_s must be at least 1 s, got {self.max_lead_s!r}")
         need(_int(self.max_queued_responses) and self.max_queued_responses >= 8,
              f"max_queued_responses must be at least 8, got {self.max_queued_responses!r}")
         need(isinstance(self.riva_any_model, bool), f"riva_any_model must be a bool, got {self.riva_any_model!r}")

@@ -96,7 +96,8 @@ class Session:
         self.max_stream_ms = max_stream_ms or options.max_stream_seconds * 1000
         self.state = State.OPEN
         self.end_status: Status | None = None
-        self.last_input_at = time.monotonic()
+        self.last_input_at = self.started_at = time.monotonic()
+        self.max_lead_s = options.max_lead_s
         self.kind = kind  # the metrics label of its audio: "stream" or "recognize"
         self._loop = asyncio.get_running_loop()
         self._final_delivered = asyncio.Event()
@@ -227,9 +228,20 @@ class Session:
             self._final_delivered.clear()
             await self._final_delivered.wait()
 
+    def lead_s(self) -> float:
+        """How far the audio received is ahead of real time (s since the call began)."""
+        return self.decoder.received_ms / 1000 - (time.monotonic() - self.started_at)
+
     async def wait_room(self, timeout: float) -> bool:
-        """Wait until the client has read enough to take more input; False after ``timeout`` s."""
-        return await self.outbox.wait_room(timeout)
+        """Wait until the client has read enough to take more input, and its audio is at most
+        ``max_lead_s`` ahead of real time (a client sending a file faster than real time is
+        paced there, so it cannot take the engine from real-time calls); False after ``timeout`` s."""
+        if not await self.outbox.wait_room(timeout):
+            return False
+        if (early := self.lead_s() - self.max_lead_s) > 0:
+            await asyncio.sleep(min(early, timeout))
+            self.last_input_at = time.monotonic()  # held back by us, not idle
+        return True
 
     # -- the one way a call ends --------------------------------------------------------
 
