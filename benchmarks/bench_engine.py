@@ -14,6 +14,11 @@ implementation (all audio so far again, plus the same prefix ids). Both sides
 generate the same fixed number of tokens per update (end-of-text is ignored), in
 float32, on the same weights and audio. Medians and ratios.
 
+``updates``: every interim update of one utterance streamed to ``--seconds`` (an update
+every 2 s of audio), with the audio 4x louder from ``--louder-at`` on (the log-mel
+floor moves there): each update's compute time and its ratio to the utterance's
+median update (goal: none above 1.5x).
+
 ``load``: N simulated real-time streams through one engine (audio pushed in 100 ms
 chunks at real-time pace, interim updates at the policy cadence, a final at the
 end): first-partial latency, p50/p95 update latency (from the moment an update is
@@ -24,6 +29,7 @@ period. On a GPU: ``--device cuda --dtype bfloat16 --concurrency 1,32,128,256``.
     python benchmarks/bench_engine.py final [--quantize int8] [--points 2,5,10,20,30] [--quick]
     python benchmarks/bench_engine.py step [--quantize int8] [--quick]
     python benchmarks/bench_engine.py policy [--model DIR] [--tokens 10] [--ours-quantize int8] [--quick]
+    python benchmarks/bench_engine.py updates [--quantize int8] [--seconds 30] [--louder-at 20] [--quick]
     python benchmarks/bench_engine.py load [--model DIR] [--device cpu] [--dtype float32] \\
         [--concurrency 1,2] [--find-capacity] [--seconds 12] [--quick]
 """
@@ -269,6 +275,52 @@ def run_step(args) -> None:
                                            "engine_ms": engine_step * 1e3})
 
 
+def run_updates(args) -> None:
+    """Each interim update of one utterance, against the median update of that utterance."""
+    from qwen3_asr_stream.checkpoint import LoadOptions, load_model
+    from qwen3_asr_stream.engine.engine import StreamingEngine
+    from qwen3_asr_stream.engine.options import EngineOptions, PolicyOptions, UtteranceOptions
+    from qwen3_asr_stream.tokenizer import TextTokenizer
+
+    folder = checkpoint("tiny-asr" if args.quick else args.preset, args.model)
+    model = load_model(folder, LoadOptions(dtype=args.dtype, quantize=args.quantize))
+    seconds = 8 if args.quick else args.seconds
+    audio = speechlike(seconds, seed=2)
+    if args.louder_at is not None and args.louder_at < seconds:
+        louder = int(args.louder_at * 16000)
+        audio[louder:] = np.clip(audio[louder:] * 4, -1, 1)
+    policy = PolicyOptions(update_interval_s=args.interval, max_tokens_per_update=args.update_tokens)
+    engine = StreamingEngine(model, TextTokenizer.from_folder(folder),
+                             EngineOptions(max_utterance_s=seconds + 1, policy=policy))
+    results, done = [], threading.Event()
+
+    def callback(result):
+        results.append(result)
+        done.set()
+
+    step = int(args.interval * 16000)
+    with engine:
+        uid = engine.open(UtteranceOptions(), callback)
+        for start in range(0, len(audio), step):
+            done.clear()
+            engine.push(uid, audio[start : start + step])
+            if len(audio[start : start + step]) == step:
+                done.wait(600)
+        engine.cancel(uid)
+    interims = [r for r in results if not r.is_final]
+    times = [r.compute_s * 1e3 for r in interims]
+    median = statistics.median(times)
+    label = args.quantize or args.dtype
+    rows = [[f"{r.audio_samples / 16000:.0f} s", t, t / median] for r, t in zip(interims, times)]
+    print_table(f"interim updates of one {seconds} s utterance ({label}; 4x louder from {args.louder_at} s; "
+                f"compute ms and ratio to the median {median:.0f} ms)", ["audio so far", "update ms", "/ median"], rows)
+    print(f"largest update / median: {max(times) / median:.2f} (goal <= 1.5)")
+    write_results(f"engine-updates{'-quick' if args.quick else ''}-{label}",
+                  {"seconds": seconds, "louder_at": args.louder_at, "dtype": label, "median_ms": median,
+                   "max_over_median": max(times) / median,
+                   "updates": [{"audio_s": r.audio_samples / 16000, "ms": t} for r, t in zip(interims, times)]})
+
+
 def run_load_once(engine, concurrency: int, seconds: float, chunk_s: float = 0.1) -> dict:
     from qwen3_asr_stream.engine.options import UtteranceOptions
 
@@ -411,6 +463,17 @@ def main() -> None:
     p.add_argument("--ours-quantize", default=None, choices=["int8"], help="our side with int8 decoder weights")
     p.add_argument("--quick", action="store_true")
     p.set_defaults(run=run_policy)
+    u = sub.add_parser("updates")
+    u.add_argument("--model")
+    u.add_argument("--preset", default="asr-0.6b")
+    u.add_argument("--dtype", default="float32")
+    u.add_argument("--quantize", default=None, choices=["int8"])
+    u.add_argument("--seconds", type=int, default=30)
+    u.add_argument("--louder-at", type=float, default=20.0)
+    u.add_argument("--interval", type=float, default=2.0)
+    u.add_argument("--update-tokens", type=int, default=10)
+    u.add_argument("--quick", action="store_true")
+    u.set_defaults(run=run_updates)
     q = sub.add_parser("load")
     q.add_argument("--model")
     q.add_argument("--preset", default="asr-0.6b")
