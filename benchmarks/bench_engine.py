@@ -107,6 +107,7 @@ def run_final(args) -> None:
                 runner.policy = dataclasses.replace(base, draft=draft)
                 utt.hypothesis = copy.deepcopy(saved)
                 utt.hypothesis.tokens = list(hypothesis)
+                utt.draft_kept = 1.0  # the whole draft is offered (best and worst case by design)
                 return runner.update([(utt, True)])[0]
             return run
 

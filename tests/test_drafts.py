@@ -149,3 +149,30 @@ def test_a_right_draft_makes_the_final_cost_no_steps_whatever_the_text_length(as
     assert steps[(64, False)][0] > steps[(8, False)][0]  # without a draft: one step per token
     assert steps[(64, False)][1] > 24  # the long case really produced a long text
     assert all(steps[(m, True)][0] <= 1 for m in (8, 24, 64))
+
+
+def test_after_a_rejected_draft_the_next_update_only_probes(asr):
+    """A draft mostly rejected is not offered whole again: the next update offers draft_probe_tokens,
+    and a kept probe brings the whole draft back (the tokens are the same either way)."""
+    model, tokenizer = asr
+    d = model.dims.audio
+    runner = _runner(model, tokenizer, True)
+    utt = Utterance(1, UtteranceSpec(*asr_prompt_ids(tokenizer)), d.window_frames, d.window_tokens, d.num_mel_bins)
+    utt.append(tone_mix(4.0, seed=61))
+    truth = runner.update([(utt, True)])[0].tokens
+    assert len(truth) > 4, "precondition: the random model says something"
+
+    def final_with(hypothesis, kept):
+        utt.hypothesis.tokens = list(hypothesis)
+        utt.draft_kept = kept
+        return runner.update([(utt, True)])[0]
+
+    wrong = [(t + 7) % 150000 for t in truth]
+    rejected = final_with(wrong, 1.0)
+    assert rejected.draft_tokens == len(wrong) and rejected.accepted_tokens == 0 and utt.draft_kept == 0.0
+    probe = final_with(truth, utt.draft_kept)  # the whole right draft is not offered after a rejection
+    assert probe.draft_tokens == runner.policy.draft_probe_tokens == probe.accepted_tokens
+    assert probe.tokens == rejected.tokens == truth
+    assert utt.draft_kept == 1.0
+    again = final_with(truth, utt.draft_kept)  # the kept probe brings the whole draft back
+    assert again.draft_tokens == len(truth) and again.decode_steps <= 1 and again.tokens == truth

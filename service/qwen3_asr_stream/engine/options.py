@@ -27,6 +27,10 @@ class PolicyOptions:
     repetition_limit: int = 8  # stop decoding when a token pattern repeats this many times (0 = off)
     max_pattern_tokens: int = 8  # longest token pattern the repetition guard looks for
     draft: bool = True  # verify the last hypothesis as a draft (same tokens, fewer decode steps)
+    # After an update kept less than half of its draft, the next one offers only this many
+    # draft tokens (a cheap probe; a full draft again once a probe is kept): a wrong draft's
+    # prefill is not paid update after update.
+    draft_probe_tokens: int = 2
 
     def __post_init__(self) -> None:
         _check_update_interval(self.update_interval_s)
@@ -36,6 +40,8 @@ class PolicyOptions:
             raise ValueError("token bounds must be at least 1")
         if self.repetition_limit < 0 or self.repetition_limit == 1:
             raise ValueError("repetition_limit must be 0 (off) or at least 2")
+        if self.draft_probe_tokens < 1:
+            raise ValueError("draft_probe_tokens must be at least 1")
         if self.max_pattern_tokens < 1:
             raise ValueError("max_pattern_tokens must be at least 1")
 

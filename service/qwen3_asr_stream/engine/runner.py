@@ -189,7 +189,8 @@ class ModelRunner:
                 w.prefix, limit = (), policy.max_tokens_final
             else:
                 w.prefix, limit = tuple(choose_prefix(u.hypothesis, policy, self.whole)), policy.max_tokens_per_update
-            draft = hypothesis[len(w.prefix) : len(w.prefix) + limit] if policy.draft else []
+            room = limit if u.draft_kept >= 0.5 else min(limit, policy.draft_probe_tokens)
+            draft = hypothesis[len(w.prefix) : len(w.prefix) + room] if policy.draft else []
             n_open = 0 if open_audio is None else open_audio.shape[0]
             ids = [self.audio_pad_id] * n_open + list(u.spec.tail_ids) + list(w.prefix)
             stop = StopRules(self.end_ids, limit, policy.repetition_limit, policy.max_pattern_tokens)
@@ -197,6 +198,8 @@ class ModelRunner:
             rows.append(w.row)
         decode(self.model, rows, self.graphs.stepper() if self.graphs is not None else None)
         for w in works:
+            if w.row.draft:
+                w.utterance.draft_kept = w.row.accepted / len(w.row.draft)
             w.decoder_positions += w.row.positions
             w.utterance.cache.truncate(w.utterance.stable_slots())
 

@@ -98,6 +98,7 @@ class Utterance:
     request: Request = Request.NONE
     closed: bool = False  # final delivered or cancelled
     last_update_samples: int = 0
+    draft_kept: float = 1.0  # share of the last offered draft that greedy decoding kept
 
     # Engine-thread state.
     features: WindowedFeatures = field(init=False)
