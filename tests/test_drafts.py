@@ -152,8 +152,9 @@ def test_a_right_draft_makes_the_final_cost_no_steps_whatever_the_text_length(as
 
 
 def test_after_a_rejected_draft_the_next_update_only_probes(asr):
-    """A draft mostly rejected is not offered whole again: the next update offers draft_probe_tokens,
-    and a kept probe brings the whole draft back (the tokens are the same either way)."""
+    """A draft mostly rejected is not offered whole again: the next update offers draft_probe_tokens;
+    a kept probe brings the whole draft back for an interim, while a final waits for a whole draft
+    kept again (the tokens are the same either way)."""
     model, tokenizer = asr
     d = model.dims.audio
     runner = _runner(model, tokenizer, True)
@@ -161,18 +162,19 @@ def test_after_a_rejected_draft_the_next_update_only_probes(asr):
     utt.append(tone_mix(4.0, seed=61))
     truth = runner.update([(utt, True)])[0].tokens
     assert len(truth) > 4, "precondition: the random model says something"
+    wrong = [(t + 7) % 150000 for t in truth]
 
-    def final_with(hypothesis, kept):
+    def final_with(hypothesis):
         utt.hypothesis.tokens = list(hypothesis)
-        utt.draft_kept = kept
         return runner.update([(utt, True)])[0]
 
-    wrong = [(t + 7) % 150000 for t in truth]
-    rejected = final_with(wrong, 1.0)
+    rejected = final_with(wrong)
     assert rejected.draft_tokens == len(wrong) and rejected.accepted_tokens == 0 and utt.draft_kept == 0.0
-    probe = final_with(truth, utt.draft_kept)  # the whole right draft is not offered after a rejection
+    probe = final_with(truth)  # after a rejection, only a probe, right as the draft is
     assert probe.draft_tokens == runner.policy.draft_probe_tokens == probe.accepted_tokens
-    assert probe.tokens == rejected.tokens == truth
-    assert utt.draft_kept == 1.0
-    again = final_with(truth, utt.draft_kept)  # the kept probe brings the whole draft back
+    assert probe.tokens == rejected.tokens == truth and utt.probe_kept
+    still = final_with(truth)  # a final does not trust a kept probe: probes again
+    assert still.draft_tokens == runner.policy.draft_probe_tokens
+    utt.draft_kept = 1.0  # a whole draft kept (as an interim that takes the probe's way back would)
+    again = final_with(truth)
     assert again.draft_tokens == len(truth) and again.decode_steps <= 1 and again.tokens == truth

@@ -49,6 +49,7 @@ class _Work:
     reencoded: int = 0
     prefix: tuple[int, ...] = ()
     row: DecodeRow | None = None
+    probe: bool = False  # the draft offered was cut to a probe
 
 
 def _always_whole(tokens) -> bool:
@@ -189,7 +190,12 @@ class ModelRunner:
                 w.prefix, limit = (), policy.max_tokens_final
             else:
                 w.prefix, limit = tuple(choose_prefix(u.hypothesis, policy, self.whole)), policy.max_tokens_per_update
-            room = limit if u.draft_kept >= 0.5 else min(limit, policy.draft_probe_tokens)
+            # The whole draft while drafts are kept; after one was mostly rejected, a probe. A kept
+            # probe brings the whole draft back for an interim; a final (where a wrong draft
+            # costs the most) waits for a whole draft kept again.
+            whole = u.draft_kept >= 0.5 or (u.probe_kept and not w.is_final)
+            w.probe = not whole
+            room = limit if whole else min(limit, policy.draft_probe_tokens)
             draft = hypothesis[len(w.prefix) : len(w.prefix) + room] if policy.draft else []
             n_open = 0 if open_audio is None else open_audio.shape[0]
             ids = [self.audio_pad_id] * n_open + list(u.spec.tail_ids) + list(w.prefix)
@@ -198,8 +204,11 @@ class ModelRunner:
             rows.append(w.row)
         decode(self.model, rows, self.graphs.stepper() if self.graphs is not None else None)
         for w in works:
-            if w.row.draft:
+            if w.row.draft and w.probe:
+                w.utterance.probe_kept = w.row.accepted == len(w.row.draft)
+            elif w.row.draft:
                 w.utterance.draft_kept = w.row.accepted / len(w.row.draft)
+                w.utterance.probe_kept = False
             w.decoder_positions += w.row.positions
             w.utterance.cache.truncate(w.utterance.stable_slots())
 

@@ -98,7 +98,8 @@ class Utterance:
     request: Request = Request.NONE
     closed: bool = False  # final delivered or cancelled
     last_update_samples: int = 0
-    draft_kept: float = 1.0  # share of the last offered draft that greedy decoding kept
+    draft_kept: float = 1.0  # share of the last whole draft offered that greedy decoding kept
+    probe_kept: bool = False  # the last probe (a draft cut to draft_probe_tokens) was kept whole
 
     # Engine-thread state.
     features: WindowedFeatures = field(init=False)
