@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 from aiohttp import web
 
+from ..audio import SAMPLE_RATE
 from ..audio.input import MAX_CHANNELS, MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, AudioEncoding
 from ..audio_io import to_mono_16k
 from ..session.errors import InvalidRequest, MessageTooLarge, status_of
@@ -139,7 +140,7 @@ def decode_file(data: bytes, max_seconds: float) -> tuple[bytes, int, int]:
     if not np.all(np.isfinite(samples)):
         raise HttpError("the file has NaN or infinite samples", code="invalid_audio", param="file")
     if not (MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE and samples.shape[1] <= MAX_CHANNELS):
-        samples, rate = to_mono_16k(samples, int(rate))[:, None], 16000
+        samples, rate = to_mono_16k(samples, int(rate))[:, None], SAMPLE_RATE
     return np.ascontiguousarray(samples, "<f4").tobytes(), int(rate), samples.shape[1]
 
 
