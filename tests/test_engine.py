@@ -13,7 +13,8 @@ from qwen3_asr_stream.checkpoint import load_model
 from qwen3_asr_stream.decoding import GreedyOptions, greedy_generate
 from qwen3_asr_stream.engine.engine import EngineFull, StreamingEngine, _TextState, text_of
 from qwen3_asr_stream.engine.options import EngineOptions, PolicyOptions, UtteranceOptions
-from qwen3_asr_stream.engine.policy import HypothesisState, choose_prefix, repetition_detected
+from qwen3_asr_stream.decoding import repetition_detected
+from qwen3_asr_stream.engine.policy import HypothesisState, choose_prefix
 from qwen3_asr_stream.engine.runner import ModelRunner
 from qwen3_asr_stream.engine.utterance import Utterance, UtteranceSpec
 from qwen3_asr_stream.frontend import log_mel

@@ -24,7 +24,7 @@ import pytest
 from qwen3_asr_client import AudioFormat, RecognitionOptions
 from qwen3_asr_client.proto import asr_pb2, asr_pb2_grpc
 from qwen3_asr_stream.session.calls import SHUTDOWN_MESSAGE
-from qwen3_asr_stream.testing.fleet import HAProxy, Nginx, Replica, wait_for
+from qwen3_asr_stream.testing.fleet import HAProxy, Nginx, Replica
 
 from conftest import synthesize
 

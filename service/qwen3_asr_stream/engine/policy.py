@@ -13,7 +13,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
-from ..decoding import repetition_detected  # noqa: F401 - the guard's home is the decoding loop
 from .options import PolicyOptions
 
 # Whether a token sequence ends on a whole character (the text layer knows; a byte-level
