@@ -15,9 +15,10 @@ generate the same fixed number of tokens per update (end-of-text is ignored), in
 float32, on the same weights and audio. Medians and ratios.
 
 ``updates``: every interim update of one utterance streamed to ``--seconds`` (an update
-every 2 s of audio), with the audio 4x louder from ``--louder-at`` on (the log-mel
-floor moves there): each update's compute time and its ratio to the utterance's
-median update (goal: none above 1.5x).
+every 2 s of audio, pushed in 100 ms chunks), with the audio 4x louder from
+``--louder-at`` on (the log-mel floor moves there): each update's compute time and its
+ratio to the utterance's median update (goal: none above 1.5x), the plain cadence and
+even updates (windows committed between updates) side by side.
 
 ``load``: N simulated real-time streams through one engine (audio pushed in 100 ms
 chunks at real-time pace, interim updates at the policy cadence, a final at the
@@ -277,7 +278,13 @@ def run_step(args) -> None:
 
 
 def run_updates(args) -> None:
-    """Each interim update of one utterance, against the median update of that utterance."""
+    """Each interim update of one utterance, against the median update of that utterance.
+
+    Side by side in one run: the plain cadence (``even_updates=False``) and even updates
+    (hold for a window about to complete, commit completed windows between updates).
+    Audio arrives in ``--chunk`` pieces; after each, the engine finishes its due work
+    (an engine that keeps up with real time).
+    """
     from qwen3_asr_stream.checkpoint import LoadOptions, load_model
     from qwen3_asr_stream.engine.engine import StreamingEngine
     from qwen3_asr_stream.engine.options import EngineOptions, PolicyOptions, UtteranceOptions
@@ -285,41 +292,54 @@ def run_updates(args) -> None:
 
     folder = checkpoint("tiny-asr" if args.quick else args.preset, args.model)
     model = load_model(folder, LoadOptions(dtype=args.dtype, quantize=args.quantize))
-    seconds = 8 if args.quick else args.seconds
+    tokenizer = TextTokenizer.from_folder(folder)
+    seconds = 10 if args.quick else args.seconds
     audio = speechlike(seconds, seed=2)
     if args.louder_at is not None and args.louder_at < seconds:
         louder = int(args.louder_at * 16000)
         audio[louder:] = np.clip(audio[louder:] * 4, -1, 1)
     policy = PolicyOptions(update_interval_s=args.interval, max_tokens_per_update=args.update_tokens)
-    engine = StreamingEngine(model, TextTokenizer.from_folder(folder),
-                             EngineOptions(max_utterance_s=seconds + 1, policy=policy))
-    results, done = [], threading.Event()
+    step = int(args.chunk * 16000)
 
-    def callback(result):
-        results.append(result)
-        done.set()
+    def stream(even: bool):
+        engine = StreamingEngine(model, tokenizer,
+                                 EngineOptions(max_utterance_s=seconds + 1, policy=policy, even_updates=even))
+        results = []
+        with engine:
+            uid = engine.open(UtteranceOptions(), results.append)
+            for start in range(0, len(audio), step):
+                engine.push(uid, audio[start : start + step])
+                engine.core.wait_idle(600)  # an engine that keeps up: due work done before the next chunk
+            engine.cancel(uid)
+            return [r for r in results if not r.is_final], engine.stats()
 
-    step = int(args.interval * 16000)
-    with engine:
-        uid = engine.open(UtteranceOptions(), callback)
-        for start in range(0, len(audio), step):
-            done.clear()
-            engine.push(uid, audio[start : start + step])
-            if len(audio[start : start + step]) == step:
-                done.wait(600)
-        engine.cancel(uid)
-    interims = [r for r in results if not r.is_final]
-    times = [r.compute_s * 1e3 for r in interims]
-    median = statistics.median(times)
     label = args.quantize or args.dtype
-    rows = [[f"{r.audio_samples / 16000:.0f} s", t, t / median] for r, t in zip(interims, times)]
-    print_table(f"interim updates of one {seconds} s utterance ({label}; 4x louder from {args.louder_at} s; "
-                f"compute ms and ratio to the median {median:.0f} ms)", ["audio so far", "update ms", "/ median"], rows)
-    print(f"largest update / median: {max(times) / median:.2f} (goal <= 1.5)")
+    summary = {}
+    for name, even in (("plain", False), ("even", True), ("plain again", False), ("even again", True)):
+        interims, stats = stream(even)
+        times = [r.compute_s * 1e3 for r in interims]
+        median = statistics.median(times)
+        rows = [[f"{r.audio_samples / 16000:.2f} s", t, t / median, r.encoder_frames, r.decoder_positions,
+                 r.decode_steps] for r, t in zip(interims, times)]
+        print_table(f"{name}: interim updates of one {seconds} s utterance ({label}; {args.chunk} s chunks; "
+                    f"4x louder from {args.louder_at} s; median {median:.0f} ms)",
+                    ["audio so far", "update ms", "/ median", "encoder frames", "decoder positions",
+                     "decode steps"], rows)
+        commit_ms = 1e3 * stats.commit_s / max(stats.commits, 1)
+        print(f"{name}: largest update / median {max(times) / median:.2f} (goal <= 1.5); windows committed "
+              f"between updates: {stats.commits} ({commit_ms:.0f} ms each)")
+        summary[name] = {"median_ms": median, "max_ms": max(times), "max_over_median": max(times) / median,
+                         "total_update_ms": sum(times), "commits": stats.commits, "commit_ms": commit_ms,
+                         "updates": [{"audio_s": r.audio_samples / 16000, "ms": t, "encoder_frames": r.encoder_frames,
+                                      "decoder_positions": r.decoder_positions, "decode_steps": r.decode_steps}
+                                     for r, t in zip(interims, times)]}
+    rows = [[name, v["median_ms"], v["max_ms"], v["max_over_median"], v["total_update_ms"] + v["commits"] * v["commit_ms"]]
+            for name, v in summary.items()]
+    print_table(f"summary ({label})", ["cadence", "median update ms", "largest ms", "largest / median",
+                                       "all work ms"], rows)
     write_results(f"engine-updates{'-quick' if args.quick else ''}-{label}",
-                  {"seconds": seconds, "louder_at": args.louder_at, "dtype": label, "median_ms": median,
-                   "max_over_median": max(times) / median,
-                   "updates": [{"audio_s": r.audio_samples / 16000, "ms": t} for r, t in zip(interims, times)]})
+                  {"seconds": seconds, "louder_at": args.louder_at, "dtype": label, "chunk_s": args.chunk,
+                   "interval_s": args.interval, "runs": summary})
 
 
 def run_load_once(engine, concurrency: int, seconds: float, chunk_s: float = 0.1) -> dict:
@@ -473,6 +493,7 @@ def main() -> None:
     u.add_argument("--louder-at", type=float, default=20.0)
     u.add_argument("--interval", type=float, default=2.0)
     u.add_argument("--update-tokens", type=int, default=10)
+    u.add_argument("--chunk", type=float, default=0.1, help="seconds of audio per push")
     u.add_argument("--quick", action="store_true")
     u.set_defaults(run=run_updates)
     q = sub.add_parser("load")

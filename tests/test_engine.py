@@ -114,6 +114,9 @@ def test_update_work_is_bounded_by_what_is_new(asr):
         bound = (head + dims.window_tokens * (1 + newly_completed) + tail + result.prefix_tokens
                  + result.draft_tokens + POLICY.max_tokens_per_update)
         assert result.decoder_positions <= bound
+        # Convolutions: the 2 s of new audio and the chunk that was not final at the last update;
+        # the open window's earlier chunks (and a completing window's) are kept from before.
+        assert result.encoder_chunks <= (2 if end == 32000 else 3)
         per_update.append((end / 16000, result.encoder_frames, result.decoder_positions))
     # From scratch, an update at 30 s would encode 3000 frames and run ~400 positions.
     late = [frames for t, frames, _ in per_update if t > 10]
@@ -403,3 +406,51 @@ def test_a_flooding_utterance_does_not_starve_real_time_ones(asr):
     assert all(len(waits.get(uid, [])) >= 2 for uid in live)  # the real-time utterances got interims
     assert len(waits.get(flood, [])) > 5  # and the flooder kept asking
     assert max(served) <= 3
+
+
+def _stream_in_chunks(model, tokenizer, audio, policy, even: bool, chunk: int = 1600):
+    """One utterance through the engine thread, in ``chunk``-sample pieces, each served before the next."""
+    engine = StreamingEngine(model, tokenizer, EngineOptions(max_utterance_s=audio.shape[0] / 16000 + 1,
+                                                             policy=policy, even_updates=even))
+    results = []
+    with engine:
+        uid = engine.open(UtteranceOptions(), results.append)
+        for start in range(0, audio.shape[0], chunk):
+            engine.push(uid, audio[start : start + chunk])
+            assert engine.core.wait_idle(60)
+        engine.finish(uid)
+        assert engine.core.wait_idle(60)
+        stats = engine.stats()
+    assert results and results[-1].is_final and not any(r.error for r in results)
+    return [r for r in results if not r.is_final], results[-1], stats
+
+
+@pytest.mark.parametrize("interval", [2.0, 3.0])
+def test_even_updates_never_encode_more_than_one_window_and_stay_exact(asr, interval):
+    """Across window boundaries no interim encodes more than one window's frames (the plain cadence
+    encodes a completed window again beside the open one), every interim still equals decoding its
+    audio from scratch, and the final equals the plain cadence's."""
+    model, tokenizer = asr
+    window = model.dims.audio.window_frames
+    policy = PolicyOptions(update_interval_s=interval, max_tokens_per_update=12, max_tokens_final=40,
+                           repetition_limit=0)
+    audio = tone_mix(19.5, seed=21)
+    audio[:1600] *= 3.0  # the loudest frame first: the log floor never moves, interims are exact
+    plain, plain_final, _ = _stream_in_chunks(model, tokenizer, audio, policy, even=False)
+    even, even_final, stats = _stream_in_chunks(model, tokenizer, audio, policy, even=True)
+    assert max(r.encoder_frames for r in plain) > window  # the precondition: the plain cadence does
+    assert max(r.encoder_frames for r in even) <= window
+    assert len(even) >= len(plain) - 1  # (one due just before the end may wait for audio that never comes)
+    for r in even:
+        prefix = r.tokens[: r.prefix_tokens]
+        expected = _from_scratch(model, tokenizer, audio[: r.audio_samples], prefix, policy.max_tokens_per_update)
+        assert list(r.tokens[r.prefix_tokens :]) == expected, f"interim at {r.audio_samples / 16000:.3f} s"
+    assert even_final.tokens == plain_final.tokens and even_final.audio_samples == audio.shape[0]
+    if interval == 2.0:
+        # The cadence meets the boundaries: the interims due there waited for the windows and
+        # committed them; they cover the audio through the window.
+        assert stats.commits == 0
+        ends = [r.audio_samples for r in even]
+        assert 128040 in ends and 256040 in ends
+    else:
+        assert stats.commits == 2  # at 8 and 16 s, between the updates at 6 and 9, 15 and 18 s

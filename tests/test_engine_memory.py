@@ -111,13 +111,13 @@ def test_a_long_utterance_prepares_no_graph_after_start_and_never_grows_its_cach
         storages = set()
         for start in range(0, audio.shape[0], 16000):
             engine.push(uid, audio[start : start + 16000])
-            count = len(results)
-            assert _wait(lambda: len(results) > count)
+            assert engine.core.wait_idle(60)
             cache = engine.core._entries[uid].utterance.cache
             storages.add(cache.storage.data_ptr())
         engine.finish(uid)
         assert _wait(lambda: results and results[-1].is_final)
-    assert len(results) >= 39 and all(not r.error for r in results)
+    # An interim each second, but for those due just before a window completes (they wait for it).
+    assert len(results) >= 35 and all(not r.error for r in results)
     assert graphs.captures == prepared  # nothing captured mid-utterance
     assert graphs.eager_batches == 0  # every batch fit a prepared bucket
     assert len(storages) == 1  # one cache, allocated once, never grown or replaced

@@ -29,12 +29,18 @@ class BatchWorker(Generic[T]):
         self._take = take
         self._run = run
         self._running = False
+        self._busy = False
         self._thread: threading.Thread | None = None
 
     @property
     def running(self) -> bool:
         """True between start() and close() (read it with ``cond`` held for a stable answer)."""
         return self._running
+
+    @property
+    def busy(self) -> bool:
+        """True while a batch runs (read it with ``cond`` held); ``cond`` is notified when it ends."""
+        return self._busy
 
     def start(self) -> None:
         with self.cond:
@@ -59,4 +65,10 @@ class BatchWorker(Generic[T]):
                     self.cond.wait()
                 if not self._running:
                     return
-            self._run(batch)
+                self._busy = True
+            try:
+                self._run(batch)
+            finally:
+                with self.cond:
+                    self._busy = False
+                    self.cond.notify_all()

@@ -4,10 +4,22 @@ Scheduling policy: finals go before interims, each kind oldest request first; an
 utterance has at most one pending request, so an interim that a newer one (or a
 final) supersedes is never computed, and an utterance that sends audio faster than
 real time still takes one row of a batch at a time (its next request queues behind
-the others' older ones). Open utterances are bounded by count and by the decoder
-cache budget of the :class:`KVPool` (``EngineFull`` when either is reached). Callers on
-an asyncio loop only take short locks here: all model work runs on the worker thread,
-and results go back through each utterance's callback (called on that thread).
+the others' older ones).
+
+Window boundaries: the encoder attends within 8 s windows, so an update encodes and
+prefills the open window again, and the update after a window completes would also
+commit that window (encode it once more and append it to the cache): the most
+expensive update of the cycle. Two rules keep updates even (``even_updates``): an
+interim due just before a window completes (within ``WINDOW_HOLD_S``) waits for it
+and then covers the audio through that window only (no open window: it costs what
+an update of a full open window costs, and the window is not encoded twice); and a
+window that completes between updates is committed when nothing else is due (a
+COMMIT request, no result; an update commits it if it comes first).
+
+Open utterances are bounded by count and by the decoder cache budget of the
+:class:`KVPool` (``EngineFull`` when either is reached). Callers on an asyncio loop
+only take short locks here: all model work runs on the worker thread, and results go
+back through each utterance's callback (called on that thread).
 """
 
 from __future__ import annotations
@@ -32,6 +44,9 @@ from .utterance import Request, TokenResult, Utterance, UtteranceSpec
 log = logging.getLogger(__name__)
 
 TokenCallback = Callable[[TokenResult], None]
+
+# An interim due less than this before a window completes waits for it (at most half an interval).
+WINDOW_HOLD_S = 0.25
 
 
 class EngineFull(RuntimeError):
@@ -64,6 +79,8 @@ class EngineStats:
     graph_captures: int  # fixed-shape decode steps prepared (all at start)
     updates: int
     batches: int
+    commits: int  # window commits run between updates (COMMIT requests)
+    commit_s: float  # their compute time, seconds
 
 
 class EngineCore:
@@ -80,12 +97,14 @@ class EngineCore:
         self._max_samples = int(options.max_utterance_s * SAMPLE_RATE)
         self._ids = itertools.count(1)
         self._entries: dict[int, _Entry] = {}
-        self.worker: BatchWorker[list[tuple[_Entry, bool]]] = BatchWorker("asr-engine", self._take_batch,
+        self.worker: BatchWorker[list[tuple[_Entry, Request]]] = BatchWorker("asr-engine", self._take_batch,
                                                                           self._run_batch)
         self._cond = self.worker.cond
         self._warm = False
         self._updates = 0
         self._batches = 0
+        self._commits = 0
+        self._commit_s = 0.0
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -131,12 +150,25 @@ class EngineCore:
                              "(the engine's max_utterance_s)")
         length = u.append(samples)
         interval = int((u.spec.update_interval_s or self.options.policy.update_interval_s) * SAMPLE_RATE)
-        if u.spec.interim_results and length - u.last_update_samples >= interval:
-            with self._cond:
-                u.last_update_samples = length
-                if u.request < Request.INTERIM:
-                    u.request = Request.INTERIM
-                    entry.requested_at = time.monotonic()
+        features = u.features  # only its pure window arithmetic is used here
+        completed = features.completed_count(length)
+        even = self.options.even_updates
+        hold = min(int(WINDOW_HOLD_S * SAMPLE_RATE), interval // 2) if even else -1
+        window_soon = features.completion_samples(completed) - length <= hold
+        due = u.spec.interim_results and length - u.last_update_samples >= interval and not window_soon
+        with self._cond:
+            new_window = even and completed > u.windows_seen
+            wanted = Request.INTERIM if due else Request.COMMIT if new_window else Request.NONE
+            u.windows_seen = completed
+            if due:
+                # A window completed a moment ago (after the last update): cover the audio through it.
+                boundary = features.completion_samples(completed - 1) if completed else 0
+                recent = boundary > u.last_update_samples and length - boundary <= hold
+                u.interim_end = boundary if recent else length
+                u.last_update_samples = u.interim_end
+            if wanted > u.request:
+                u.request = wanted
+                entry.requested_at = time.monotonic()
                 self._cond.notify()
 
     def finish(self, utterance_id: int) -> None:
@@ -171,7 +203,16 @@ class EngineCore:
                 graph_captures=graphs.captures if graphs is not None else 0,
                 updates=self._updates,
                 batches=self._batches,
+                commits=self._commits,
+                commit_s=self._commit_s,
             )
+
+    def wait_idle(self, timeout: float | None = None) -> bool:
+        """Wait until no request is pending and no batch runs (benchmarks and tests); False on timeout."""
+        with self._cond:
+            return self._cond.wait_for(
+                lambda: not self.worker.busy and all(e.utterance.request == Request.NONE
+                                                     for e in self._entries.values()), timeout)
 
     def _entry(self, utterance_id: int) -> _Entry:
         with self._cond:
@@ -185,19 +226,26 @@ class EngineCore:
     def _allocate(self, u: Utterance):
         return self.model.new_row_cache(u.capacity)
 
-    def _take_batch(self) -> list[tuple[_Entry, bool]] | None:
-        """Finals first, then interims, each oldest request first; clears the requests taken."""
+    def _take_batch(self) -> list[tuple[_Entry, Request]] | None:
+        """Finals first, then interims, each oldest request first; commits only when neither is
+        pending (a batch holds commits or updates, not both). Clears the requests taken."""
         pending = [e for e in self._entries.values() if e.utterance.request != Request.NONE]
         if not pending:
             return None
+        if any(e.utterance.request > Request.COMMIT for e in pending):
+            pending = [e for e in pending if e.utterance.request > Request.COMMIT]
         pending.sort(key=lambda e: (-int(e.utterance.request), e.requested_at))
         batch = []
         for entry in pending[: self.options.max_batch]:
-            batch.append((entry, entry.utterance.request == Request.FINAL))
+            batch.append((entry, entry.utterance.request))
             entry.utterance.request = Request.NONE
         return batch
 
-    def _run_batch(self, batch: list[tuple[_Entry, bool]]) -> None:
+    def _run_batch(self, batch: list[tuple[_Entry, Request]]) -> None:
+        if batch[0][1] == Request.COMMIT:
+            self._run_commits([entry.utterance for entry, _ in batch])
+            return
+        batch = [(entry, request == Request.FINAL) for entry, request in batch]
         try:
             results = self.runner.update([(e.utterance, final) for e, final in batch])
         except Exception as exc:  # noqa: BLE001 - one bad batch must not stop the engine
@@ -221,3 +269,14 @@ class EngineCore:
                 entry.callback(result)
             except Exception:  # noqa: BLE001
                 log.exception("result callback of utterance %d failed", entry.utterance.id)
+
+    def _run_commits(self, utterances: list[Utterance]) -> None:
+        started = time.perf_counter()
+        try:
+            committed = self.runner.commit(utterances)
+        except Exception:  # noqa: BLE001 - the next update of these utterances commits instead
+            log.exception("committing completed windows failed; their next update commits them")
+            return
+        with self._cond:
+            self._commits += committed
+            self._commit_s += time.perf_counter() - started

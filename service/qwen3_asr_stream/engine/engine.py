@@ -124,7 +124,7 @@ class StreamingEngine:
         return UpdateResult(
             utterance_id=r.utterance_id, is_final=r.is_final, language=language, text=text, stable_text=stable,
             tokens=r.tokens, prefix_tokens=r.prefix_tokens, audio_samples=r.audio_samples,
-            encoder_frames=r.encoder_frames, decoder_positions=r.decoder_positions, decode_steps=r.decode_steps,
+            encoder_frames=r.encoder_frames, encoder_chunks=r.encoder_chunks, decoder_positions=r.decoder_positions, decode_steps=r.decode_steps,
             draft_tokens=r.draft_tokens, accepted_tokens=r.accepted_tokens, windows_reencoded=r.windows_reencoded,
             compute_s=r.compute_s, error=r.error)
 

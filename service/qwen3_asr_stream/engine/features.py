@@ -81,12 +81,19 @@ class WindowedFeatures:
         return samples // HOP_LENGTH
 
     def completed_count(self, samples: int) -> int:
-        """Windows whose every frame is final for this much audio."""
-        frames = self.frames(samples)
-        if frames == 0:
-            return 0
-        # The last frame of window k needs 200 samples past its centre: one more frame of audio.
-        return (frames - 1) // self.window_frames
+        """Windows whose every frame is final for this much audio (pure: safe from any thread)."""
+        return max(0, (samples - HALF_WINDOW + HOP_LENGTH) // (HOP_LENGTH * self.window_frames))
+
+    @staticmethod
+    def final_frames(samples: int) -> int:
+        """Frames whose 400 samples all exist (later audio does not change them)."""
+        return max(0, (samples - HALF_WINDOW) // HOP_LENGTH + 1)
+
+    def completion_samples(self, index: int) -> int:
+        """Audio length at which window ``index`` completes: its last frame, centred at
+        ``HOP_LENGTH * ((index + 1) * window_frames - 1)``, has its 200 samples of right context
+        (pure: safe from any thread)."""
+        return HOP_LENGTH * (index + 1) * self.window_frames - HOP_LENGTH + HALF_WINDOW
 
     def update(self, audio: np.ndarray) -> tuple[torch.Tensor, float]:
         """Store newly completed windows and compute the open window.

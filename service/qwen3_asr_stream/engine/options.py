@@ -54,6 +54,9 @@ class EngineOptions:
     max_utterance_s: float = 60.0  # the cache of one utterance is reserved for this much audio
     policy: PolicyOptions = PolicyOptions()
     static_decode: bool | None = None  # fixed-shape decode steps (CUDA graphs); None: on CUDA only
+    # Even updates across window boundaries: an interim due just before a window completes waits
+    # for it, and completed windows are committed between updates (False: the plain cadence).
+    even_updates: bool = True
 
     def __post_init__(self) -> None:
         if self.max_batch < 1:

@@ -3,14 +3,15 @@
 An update of an utterance computes only what is new:
 1. the encoder runs on the open 8 s window (plus any window that completed since
    the last update, or that a moved log floor made stale);
-2. the decoder appends the audio tokens of newly completed windows to the
-   utterance's own cache, after the prompt head: that cache is reused by every
-   later update;
-3. one decoding loop (``decoding.decode``, batched across utterances, each row on its
-   own cache) runs the open window's audio tokens, the prompt tail, the text prefix
-   and a draft (the rest of the last hypothesis), keeps the draft tokens greedy
-   decoding confirms, and continues greedy from the first disagreement; afterwards
-   the cache is cut back to the head and completed windows.
+2. one decoding loop (``decoding.decode``, batched across utterances, each row on its
+   own cache) runs, in one prefill, the audio tokens of newly completed windows (the
+   prompt head first, the first time), the open window's audio tokens, the prompt
+   tail, the text prefix and a draft (the rest of the last hypothesis), keeps the
+   draft tokens greedy decoding confirms, and continues greedy from the first
+   disagreement;
+3. the cache is cut back to the head and the completed windows: those slots are
+   reused by every later update. (:meth:`ModelRunner.commit` appends completed
+   windows alone, between updates, so that the next update does not pay for them.)
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from ..decoding import DecodeRow, StopRules, decode
+from ..decoding import DecodeRow, StopRules, decode, right_pad
 from ..model.kv_cache import RowCache
 from ..model.qwen3_asr import SpeechModel
 from .decode_graphs import DecodeGraphs
@@ -45,6 +46,7 @@ class _Work:
     commit_from: int = 0
     complete: int = 0
     encoder_frames: int = 0
+    encoder_chunks: int = 0
     decoder_positions: int = 0
     reencoded: int = 0
     prefix: tuple[int, ...] = ()
@@ -100,16 +102,44 @@ class ModelRunner:
     @torch.inference_mode()
     def update(self, batch: list[tuple[Utterance, bool]]) -> list[TokenResult]:
         started = time.perf_counter()
-        works = [_Work(u, final, u.snapshot()) for u, final in batch]
+        works = [_Work(u, final, u.snapshot(0 if final else self._interim_end(u))) for u, final in batch]
         ready = [w for w in works if w.audio.shape[0] >= MIN_SAMPLES]
         window_tokens, open_tokens = self._encode(ready)
-        self._commit_windows(ready, window_tokens)
-        self._decode(ready, open_tokens)
+        commits = self._commit_inputs(ready, window_tokens)
+        self._decode(ready, commits, open_tokens)
         elapsed = time.perf_counter() - started
         return [self._result(w, elapsed) for w in works]
 
-    def _encode(self, works: list[_Work]) -> tuple[dict[int, list[torch.Tensor]], dict[int, torch.Tensor]]:
-        """Encode stale, newly completed and open windows of all utterances in one batch.
+    @staticmethod
+    def _interim_end(u: Utterance) -> int:
+        """The audio an interim covers: what was asked, unless windows past it are stored already (all)."""
+        end = u.interim_end
+        return end if end and u.features.completed_count(end) >= len(u.features.windows) else 0
+
+    @torch.inference_mode()
+    def commit(self, utterances: list[Utterance]) -> int:
+        """Encode and append the windows that completed since the last update; no decoding, no result.
+
+        The same work the next update would otherwise do first (with the same floor rule
+        as an interim: committed windows stay as they are); run between updates it keeps
+        the update after a window boundary as cheap as any other. Returns how many
+        windows were committed.
+        """
+        works = [_Work(u, False, u.snapshot()) for u in utterances]
+        ready = [w for w in works if w.audio.shape[0] >= MIN_SAMPLES]
+        window_tokens, _ = self._encode(ready, open_window=False)
+        inputs = self._commit_inputs(ready, window_tokens)
+        rows = [(w, *inputs[w.utterance.id]) for w in ready if inputs[w.utterance.id][0]]
+        if rows:
+            model = self.model
+            ids = right_pad([ids for _, ids, _ in rows], pad_id=0).to(model.device)
+            model.decoder.forward_rows(model.embed(ids, [audio for _, _, audio in rows]),
+                                       [w.utterance.cache for w, _, _ in rows], [len(ids) for _, ids, _ in rows])
+        return sum(len(tokens) for tokens in window_tokens.values())
+
+    def _encode(self, works: list[_Work], open_window: bool = True
+                ) -> tuple[dict[int, list[torch.Tensor]], dict[int, torch.Tensor]]:
+        """Encode stale, newly completed and (``open_window``) open windows of all utterances in one batch.
 
         Returns, by utterance id, the audio tokens of the windows to commit and those
         of the open window.
@@ -132,14 +162,17 @@ class ModelRunner:
             w.commit_from = min(stale, u.committed_windows)
             total_frames = u.features.frames(w.audio.shape[0])
             pad_to = model.encoder.chunk_padding(total_frames)
+            final_frames = u.features.final_frames(w.audio.shape[0])
             for k in range(w.commit_from, w.complete):
                 mel = floor_features(u.features.windows[k].raw, floor)
-                pieces.append(torch.cat(model.encoder.embed_chunks(mel.to(model.device, model.dtype), pad_to)))
+                first_chunk = k * self.dims.chunks_per_window
+                pieces.append(self._embed_chunks(w, mel, first_chunk, floor, pad_to, final_frames))
                 owners.append((w, k))
                 w.encoder_frames += mel.shape[1]
-            if open_raw.shape[1]:
+            if open_window and open_raw.shape[1]:
                 mel = floor_features(open_raw, floor)
-                pieces.append(torch.cat(model.encoder.embed_chunks(mel.to(model.device, model.dtype), pad_to)))
+                pieces.append(self._embed_chunks(w, mel, w.complete * self.dims.chunks_per_window, floor, pad_to,
+                                                 final_frames))
                 owners.append((w, None))
                 w.encoder_frames += mel.shape[1]
         window_tokens: dict[int, list[torch.Tensor]] = {}
@@ -153,9 +186,41 @@ class ModelRunner:
                 window_tokens.setdefault(w.utterance.id, []).append(out)
         return window_tokens, open_tokens
 
-    def _commit_windows(self, works: list[_Work], window_tokens: dict[int, list[torch.Tensor]]) -> None:
-        """Append the head (first time) and newly completed windows to each utterance's cache."""
+    def _embed_chunks(self, w: _Work, mel: torch.Tensor, first_chunk: int, floor: float, pad_to: int,
+                      final_frames: int) -> torch.Tensor:
+        """The encoder's convolution front of ``mel`` ``(n_mels, frames)``, which starts at chunk
+        ``first_chunk`` of the utterance: ``(tokens, d_model)``.
+
+        Each 1 s chunk is convolved on its own, so a whole chunk whose frames are final gives the
+        same tokens at every update under the same floor: those are kept on the utterance and
+        reused (the open window's earlier chunks, then the window when it is committed).
+        """
         model = self.model
+        u = w.utterance
+        chunk = self.dims.chunk_frames
+        count = -(-mel.shape[1] // chunk)
+        reused = 0
+        while reused < count and u.chunk_floor(first_chunk + reused) == floor:
+            reused += 1
+        parts = [u.chunk_embeds[first_chunk + i][1] for i in range(reused)]
+        if reused < count:
+            new = model.encoder.embed_chunks(mel[:, reused * chunk :].to(model.device, model.dtype), pad_to)
+            w.encoder_chunks += len(new)
+            for i, tokens in enumerate(new, start=reused):
+                if pad_to == chunk and (first_chunk + i + 1) * chunk <= final_frames:
+                    u.chunk_embeds[first_chunk + i] = (floor, tokens)
+            parts += new
+        return torch.cat(parts)
+
+    def _commit_inputs(self, works: list[_Work], window_tokens: dict[int, list[torch.Tensor]]
+                       ) -> dict[int, tuple[list[int], torch.Tensor | None]]:
+        """Cut each cache back to the windows kept and mark the new ones committed.
+
+        Returns, by utterance id, the positions to append after that (the prompt head the
+        first time, then one audio placeholder per token of the newly committed windows)
+        and those windows' audio tokens; the caller runs them through the decoder.
+        """
+        inputs = {}
         for w in works:
             u = w.utterance
             windows = window_tokens.get(u.id, [])
@@ -169,15 +234,15 @@ class ModelRunner:
             audio = torch.cat(windows) if windows else None
             if audio is not None:
                 ids = ids + [self.audio_pad_id] * audio.shape[0]
-            if ids:
-                tensor = torch.tensor([ids], device=model.device)
-                model.decoder.forward_rows(model.embed(tensor, [audio]), [u.cache], [len(ids)])
-                w.decoder_positions += len(ids)
+            inputs[u.id] = (ids, audio)
             u.committed_windows = w.complete
             for window in u.features.windows[w.commit_from : w.complete]:
                 window.floor_used = w.floor
+            u.forget_chunks_before(w.complete * self.dims.chunks_per_window)
+        return inputs
 
-    def _decode(self, works: list[_Work], open_tokens: dict[int, torch.Tensor]) -> None:
+    def _decode(self, works: list[_Work], commits: dict[int, tuple[list[int], torch.Tensor | None]],
+                open_tokens: dict[int, torch.Tensor]) -> None:
         if not works:
             return
         policy = self.policy
@@ -198,9 +263,12 @@ class ModelRunner:
             room = limit if whole else min(limit, policy.draft_probe_tokens)
             draft = hypothesis[len(w.prefix) : len(w.prefix) + room] if policy.draft else []
             n_open = 0 if open_audio is None else open_audio.shape[0]
-            ids = [self.audio_pad_id] * n_open + list(u.spec.tail_ids) + list(w.prefix)
+            commit_ids, commit_audio = commits[u.id]
+            ids = commit_ids + [self.audio_pad_id] * n_open + list(u.spec.tail_ids) + list(w.prefix)
+            pieces = [a for a in (commit_audio, open_audio) if a is not None]
+            audio = torch.cat(pieces) if pieces else None
             stop = StopRules(self.end_ids, limit, policy.repetition_limit, policy.max_pattern_tokens)
-            w.row = DecodeRow(u.cache, ids, stop, open_audio, history=w.prefix, draft=draft)
+            w.row = DecodeRow(u.cache, ids, stop, audio, history=w.prefix, draft=draft)
             rows.append(w.row)
         decode(self.model, rows, self.graphs.stepper() if self.graphs is not None else None)
         for w in works:
@@ -226,6 +294,7 @@ class ModelRunner:
             prefix_tokens=len(w.prefix),
             audio_samples=w.audio.shape[0],
             encoder_frames=w.encoder_frames,
+            encoder_chunks=w.encoder_chunks,
             decoder_positions=w.decoder_positions,
             decode_steps=row.positions - prefill if row is not None else 0,
             draft_tokens=len(row.draft) if row is not None else 0,

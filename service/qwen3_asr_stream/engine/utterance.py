@@ -12,6 +12,7 @@ import threading
 from dataclasses import dataclass, field
 
 import numpy as np
+import torch
 
 from ..model.kv_cache import RowCache
 from .features import WindowedFeatures
@@ -22,8 +23,9 @@ class Request(enum.IntEnum):
     """What an utterance waits for; a larger value supersedes a smaller one."""
 
     NONE = 0
-    INTERIM = 1
-    FINAL = 2
+    COMMIT = 1  # windows completed: commit them when nothing else is due (no result)
+    INTERIM = 2
+    FINAL = 3
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,7 @@ class TokenResult:
     audio_samples: int  # utterance audio the result covers
     # What the update computed (for tests and metrics):
     encoder_frames: int = 0  # mel frames run through the encoder
+    encoder_chunks: int = 0  # 1 s chunks run through its convolutions (the others' outputs were kept)
     decoder_positions: int = 0  # positions run through the decoder (prefill and steps)
     decode_steps: int = 0  # one-token decode steps after the prefill
     draft_tokens: int = 0  # tokens offered as a draft
@@ -76,6 +79,7 @@ class UpdateResult:
     prefix_tokens: int
     audio_samples: int
     encoder_frames: int = 0
+    encoder_chunks: int = 0
     decoder_positions: int = 0
     decode_steps: int = 0
     draft_tokens: int = 0
@@ -98,6 +102,8 @@ class Utterance:
     request: Request = Request.NONE
     closed: bool = False  # final delivered or cancelled
     last_update_samples: int = 0
+    windows_seen: int = 0  # completed windows when audio last arrived (a new one asks for a commit)
+    interim_end: int = 0  # audio the requested interim covers (0: all there is when it runs)
     draft_kept: float = 1.0  # share of the last whole draft offered that greedy decoding kept
     probe_kept: bool = False  # the last probe (a draft cut to draft_probe_tokens) was kept whole
 
@@ -108,6 +114,8 @@ class Utterance:
     head_length: int = 0  # cache slots of the prompt head
     committed_windows: int = 0  # completed windows whose audio tokens follow the head in the cache
     hypothesis: HypothesisState = field(default_factory=HypothesisState)
+    # Encoder convolution outputs of whole, final 1 s chunks: chunk index -> (floor, (tokens, d_model)).
+    chunk_embeds: dict[int, tuple[float, torch.Tensor]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.features = WindowedFeatures(self.window_frames, self.n_mels)
@@ -129,10 +137,19 @@ class Utterance:
         with self._lock:
             return self._length
 
-    def snapshot(self) -> np.ndarray:
-        """The audio so far (a copy safe to read while more arrives)."""
+    def snapshot(self, end: int = 0) -> np.ndarray:
+        """The audio so far, or its first ``end`` samples (a copy safe to read while more arrives)."""
         with self._lock:
-            return self._audio[: self._length].copy()
+            return self._audio[: min(end, self._length) if end else self._length].copy()
+
+    def chunk_floor(self, index: int) -> float | None:
+        """The floor chunk ``index``'s kept convolution output was computed with (None: none kept)."""
+        kept = self.chunk_embeds.get(index)
+        return kept[0] if kept is not None else None
+
+    def forget_chunks_before(self, index: int) -> None:
+        for key in [k for k in self.chunk_embeds if k < index]:
+            del self.chunk_embeds[key]
 
     def stable_slots(self) -> int:
         """Cache slots that later updates reuse: the head and the committed windows' audio tokens."""

@@ -129,13 +129,27 @@ class AudioEncoder(nn.Module):
         return [h[i, : conv_output_length(n)] for i, n in enumerate(lengths)]
 
     def encode_windows(self, windows: list[torch.Tensor]) -> list[torch.Tensor]:
-        """Transformer part over attention windows, batched.
+        """Transformer part over attention windows, batched: whole windows in one batch, shorter ones
+        (a streaming utterance's open window, an audio's last) in another, so that a short window is
+        not padded to a whole one.
 
         Args:
             windows: ``(tokens_i, d_model)`` per window, ``tokens_i <= dims.window_tokens``.
         Returns:
             ``(tokens_i, output_dim)`` per window.
         """
+        whole = [i for i, w in enumerate(windows) if w.shape[0] == self.dims.window_tokens]
+        short = [i for i, w in enumerate(windows) if w.shape[0] != self.dims.window_tokens]
+        if whole and short:
+            out: list[torch.Tensor | None] = [None] * len(windows)
+            for group in (whole, short):
+                for i, encoded in zip(group, self._encode_batch([windows[i] for i in group])):
+                    out[i] = encoded
+            return out
+        return self._encode_batch(windows)
+
+    def _encode_batch(self, windows: list[torch.Tensor]) -> list[torch.Tensor]:
+        """Transformer part over windows padded to the longest (padding masked out)."""
         longest = max(w.shape[0] for w in windows)
         x = windows[0].new_zeros(len(windows), longest, self.dims.d_model)
         key_mask = torch.zeros(len(windows), longest, dtype=torch.bool, device=x.device)

@@ -343,7 +343,8 @@ class Session:
 
     def _on_interim(self, u: _Utterance, result: UpdateResult) -> None:
         now = time.monotonic()
-        arrived = u.pushed_at.get(result.audio_samples, now)
+        # The push that brought the audio the interim covers (it may cover part of a push).
+        arrived = min((t for n, t in u.pushed_at.items() if n >= result.audio_samples), default=now)
         for length in [n for n in u.pushed_at if n <= result.audio_samples]:
             del u.pushed_at[length]
         before = self.outbox.coalesced
