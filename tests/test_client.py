@@ -302,6 +302,25 @@ def test_read_wav_formats(tmp_path):
     assert read_audio(tmp_path / "ext.wav").format == AudioFormat(48000, 1, "FLOAT32")
 
 
+def test_read_wav_data_chunk_bounds(tmp_path):
+    """The data chunk's size bounds the samples (a chunk after it is not audio); a file written while
+    streaming (size left at 0xFFFFFFFF or 0) is read to its end; a header cut before its data chunk
+    is an error that says so."""
+    path = tmp_path / "tail.wav"
+    write_wav16(path, AUDIO, 16000, 1)
+    path.write_bytes(path.read_bytes() + b"LIST" + struct.pack("<I", 4) + b"abcd")
+    assert read_audio(path).data == AUDIO
+    for unset in (0xFFFFFFFF, 0):
+        blob = bytearray((tmp_path / "tail.wav").read_bytes()[:-12])
+        data_at = blob.index(b"data")
+        blob[data_at + 4 : data_at + 8] = struct.pack("<I", unset)
+        (tmp_path / "streamed.wav").write_bytes(bytes(blob))
+        assert read_audio(tmp_path / "streamed.wav").data == AUDIO
+    (tmp_path / "cut.wav").write_bytes(path.read_bytes()[:36])
+    with pytest.raises(AudioFileError, match="not a valid WAV file .no data chunk"):
+        read_audio(tmp_path / "cut.wav")
+
+
 def test_unsupported_audio_gives_clear_error(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "soundfile", None)  # as if soundfile were not installed
     write_wav_raw(tmp_path / "s24.wav", bytes(300), 16000, 1, tag=1, bits=24)

@@ -24,6 +24,63 @@ class AudioFileError(ValueError):
     """The file cannot be read as audio the server accepts."""
 
 
+class WavError(ValueError):
+    """A RIFF/WAVE header that cannot be read."""
+
+
+class WavIncomplete(WavError):
+    """The bytes end before the header's data chunk begins."""
+
+
+@dataclass(frozen=True)
+class WavHeader:
+    """What a RIFF/WAVE header says (the chunks up to the start of the samples)."""
+
+    format_tag: int  # 1 PCM, 3 IEEE float, ... (an extensible header's subformat)
+    channels: int
+    sample_rate: int
+    block_align: int
+    bits: int
+    data_offset: int  # where the samples start
+    data_end: int | None  # where the data chunk ends by its size; None: writers that stream leave it unset
+
+    @property
+    def encoding(self) -> str | None:
+        """"LINEAR16" or "FLOAT32", or None for a sample format the server does not take."""
+        if self.format_tag == _PCM and self.bits == 16:
+            return "LINEAR16"
+        if self.format_tag == _IEEE_FLOAT and self.bits == 32:
+            return "FLOAT32"
+        return None
+
+
+def parse_wav_header(blob: bytes) -> WavHeader | None:
+    """The header at the start of ``blob``, read up to its data chunk; None when ``blob`` does
+    not start with RIFF/WAVE. Raises :class:`WavIncomplete` when no data chunk starts in
+    ``blob``, :class:`WavError` when no fmt chunk comes before it."""
+    if blob[:4] != b"RIFF" or blob[8:12] != b"WAVE":
+        return None
+    fmt, pos = None, 12
+    while pos + 8 <= len(blob):
+        chunk_id, size = struct.unpack_from("<4sI", blob, pos)
+        if chunk_id == b"data":
+            break
+        if chunk_id == b"fmt ":
+            fmt = blob[pos + 8 : pos + 8 + size]
+        pos += 8 + size + (size & 1)  # chunks are padded to an even size
+    else:
+        raise WavIncomplete("no data chunk")
+    if fmt is None or len(fmt) < 16:
+        raise WavError("no fmt chunk before the data chunk")
+    tag, channels, rate, _, block_align, bits = struct.unpack_from("<HHIIHH", fmt)
+    if tag == _EXTENSIBLE and len(fmt) >= 26:
+        tag = struct.unpack_from("<H", fmt, 24)[0]  # first two bytes of the subformat GUID
+    start = pos + 8
+    # Writers that stream a file leave the data size at 0 or 0xFFFFFFFF.
+    end = start + size if 0 < size < 0xFFFFFFFF else None
+    return WavHeader(tag, channels, rate, block_align, bits, start, end)
+
+
 @dataclass(frozen=True)
 class AudioData:
     data: bytes
@@ -57,32 +114,21 @@ def read_audio(path: str | Path) -> AudioData:
 
 
 def _read_wav(blob: bytes, path: Path) -> AudioData | None:
-    """Parse RIFF chunks; None for a valid WAV of another sample format."""
-    fmt = data = None
-    pos = 12
-    while pos + 8 <= len(blob):
-        chunk_id, size = struct.unpack_from("<4sI", blob, pos)
-        body = blob[pos + 8 : pos + 8 + size]
-        if chunk_id == b"fmt ":
-            fmt = body
-        elif chunk_id == b"data":
-            data = body
-        pos += 8 + size + (size & 1)  # chunks are padded to an even size
-    if fmt is None or len(fmt) < 16 or data is None:
-        raise AudioFileError(f"{path} is not a valid WAV file (no fmt or data chunk)")
-    tag, channels, rate, _, block_align, bits = struct.unpack_from("<HHIIHH", fmt)
-    if tag == _EXTENSIBLE and len(fmt) >= 26:
-        tag = struct.unpack_from("<H", fmt, 24)[0]  # first two bytes of the subformat GUID
-    if tag == _PCM and bits == 16:
-        encoding = "LINEAR16"
-    elif tag == _IEEE_FLOAT and bits == 32:
-        encoding = "FLOAT32"
-    else:
+    """The samples of a WAV file; None for a valid WAV of another sample format."""
+    try:
+        header = parse_wav_header(blob)
+    except WavError as exc:
+        raise AudioFileError(f"{path} is not a valid WAV file ({exc})") from None
+    assert header is not None  # the caller saw RIFF/WAVE
+    encoding = header.encoding
+    if encoding is None:
         return None
-    if channels < 1 or block_align != channels * bits // 8:
+    channels, block_align = header.channels, header.block_align
+    if channels < 1 or block_align != channels * header.bits // 8:
         raise AudioFileError(f"{path}: inconsistent WAV header ({channels} channels, block {block_align})")
+    data = blob[header.data_offset : header.data_end]
     data = data[: len(data) - len(data) % block_align]
-    return AudioData(data, AudioFormat(sample_rate=rate, channels=channels, encoding=encoding))
+    return AudioData(data, AudioFormat(sample_rate=header.sample_rate, channels=channels, encoding=encoding))
 
 
 def _read_with_soundfile(path: Path) -> AudioData:

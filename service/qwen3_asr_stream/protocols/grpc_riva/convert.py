@@ -13,10 +13,10 @@ InvalidRequest naming it; a ``Transcript`` becomes a response with one result.
 
 from __future__ import annotations
 
-import struct
 from dataclasses import dataclass
 
 from riva.client.proto import riva_asr_pb2 as rasr
+from qwen3_asr_client.audio_files import WavError, WavIncomplete, parse_wav_header
 from riva.client.proto import riva_audio_pb2 as raudio
 
 from ...audio.input import AudioEncoding, AudioFormat
@@ -39,12 +39,10 @@ RUNTIME_KEYS = ("force_eou",)
 TRUE = ("true", "1", "yes")
 FALSE = ("false", "0", "no", "")
 
-# WAV headers: Riva's clients send a file's bytes as they are (header included).
-_WAV_PCM, _WAV_FLOAT, _WAV_EXTENSIBLE = 1, 3, 0xFFFE
-
-
 @dataclass(frozen=True)
 class WavHeader:
+    """A WAV header at the start of a request's audio (Riva's clients send a file's bytes as they are)."""
+
     format: AudioFormat
     data_offset: int  # where the samples start
     data_end: int | None  # where the data chunk ends by its size field; None: to the end (streamed files)
@@ -53,39 +51,24 @@ class WavHeader:
 def wav_header(data: bytes) -> WavHeader | None:
     """The format and data offset of a RIFF/WAVE header at the start of ``data``; None when
     ``data`` does not start with one. Raises InvalidRequest for a WAV we cannot read."""
-    if data[:4] != b"RIFF" or data[8:12] != b"WAVE":
-        return None
-    fmt, pos = None, 12
-    while pos + 8 <= len(data):
-        chunk_id, size = struct.unpack_from("<4sI", data, pos)
-        if chunk_id == b"data":
-            data_size = size
-            break
-        if chunk_id == b"fmt ":
-            fmt = data[pos + 8 : pos + 8 + size]
-        pos += 8 + size + (size & 1)  # chunks are padded to an even size
-    else:
-        raise InvalidRequest("the audio starts with a WAV header that has no data chunk in this message; "
-                             "send the header and the first samples together, or raw LINEAR_PCM")
-    if fmt is None or len(fmt) < 16:
-        raise InvalidRequest("the WAV header has no fmt chunk before its data chunk")
-    tag, channels, rate, _, _, bits = struct.unpack_from("<HHIIHH", fmt)
-    if tag == _WAV_EXTENSIBLE and len(fmt) >= 26:
-        tag = struct.unpack_from("<H", fmt, 24)[0]  # first two bytes of the subformat GUID
-    if tag == _WAV_PCM and bits == 16:
-        encoding = AudioEncoding.LINEAR16
-    elif tag == _WAV_FLOAT and bits == 32:
-        encoding = AudioEncoding.FLOAT32
-    else:
-        raise InvalidRequest(f"WAV audio with format tag {tag} and {bits}-bit samples is not supported; "
-                             "send 16-bit PCM (LINEAR_PCM)")
     try:
-        audio = AudioFormat(sample_rate=rate, channels=channels, encoding=encoding)
+        header = parse_wav_header(data)
+    except WavIncomplete:
+        raise InvalidRequest("the audio starts with a WAV header that has no data chunk in this message; "
+                             "send the header and the first samples together, or raw LINEAR_PCM") from None
+    except WavError as exc:
+        raise InvalidRequest(f"the WAV header cannot be read: {exc}") from None
+    if header is None:
+        return None
+    if header.encoding is None:
+        raise InvalidRequest(f"WAV audio with format tag {header.format_tag} and {header.bits}-bit samples is "
+                             "not supported; send 16-bit PCM (LINEAR_PCM)")
+    try:
+        audio = AudioFormat(sample_rate=header.sample_rate, channels=header.channels,
+                            encoding=AudioEncoding[header.encoding])
     except ValueError as exc:
         raise InvalidRequest(f"WAV header: {exc}") from None
-    # Writers that stream a file leave the data size at 0 or 0xFFFFFFFF.
-    end = pos + 8 + data_size if 0 < data_size < 0xFFFFFFFF else None
-    return WavHeader(audio, pos + 8, end)
+    return WavHeader(audio, header.data_offset, header.data_end)
 
 
 def check_header(header: WavHeader, audio: AudioFormat) -> None:
