@@ -125,9 +125,10 @@ class Session:
         return sum(1 for u in self._utterances.values() if u.ended is not None)
 
     def idle_for(self) -> float:
-        """Seconds since the client's last input; 0 while its unread results hold the input back."""
+        """Seconds since the client's last input (or since we last held it back); 0 while its
+        unread results hold the input back."""
         if len(self.outbox) >= self.outbox.max_items:
-            self.last_input_at = time.monotonic()
+            return 0.0
         return time.monotonic() - self.last_input_at
 
     # -- client input ------------------------------------------------------------------
@@ -236,10 +237,13 @@ class Session:
         """Wait until the client has read enough to take more input, and its audio is at most
         ``max_lead_s`` ahead of real time (a client sending a file faster than real time is
         paced there, so it cannot take the engine from real-time calls); False after ``timeout`` s."""
+        held = len(self.outbox) >= self.outbox.max_items
         if not await self.outbox.wait_room(timeout):
             return False
         if (early := self.lead_s() - self.max_lead_s) > 0:
             await asyncio.sleep(min(early, timeout))
+            held = True
+        if held:
             self.last_input_at = time.monotonic()  # held back by us, not idle
         return True
 
