@@ -70,6 +70,25 @@ def checkpoints(tmp_path_factory):
     }
 
 
+@pytest.fixture(scope="module")
+def engine(checkpoints):
+    """The tiny ASR checkpoint loaded as ``serve`` loads it (default server options), per module."""
+    from qwen3_asr_stream.server.harness import load_engine
+    from qwen3_asr_stream.server.options import ServerOptions
+
+    engine = load_engine(str(checkpoints["asr"]), ServerOptions())
+    yield engine
+    engine.close()
+
+
+@pytest.fixture(scope="module")
+def aligner(checkpoints):
+    """The tiny forced aligner loaded as ``serve`` loads it, per module."""
+    from qwen3_asr_stream.server.harness import load_aligner
+
+    return load_aligner(str(checkpoints["aligner"]))
+
+
 def tone_mix(seconds: float, seed: int, rate: int = 16000) -> np.ndarray:
     """A few gliding tones with an amplitude envelope and a little noise: varied, speech-like energy."""
     rng = np.random.default_rng(seed)

@@ -27,7 +27,7 @@ pytest.importorskip("webrtcvad")
 import openai  # noqa: E402
 from openai import AsyncOpenAI  # noqa: E402
 
-from qwen3_asr_stream.server.harness import ServerThread, load_aligner, load_engine  # noqa: E402
+from qwen3_asr_stream.server.harness import ServerThread  # noqa: E402
 from qwen3_asr_stream.server.options import ServerOptions  # noqa: E402
 
 TOKEN = "test-token"
@@ -82,18 +82,6 @@ def pieces(data: bytes, rate: int, seed: int = 0) -> list[bytes]:
         out.append(data[i:i + n])
         i += n
     return out
-
-
-@pytest.fixture(scope="module")
-def engine(checkpoints):
-    engine = load_engine(str(checkpoints["asr"]), ServerOptions())
-    yield engine
-    engine.close()
-
-
-@pytest.fixture(scope="module")
-def aligner(checkpoints):
-    return load_aligner(str(checkpoints["aligner"]))
 
 
 @pytest.fixture(scope="module")

@@ -21,7 +21,7 @@ from qwen3_asr_client import AsyncStreamingClient, AudioFormat, RecognitionOptio
 from qwen3_asr_client.proto import asr_pb2, asr_pb2_grpc
 
 pytest.importorskip("webrtcvad")
-from qwen3_asr_stream.server.harness import ServerThread, load_engine  # noqa: E402
+from qwen3_asr_stream.server.harness import ServerThread  # noqa: E402
 from qwen3_asr_stream.server.options import ServerOptions  # noqa: E402
 
 CODE = grpc.StatusCode
@@ -34,13 +34,6 @@ AUDIO = (np.random.default_rng(0).standard_normal(32000) * 3000).astype(np.int16
 CHUNKS = [AUDIO[i:i + 3200] for i in range(0, len(AUDIO), 3200)]
 # A 150 Hz sawtooth: voiced for the VAD, so a stream sending it stays inside an utterance.
 VOICED = (0.15 * (2 * ((150 * np.arange(1600) / 16000) % 1) - 1) * 32767).astype(np.int16).tobytes()
-
-
-@pytest.fixture(scope="module")
-def engine(checkpoints):
-    engine = load_engine(str(checkpoints["asr"]), ServerOptions())
-    yield engine
-    engine.close()
 
 
 @pytest.fixture(scope="module")

@@ -31,7 +31,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc  # noqa: E402
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc  # noqa: E402
 
 from qwen3_asr_stream.server.app import SERVICE_NAME  # noqa: E402
-from qwen3_asr_stream.server.harness import ServerThread, load_aligner, load_engine  # noqa: E402
+from qwen3_asr_stream.server.harness import ServerThread  # noqa: E402
 from qwen3_asr_stream.server.options import ServerOptions  # noqa: E402
 
 SILENCE_S = 1.2
@@ -86,18 +86,6 @@ def phrases(espeak, tmp_path_factory):
 def speech(phrases) -> Speech:
     a, b, rate = phrases
     return compose([a, b], rate)
-
-
-@pytest.fixture(scope="module")
-def engine(checkpoints):
-    engine = load_engine(str(checkpoints["asr"]), ServerOptions())
-    yield engine
-    engine.close()
-
-
-@pytest.fixture(scope="module")
-def aligner(checkpoints):
-    return load_aligner(str(checkpoints["aligner"]))
 
 
 def free_port() -> int:
