@@ -15,7 +15,7 @@ import statistics
 import pytest
 
 from qwen3_asr_client import AsyncStreamingClient, RecognitionOptions, Result
-from test_server_e2e import compose, engine, phrases  # noqa: F401 - shared module fixtures
+from test_server_e2e import compose, phrases  # noqa: F401 - shared module fixtures
 
 pytest.importorskip("webrtcvad")
 from qwen3_asr_stream.server.harness import ServerThread  # noqa: E402

@@ -7,7 +7,6 @@ import logging
 import grpc
 import pytest
 
-from test_server_e2e import aligner, engine  # noqa: F401 - module fixtures shared with the e2e tests
 
 pytest.importorskip("webrtcvad")
 from qwen3_asr_stream.server.harness import ServerThread  # noqa: E402

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from test_riva_service import write_wav
-from test_server_e2e import BOUNDARY_TOLERANCE_MS, aligner, compose, engine, phrases  # noqa: F401
+from test_server_e2e import BOUNDARY_TOLERANCE_MS, compose, phrases  # noqa: F401
 
 from qwen3_asr_stream.audio.vad import EndpointingOptions  # noqa: E402
 from qwen3_asr_stream.server.harness import ServerThread  # noqa: E402

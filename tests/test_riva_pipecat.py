@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from test_riva_service import write_wav
-from test_server_e2e import aligner, compose, engine, phrases  # noqa: F401 - module fixtures
+from test_server_e2e import compose, phrases  # noqa: F401 - module fixtures
 
 from qwen3_asr_stream.server.harness import ServerThread  # noqa: E402
 from qwen3_asr_stream.server.options import ServerOptions  # noqa: E402

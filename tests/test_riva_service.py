@@ -24,7 +24,7 @@ from riva.client.proto import riva_audio_pb2 as raudio
 
 from qwen3_asr_client.proto import asr_pb2
 from test_server_e2e import (  # noqa: F401 - module fixtures shared with the e2e tests
-    BOUNDARY_TOLERANCE_MS, aligner, call_status_sync, compose, engine, phrases, self_signed,
+    BOUNDARY_TOLERANCE_MS, call_status_sync, compose, phrases, self_signed,
 )
 from test_server_errors import OPTIONS as ERROR_OPTIONS, audio as asr_audio, config as asr_config  # noqa: E402
 

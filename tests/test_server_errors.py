@@ -13,7 +13,7 @@ import pytest
 from qwen3_asr_client import AsyncStreamingClient, AudioFormat, RecognitionOptions
 from qwen3_asr_client.proto import asr_pb2, asr_pb2_grpc
 from test_server_e2e import (  # noqa: F401 - module fixtures shared with the e2e tests
-    aligner, call_status, call_status_sync, collect, compose, engine, finals, phrases,
+    call_status, call_status_sync, collect, compose, finals, phrases,
 )
 
 pytest.importorskip("webrtcvad")
