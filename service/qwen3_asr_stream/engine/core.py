@@ -156,10 +156,9 @@ class EngineCore:
         hold = min(int(WINDOW_HOLD_S * SAMPLE_RATE), interval // 2) if even else -1
         window_soon = features.completion_samples(completed) - length <= hold
         due = u.spec.interim_results and length - u.last_update_samples >= interval and not window_soon
+        new_window = even and completed > features.completed_count(length - samples.shape[0])
         with self._cond:
-            new_window = even and completed > u.windows_seen
             wanted = Request.INTERIM if due else Request.COMMIT if new_window else Request.NONE
-            u.windows_seen = completed
             if due:
                 # A window completed a moment ago (after the last update): cover the audio through it.
                 boundary = features.completion_samples(completed - 1) if completed else 0

@@ -18,7 +18,7 @@ included, and its ``stable_text`` is empty (all of it is final).
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Callable
 
 import numpy as np
@@ -121,12 +121,8 @@ class StreamingEngine:
             language, text, stable = "", "", ""
         else:
             language, text, stable = text_of(self.tokenizer, state, r)
-        return UpdateResult(
-            utterance_id=r.utterance_id, is_final=r.is_final, language=language, text=text, stable_text=stable,
-            tokens=r.tokens, prefix_tokens=r.prefix_tokens, audio_samples=r.audio_samples,
-            encoder_frames=r.encoder_frames, encoder_chunks=r.encoder_chunks, decoder_positions=r.decoder_positions, decode_steps=r.decode_steps,
-            draft_tokens=r.draft_tokens, accepted_tokens=r.accepted_tokens, windows_reencoded=r.windows_reencoded,
-            compute_s=r.compute_s, error=r.error)
+        token_fields = {f.name: getattr(r, f.name) for f in fields(r)}
+        return UpdateResult(**token_fields, language=language, text=text, stable_text=stable)
 
 
 def text_of(tokenizer: TextTokenizer, state: _TextState, r: TokenResult) -> tuple[str, str, str]:

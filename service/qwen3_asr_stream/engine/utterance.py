@@ -64,29 +64,15 @@ class TokenResult:
 
 
 @dataclass(frozen=True)
-class UpdateResult:
-    """A result as the text layer gives it (``TokenResult`` plus text)."""
+class UpdateResult(TokenResult):
+    """A result as the text layer gives it (``TokenResult`` plus text; empty on an error)."""
 
-    utterance_id: int
-    is_final: bool
-    language: str
-    text: str
+    language: str = ""
+    text: str = ""
     # Interims: a prefix of ``text`` that every later interim's stable_text starts with (it
     # never shrinks or changes). A final is the whole utterance decoded afresh, as offline
     # transcription does: it may differ anywhere from the last interim, stable part included.
-    stable_text: str
-    tokens: tuple[int, ...]
-    prefix_tokens: int
-    audio_samples: int
-    encoder_frames: int = 0
-    encoder_chunks: int = 0
-    decoder_positions: int = 0
-    decode_steps: int = 0
-    draft_tokens: int = 0
-    accepted_tokens: int = 0
-    windows_reencoded: int = 0
-    compute_s: float = 0.0
-    error: str = ""
+    stable_text: str = ""
 
 
 @dataclass
@@ -102,7 +88,6 @@ class Utterance:
     request: Request = Request.NONE
     closed: bool = False  # final delivered or cancelled
     last_update_samples: int = 0
-    windows_seen: int = 0  # completed windows when audio last arrived (a new one asks for a commit)
     interim_end: int = 0  # audio the requested interim covers (0: all there is when it runs)
     draft_kept: float = 1.0  # share of the last whole draft offered that greedy decoding kept
     probe_kept: bool = False  # the last probe (a draft cut to draft_probe_tokens) was kept whole
