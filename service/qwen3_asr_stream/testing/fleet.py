@@ -195,6 +195,13 @@ class _Proxy:
                 self.process.wait(5)
 
 
+def _substitute_once(pattern: str, replacement: str, text: str, what: str) -> str:
+    """``text`` with the one match of ``pattern`` replaced (a shipped configuration we fill in)."""
+    text, n = re.subn(pattern, replacement, text)
+    assert n == 1, f"expected {what}; the file changed"
+    return text
+
+
 class Nginx(_Proxy):
     exe = "nginx"
     template = "nginx-grpc.conf"
@@ -202,11 +209,10 @@ class Nginx(_Proxy):
     def config(self) -> str:
         text = (PROXIES / self.template).read_text()
         servers = "".join(f"    server {r.address} max_fails=1 fail_timeout=10s;\n" for r in self.replicas)
-        text, n = re.subn(r"(upstream qwen3_asr \{\n    least_conn;\n)(?:    server .*\n)+", rf"\g<1>{servers}", text)
-        assert n == 1, "the shipped nginx configuration no longer has the expected upstream block"
-        text, n = re.subn(r"listen \S+ http2;", f"listen {self.address} http2;", text)
-        assert n == 1, "the shipped nginx configuration no longer has one 'listen ... http2'"
-        return text
+        text = _substitute_once(r"(upstream qwen3_asr \{\n    least_conn;\n)(?:    server .*\n)+", rf"\g<1>{servers}",
+                                text, "the shipped nginx configuration's upstream block")
+        return _substitute_once(r"listen \S+ http2;", f"listen {self.address} http2;", text,
+                                "one 'listen ... http2' in the shipped nginx configuration")
 
     def write_config(self) -> Path:
         site = self.workdir / "asr-grpc.conf"
@@ -231,11 +237,10 @@ class HAProxy(_Proxy):
         text = (PROXIES / self.template).read_text()
         servers = "".join(f"    server r{i} {r.address} port {r.metrics_port}\n"
                           for i, r in enumerate(self.replicas, 1))
-        text, n = re.subn(r"(?:    server r\d+ .*\n)+", servers, text)
-        assert n == 1, "the shipped HAProxy configuration no longer has the expected server lines"
-        text, n = re.subn(r"bind \S+ proto h2", f"bind {self.address} proto h2", text)
-        assert n == 1, "the shipped HAProxy configuration no longer has one 'bind ... proto h2'"
-        return text
+        text = _substitute_once(r"(?:    server r\d+ .*\n)+", servers, text,
+                                "the server lines of the shipped HAProxy configuration")
+        return _substitute_once(r"bind \S+ proto h2", f"bind {self.address} proto h2", text,
+                                "one 'bind ... proto h2' in the shipped HAProxy configuration")
 
     def write_config(self) -> Path:
         path = self.workdir / "haproxy.cfg"
