@@ -89,6 +89,15 @@ def aligner(checkpoints):
     return load_aligner(str(checkpoints["aligner"]))
 
 
+def framework_python(venv: str, env_var: str, install: str) -> Path:
+    """The Python of a voice-agent framework's own virtualenv (``bash .ci/run`` creates it);
+    ``env_var`` names another. A missing one fails the test, saying how to make it."""
+    path = Path(os.environ.get(env_var, ROOT / venv / "bin" / "python"))
+    assert path.exists(), (f"no virtualenv at {path}: bash .ci/run creates it (python3 -m venv {venv} && "
+                           f"{venv}/bin/pip install {install}), or set {env_var}")
+    return path
+
+
 def tone_mix(seconds: float, seed: int, rate: int = 16000) -> np.ndarray:
     """A few gliding tones with an amplitude envelope and a little noise: varied, speech-like energy."""
     rng = np.random.default_rng(seed)

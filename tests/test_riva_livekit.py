@@ -9,12 +9,12 @@ carry). The plugin sends a Parakeet model name by default: the server runs with
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 from pathlib import Path
 
 import pytest
 
+from conftest import framework_python
 from test_riva_service import write_wav
 from test_server_e2e import BOUNDARY_TOLERANCE_MS, compose, phrases  # noqa: F401
 
@@ -22,17 +22,12 @@ from qwen3_asr_stream.audio.vad import EndpointingOptions  # noqa: E402
 from qwen3_asr_stream.server.harness import ServerThread  # noqa: E402
 from qwen3_asr_stream.server.options import ServerOptions  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
 DRIVER = Path(__file__).with_name("riva_livekit_driver.py")
 
 
 @pytest.fixture(scope="module")
 def livekit_python() -> Path:
-    path = Path(os.environ.get("QWEN3_ASR_LIVEKIT_PYTHON", ROOT / ".venv-livekit" / "bin" / "python"))
-    assert path.exists(), (
-        f"no LiveKit virtualenv at {path}: bash .ci/run creates it (python3 -m venv .venv-livekit && "
-        ".venv-livekit/bin/pip install livekit-plugins-nvidia==1.8.9), or set QWEN3_ASR_LIVEKIT_PYTHON")
-    return path
+    return framework_python(".venv-livekit", "QWEN3_ASR_LIVEKIT_PYTHON", "livekit-plugins-nvidia==1.8.9")
 
 
 def test_livekit_nvidia_stt_with_its_default_model(livekit_python, engine, aligner, phrases, tmp_path):

@@ -9,30 +9,25 @@ server here and run tests/riva_pipecat_driver.py with that venv's Python.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 from pathlib import Path
 
 import pytest
 
+from conftest import framework_python
 from test_riva_service import write_wav
 from test_server_e2e import compose, phrases  # noqa: F401 - module fixtures
 
 from qwen3_asr_stream.server.harness import ServerThread  # noqa: E402
 from qwen3_asr_stream.server.options import ServerOptions  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
 DRIVER = Path(__file__).with_name("riva_pipecat_driver.py")
 API_KEY = "pipecat-key"
 
 
 @pytest.fixture(scope="module")
 def pipecat_python() -> Path:
-    path = Path(os.environ.get("QWEN3_ASR_PIPECAT_PYTHON", ROOT / ".venv-pipecat" / "bin" / "python"))
-    assert path.exists(), (
-        f"no Pipecat virtualenv at {path}: bash .ci/run creates it (python3 -m venv .venv-pipecat && "
-        ".venv-pipecat/bin/pip install -e . 'pipecat-ai[nvidia]==1.14.0'), or set QWEN3_ASR_PIPECAT_PYTHON")
-    return path
+    return framework_python(".venv-pipecat", "QWEN3_ASR_PIPECAT_PYTHON", "-e . 'pipecat-ai[nvidia]==1.14.0'")
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,6 @@ statuses), not the words recognized.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import threading
 import time
@@ -193,13 +192,7 @@ def riva_audio(data: bytes) -> rasr.StreamingRecognizeRequest:
 
 
 def riva_call(address: str, requests, metadata=()) -> tuple[grpc.StatusCode, str, list]:
-    with grpc.insecure_channel(address) as channel:
-        call = rasr_grpc.RivaSpeechRecognitionStub(channel).StreamingRecognize(iter(requests), metadata=metadata)
-        responses = []
-        with contextlib.suppress(grpc.RpcError):
-            for response in call:
-                responses.append(response)
-        return call.code(), call.details(), responses
+    return call_status_sync(address, requests, metadata, stub=rasr_grpc.RivaSpeechRecognitionStub)
 
 
 def riva_recognize(address: str, data: bytes, **fields) -> grpc.StatusCode:

@@ -106,8 +106,10 @@ async def collect(address: str, chunks, fmt: AudioFormat, options: RecognitionOp
         return [item async for item in c.stream(chunks, fmt, options, realtime=realtime)]
 
 
-def call_status_sync(address: str, requests, metadata=(), credentials=None) -> tuple[grpc.StatusCode, str, list]:
-    """Send raw requests (then half-close); the call's status, details and responses.
+def call_status_sync(address: str, requests, metadata=(), credentials=None,
+                     stub=asr_pb2_grpc.SpeechRecognitionStub) -> tuple[grpc.StatusCode, str, list]:
+    """Send raw requests to ``stub``'s StreamingRecognize (then half-close); the call's status,
+    details and responses.
 
     The blocking API: a request the server no longer reads does not turn the status
     into a client-side INTERNAL error, as a failed write does in grpc.aio.
@@ -117,7 +119,7 @@ def call_status_sync(address: str, requests, metadata=(), credentials=None) -> t
     else:
         channel = grpc.secure_channel(address, credentials)
     with channel:
-        call = asr_pb2_grpc.SpeechRecognitionStub(channel).StreamingRecognize(iter(requests), metadata=metadata)
+        call = stub(channel).StreamingRecognize(iter(requests), metadata=metadata)
         responses = []
         with contextlib.suppress(grpc.RpcError):
             for response in call:

@@ -58,6 +58,11 @@ def speech_end_ms(speech) -> int:
     return speech.spans[0][1]
 
 
+def into_first_utterance(speech) -> int:
+    """Chunks from the start to 0.8 s into the first utterance."""
+    return speech.spans[0][0] // CHUNK_MS + 8
+
+
 def test_half_close_delivers_the_last_final_then_ok(engine, speech):
     async def run():
         backend = backend_of(engine)
@@ -105,7 +110,7 @@ def test_cancel_releases_the_engine(engine, speech):
         backend = backend_of(engine)
         session = Session(settings(backend, speech.rate), backend)
         chunks = speech.chunks(CHUNK_MS)
-        for chunk in chunks[:speech.spans[0][0] // CHUNK_MS + 8]:
+        for chunk in chunks[:into_first_utterance(speech)]:
             session.audio(chunk)
         assert engine.stats().open_utterances == 1, "precondition: an utterance is open in the engine"
         session.close()
@@ -139,7 +144,7 @@ def test_idle_input_ends_with_deadline_exceeded_after_the_final(engine, speech):
         backend = backend_of(engine, idle_timeout_s=0.6)
         with backend.calls.stream("test", "peer") as call:
             session = call.open(settings(backend, speech.rate))
-            for chunk in speech.chunks(CHUNK_MS)[:speech.spans[0][0] // CHUNK_MS + 8]:
+            for chunk in speech.chunks(CHUNK_MS)[:into_first_utterance(speech)]:
                 session.audio(chunk)
             started = time.monotonic()
             items, status = await drain_results(session)  # the client sends nothing more
@@ -176,7 +181,7 @@ def test_audio_ending_inside_a_sample_gets_its_final_then_invalid_argument(engin
     async def run():
         backend = backend_of(engine)
         session = Session(settings(backend, speech.rate), backend)
-        for chunk in speech.chunks(CHUNK_MS)[:speech.spans[0][0] // CHUNK_MS + 8]:
+        for chunk in speech.chunks(CHUNK_MS)[:into_first_utterance(speech)]:
             session.audio(chunk)
         session.audio(b"\x01")  # half a sample
         session.end_input()
@@ -193,7 +198,7 @@ def test_clear_drops_the_utterance_in_progress(engine, speech):
         backend = backend_of(engine)
         session = Session(settings(backend, speech.rate), backend)
         chunks = speech.chunks(CHUNK_MS)
-        for chunk in chunks[:speech.spans[0][0] // CHUNK_MS + 8]:
+        for chunk in chunks[:into_first_utterance(speech)]:
             session.audio(chunk)
         assert session.in_speech
         session.clear()
@@ -216,7 +221,7 @@ def test_drain_lets_the_utterance_finish_then_unavailable(engine, speech):
         with calls.stream("test", "peer") as call:
             session = call.open(settings(backend, speech.rate))
             chunks = speech.chunks(CHUNK_MS)
-            middle = speech.spans[0][0] // CHUNK_MS + 8
+            middle = into_first_utterance(speech)
             for chunk in chunks[:middle]:
                 session.audio(chunk)
             drain = asyncio.ensure_future(calls.drain(20))
@@ -294,7 +299,7 @@ def test_pump_feeds_audio_and_controls_until_half_close(engine, speech):
         with backend.calls.stream("test", "peer") as call:
             session = call.open(settings(backend, speech.rate))
             chunks = speech.chunks(CHUNK_MS)
-            middle = speech.spans[0][0] // CHUNK_MS + 8
+            middle = into_first_utterance(speech)
 
             async def inputs():
                 for chunk in chunks[:middle]:
