@@ -80,14 +80,14 @@ class WindowedFeatures:
     def frames(samples: int) -> int:
         return samples // HOP_LENGTH
 
-    def completed_count(self, samples: int) -> int:
-        """Windows whose every frame is final for this much audio (pure: safe from any thread)."""
-        return max(0, (samples - HALF_WINDOW + HOP_LENGTH) // (HOP_LENGTH * self.window_frames))
-
     @staticmethod
     def final_frames(samples: int) -> int:
         """Frames whose 400 samples all exist (later audio does not change them)."""
         return max(0, (samples - HALF_WINDOW) // HOP_LENGTH + 1)
+
+    def completed_count(self, samples: int) -> int:
+        """Windows whose every frame is final for this much audio (pure: safe from any thread)."""
+        return self.final_frames(samples) // self.window_frames
 
     def completion_samples(self, index: int) -> int:
         """Audio length at which window ``index`` completes: its last frame, centred at
