@@ -19,7 +19,7 @@ from typing import AsyncIterator, Awaitable, Callable
 
 import grpc
 
-from ..session.errors import Code, IdleTimeout, InvalidRequest, Status, is_expected, status_of
+from ..session.errors import Code, IdleTimeout, InvalidRequest, MessageTooLarge, Status, is_expected, status_of
 from ..session.types import Backend, RecognitionSettings
 
 log = logging.getLogger(__name__)
@@ -97,6 +97,13 @@ async def serve_stream(backend: Backend, protocol: str, requests, context, start
             await read_before_reject(requests)
     if not status.ok:
         await context.abort(grpc_code(status.code), status.message)
+
+
+def check_recognize_size(audio: bytes, limit: int) -> None:
+    """A unary Recognize's audio must fit the server's limit (``max_recognize_bytes``)."""
+    if len(audio) > limit:
+        raise MessageTooLarge(f"audio of {len(audio)} bytes exceeds the Recognize limit of {limit}; "
+                              "stream it with StreamingRecognize")
 
 
 async def abort_with(context, exc: Exception) -> None:

@@ -14,12 +14,12 @@ from qwen3_asr_client.proto import asr_pb2, asr_pb2_grpc
 
 from ...audio.input import MAX_CHANNELS, MAX_SAMPLE_RATE, MIN_SAMPLE_RATE
 from ...session.calls import Control
-from ...session.errors import InvalidRequest, MessageTooLarge
+from ...session.errors import InvalidRequest
 from ...session.recognize import recognize
 from ...session.settings import language_choices
 from ...session.types import Backend
 from ...transcript import SUPPORTED_LANGUAGES
-from ..grpc_stream import abort_with, first_request, serve_stream
+from ..grpc_stream import abort_with, check_recognize_size, first_request, serve_stream
 from .convert import endpointing_proto, response_proto, result_proto, settings_of
 
 PROTOCOL = "asr.v1"
@@ -59,9 +59,7 @@ class SpeechRecognitionServicer(asr_pb2_grpc.SpeechRecognitionServicer):
         try:
             with self.backend.calls.unary(PROTOCOL, context.peer()):
                 settings = settings_of(self.backend, request.config)
-                if len(request.audio) > self.options.max_recognize_bytes:
-                    raise MessageTooLarge(f"audio of {len(request.audio)} bytes exceeds the Recognize limit of "
-                                          f"{self.options.max_recognize_bytes}; stream it with StreamingRecognize")
+                check_recognize_size(request.audio, self.options.max_recognize_bytes)
                 started = time.monotonic()
                 result = await recognize(request.audio, settings, self.backend)
         except Exception as exc:  # noqa: BLE001 - every failure becomes a status

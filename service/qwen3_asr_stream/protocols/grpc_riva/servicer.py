@@ -16,12 +16,12 @@ from riva.client.proto import riva_asr_pb2_grpc as rasr_grpc
 
 from ...audio.input import AudioFormat
 from ...session.calls import Control
-from ...session.errors import InvalidRequest, MessageTooLarge
+from ...session.errors import InvalidRequest
 from ...session.recognize import recognize
 from ...session.settings import settings_from
 from ...session.types import Backend, RecognitionSettings, Transcript
 from ...transcript import SUPPORTED_LANGUAGES
-from ..grpc_stream import abort_with, first_request, serve_stream
+from ..grpc_stream import abort_with, check_recognize_size, first_request, serve_stream
 from .convert import (WavHeader, check_header, config_kwargs, force_eou, model_configs, model_name,
                       recognize_response, streaming_response, wav_header)
 
@@ -91,9 +91,7 @@ class RivaSpeechRecognitionServicer(rasr_grpc.RivaSpeechRecognitionServicer):
                 settings = self._settings(request.config, header=header)
                 if header is not None:
                     audio = audio[header.data_offset : header.data_end]
-                if len(audio) > self.options.max_recognize_bytes:
-                    raise MessageTooLarge(f"audio of {len(audio)} bytes exceeds the Recognize limit of "
-                                          f"{self.options.max_recognize_bytes}; stream it with StreamingRecognize")
+                check_recognize_size(audio, self.options.max_recognize_bytes)
                 result = await recognize(audio, settings, self.backend)
         except Exception as exc:  # noqa: BLE001 - every failure becomes a status
             await abort_with(context, exc)
