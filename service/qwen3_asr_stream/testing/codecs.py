@@ -1,0 +1,76 @@
+"""Speech encoded the way phones, browsers and files carry it, for tests and benchmarks (PyAV).
+
+    data = encode(samples, rate, "ogg_opus")      # bytes of an Ogg/Opus stream
+    pieces = random_cuts(data, rng)                # cut at random byte offsets
+    snr_db(reference, decoded)                     # after aligning the codec's delay
+
+Formats: ``mulaw`` / ``alaw`` (raw G.711 bytes at ``rate``), ``ogg_opus``, ``webm_opus``,
+``flac``, ``wav``, ``mp3``, ``m4a`` (AAC in MP4), ``ogg_vorbis``, ``mp4`` (AAC), ``webm_vorbis``.
+"""
+
+from __future__ import annotations
+
+import io
+from fractions import Fraction
+
+import numpy as np
+
+# format name -> (container, codec, codec rate or None for the input's)
+FORMATS = {
+    "ogg_opus": ("ogg", "libopus", 48_000), "webm_opus": ("webm", "libopus", 48_000),
+    "flac": ("flac", "flac", None), "wav": ("wav", "pcm_s16le", None), "mp3": ("mp3", "libmp3lame", None),
+    "m4a": ("ipod", "aac", None), "mp4": ("mp4", "aac", None), "ogg_vorbis": ("ogg", "vorbis", None),
+    "webm_vorbis": ("webm", "vorbis", None), "mulaw": (None, "pcm_mulaw", None), "alaw": (None, "pcm_alaw", None),
+}
+
+
+def encode(samples: np.ndarray, rate: int, fmt: str, *, bit_rate: int | None = None) -> bytes:
+    """(n,) int16 mono samples at ``rate`` -> the bytes of ``fmt`` (a file, or raw G.711)."""
+    import av
+
+    container, codec, codec_rate = FORMATS[fmt]
+    frame = av.AudioFrame.from_ndarray(np.asarray(samples, np.int16)[None, :], format="s16", layout="mono")
+    frame.sample_rate = rate
+    frame.pts, frame.time_base = 0, Fraction(1, rate)  # timestamps let muxers record the encoder's delay
+    if container is None:  # raw G.711: a bare encoder
+        enc = av.CodecContext.create(codec, "w")
+        enc.sample_rate, enc.layout, enc.format = rate, "mono", "s16"
+        return b"".join(bytes(p) for p in [*enc.encode(frame), *enc.encode(None)])
+    buf = io.BytesIO()
+    with av.open(buf, "w", format=container) as out:
+        stream = out.add_stream(codec, rate=codec_rate or rate, layout="mono")
+        if bit_rate:
+            stream.bit_rate = bit_rate
+        for packet in [*stream.encode(frame), *stream.encode(None)]:
+            out.mux(packet)
+    return buf.getvalue()
+
+
+def random_cuts(data: bytes, rng: np.random.Generator, low: int = 1, high: int = 400) -> list[bytes]:
+    """``data`` in pieces of random sizes in [low, high): cuts fall anywhere in pages and blocks."""
+    pieces, pos = [], 0
+    while pos < len(data):
+        n = int(rng.integers(low, high))
+        pieces.append(data[pos:pos + n])
+        pos += n
+    return pieces
+
+
+def aligned(reference: np.ndarray, decoded: np.ndarray, max_lag: int = 800) -> tuple[np.ndarray, np.ndarray, int]:
+    """The two signals overlapped at the lag (decoded later by ``lag`` samples) that correlates best."""
+    n = min(len(reference), len(decoded)) - 2 * max_lag
+    ref = reference[max_lag:max_lag + n].astype(np.float64)
+    best, best_lag = -np.inf, 0
+    for lag in range(-max_lag, max_lag + 1):
+        c = float(np.dot(ref, decoded[max_lag + lag:max_lag + lag + n]))
+        if c > best:
+            best, best_lag = c, lag
+    return ref, decoded[max_lag + best_lag:max_lag + best_lag + n].astype(np.float64), best_lag
+
+
+def snr_db(reference: np.ndarray, decoded: np.ndarray, max_lag: int = 800) -> tuple[float, int]:
+    """Signal-to-noise ratio of ``decoded`` against ``reference`` (same rate, float), after aligning
+    the codec's delay; returns (dB, lag in samples)."""
+    ref, out, lag = aligned(reference, decoded, max_lag)
+    noise = float(np.sum((ref - out) ** 2))
+    return 10 * np.log10(float(np.sum(ref ** 2)) / max(noise, 1e-20)), lag
