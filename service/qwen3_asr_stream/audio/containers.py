@@ -503,12 +503,19 @@ class FlacReader(StreamReader):
                                     f"cut; results up to there were sent")
             self._check_number(here)
             end = self._next_frame(here)
-            if end is None:
+            last = end is None
+            if last:
                 if not final or not self._buf:
                     return
                 end = len(self._buf)  # the last frame runs to the end
             at = self.offset
-            self._decode(self._codec, self._consume(end), f"frame at byte {at}")
+            try:
+                self._decode(self._codec, self._consume(end), f"frame at byte {at}")
+            except CorruptStream:
+                if not last:
+                    raise
+                raise CorruptStream(f"the FLAC stream ended inside a frame (the last {end} bytes from byte {at} "
+                                    "do not decode); the data was cut; results up to there were sent") from None
             self._expect = here[0] + (here[1] if self._variable else 1)
             self._scan = 2
 

@@ -74,3 +74,36 @@ def snr_db(reference: np.ndarray, decoded: np.ndarray, max_lag: int = 800) -> tu
     ref, out, lag = aligned(reference, decoded, max_lag)
     noise = float(np.sum((ref - out) ** 2))
     return 10 * np.log10(float(np.sum(ref ** 2)) / max(noise, 1e-20)), lag
+
+
+def video_only(container: str = "webm", seconds: float = 0.5) -> bytes:
+    """A file with a video track and no audio (for the "no audio track" errors)."""
+    import av
+
+    buf = io.BytesIO()
+    with av.open(buf, "w", format=container) as out:
+        stream = out.add_stream("libvpx" if container == "webm" else "mpeg4", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        for i in range(int(10 * seconds)):
+            frame = av.VideoFrame.from_ndarray(np.full((48, 64, 3), 8 * i, np.uint8), format="rgb24")
+            frame.pts = i
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+    return buf.getvalue()
+
+
+def corrupt_middle(data: bytes) -> bytes:
+    """``data`` with a run of bytes in its middle flipped (inside a page / block / frame)."""
+    out = bytearray(data)
+    mid = len(out) // 2
+    for i in range(mid, mid + 16):
+        out[i] ^= 0x5A
+    return bytes(out)
+
+
+def cut_middle(data: bytes, n: int = 300) -> bytes:
+    """``data`` with ``n`` bytes missing in its middle (a lost piece of a page / cluster / frame)."""
+    mid = len(data) // 2
+    return data[:mid] + data[mid + n:]
