@@ -47,7 +47,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..audio import SAMPLES_PER_MS
-from ..audio.input import AudioDecoder
+from ..audio.input import AudioDecoder, CorruptStream
 from ..audio.vad import EndReason, Segmenter, SpeechAudio, SpeechEnded, SpeechStarted
 from ..engine.utterance import UpdateResult
 from .errors import OK, Cancelled, MessageTooLarge, RecognitionFailed, Status, StreamTooLong, is_expected, status_of
@@ -90,10 +90,13 @@ class Session:
         self.metrics = backend.metrics
         self.engine = backend.engines[settings.model]
         self.max_message_bytes = max_message_bytes or options.max_message_bytes
-        self.decoder = AudioDecoder(settings.audio, max_chunk_bytes=self.max_message_bytes)
+        self.max_stream_ms = max_stream_ms or options.max_stream_seconds * 1000
+        # A container decoded whole (MP3, M4A, ... sent as CONTAINER) is bounded like a Recognize request.
+        self.decoder = AudioDecoder(settings.audio, max_chunk_bytes=self.max_message_bytes,
+                                    max_file_bytes=options.max_recognize_bytes,
+                                    max_file_seconds=min(self.max_stream_ms / 1000, 2**31))
         self.segmenter = Segmenter(settings.endpointing)
         self.outbox = Outbox(options.max_queued_responses)
-        self.max_stream_ms = max_stream_ms or options.max_stream_seconds * 1000
         self.state = State.OPEN
         self.end_status: Status | None = None
         self.last_input_at = self.started_at = time.monotonic()
@@ -144,17 +147,31 @@ class Session:
                                       f"{self.max_message_bytes}; send 20-100 ms per message"))
             return
         fmt = self.settings.audio
+        too_long = StreamTooLong(f"the stream reached the maximum of {self.max_stream_ms // 1000} s of audio; "
+                                 f"results up to there were sent; open a new stream to continue")
         if self.decoder.received_ms + fmt.bytes_to_ms(len(data)) > self.max_stream_ms:
-            self.stop(StreamTooLong(
-                f"the stream reached the maximum of {self.max_stream_ms // 1000} s of audio; results up to "
-                f"there were sent; open a new stream to continue"))
+            self.stop(too_long)  # raw audio: known before decoding
             return
+        before = self.decoder.received_ms
         try:
             samples = self.decoder.decode(data)
-            self.metrics.audio_seconds.labels(self.kind).inc(len(data) / (fmt.frame_bytes * fmt.sample_rate))
-            self._handle(self.segmenter.push(samples))
-        except Exception as exc:  # noqa: BLE001 - bad audio, the engine full or closed: the call ends
+        except CorruptStream as exc:  # damaged mid-stream: what came before is recognized, then the error
+            self.stop(exc)
+            return
+        except Exception as exc:  # noqa: BLE001 - bad audio: the call ends
             self._failed(exc)
+            return
+        over = self.decoder.received_ms - self.max_stream_ms  # a container: known once decoded
+        if over > 0:
+            samples = samples[:max(0, len(samples) - round(over * SAMPLES_PER_MS))]
+        try:
+            self.metrics.audio_seconds.labels(self.kind).inc((self.decoder.received_ms - before) / 1000)
+            self._handle(self.segmenter.push(samples))
+        except Exception as exc:  # noqa: BLE001 - the engine full or closed: the call ends
+            self._failed(exc)
+            return
+        if over > 0:
+            self.stop(too_long)
 
     def finalize(self) -> None:
         """End the utterance in progress now (asr.v1 FINALIZE, OpenAI commit, Riva force_eou)."""
