@@ -20,7 +20,7 @@ from ...session.settings import language_choices
 from ...session.types import Backend
 from ...transcript import SUPPORTED_LANGUAGES
 from ..grpc_stream import abort_with, check_recognize_size, first_request, serve_stream
-from .convert import endpointing_proto, response_proto, result_proto, settings_of
+from .convert import ENCODINGS, endpointing_proto, response_proto, result_proto, settings_of
 
 PROTOCOL = "asr.v1"
 
@@ -77,7 +77,7 @@ class SpeechRecognitionServicer(asr_pb2_grpc.SpeechRecognitionServicer):
                     for name in self.backend.engines],
             languages=language_choices(),
             min_sample_rate_hertz=MIN_SAMPLE_RATE, max_sample_rate_hertz=MAX_SAMPLE_RATE,
-            encodings=[asr_pb2.LINEAR_PCM, asr_pb2.FLOAT32], channel_counts=list(range(1, MAX_CHANNELS + 1)),
+            encodings=sorted(v for v in ENCODINGS if v), channel_counts=list(range(1, MAX_CHANNELS + 1)),
             limits=asr_pb2.Limits(max_stream_seconds=options.max_stream_seconds,
                                   max_message_bytes=options.max_message_bytes, max_streams=options.max_streams,
                                   max_recognize_bytes=options.max_recognize_bytes),
