@@ -78,6 +78,19 @@ def test_streams_cut_anywhere_decode_like_whole(speech, fmt, declared):
     assert abs(lag) <= 1 and snr > SNR_DB[fmt]
 
 
+@pytest.mark.parametrize("fmt", ["ogg_vorbis", "webm_vorbis", "mp3", "m4a"])
+def test_container_streams_any_file(speech, fmt):
+    """CONTAINER: what cannot be decoded as it arrives (Vorbis, MP3, AAC) is decoded at the end."""
+    audio, rate = speech
+    data = encode(audio, rate, fmt)
+    out, decoder, error = decode_pieces(AudioFormat(0, 1, "CONTAINER"), random_cuts(data, np.random.default_rng(0)))
+    assert error is None and abs(decoder.received_ms - 1000 * len(audio) / rate) < 20
+    assert snr_db(reference_16k(audio, rate), out)[0] > 10
+    if "vorbis" in fmt:  # named as Opus, it is refused
+        _, error = first_error(AudioFormat(0, 1, "OGG_OPUS" if "ogg" in fmt else "WEBM_OPUS"), [data])
+        assert isinstance(error, InvalidAudio) and "Vorbis" in str(error) or "A_VORBIS" in str(error)
+
+
 @pytest.mark.parametrize("fmt", ["mp3", "m4a", "wav", "flac", "ogg_opus", "webm_opus"])
 def test_whole_files_exact_in_time(speech, fmt):
     audio, rate = speech

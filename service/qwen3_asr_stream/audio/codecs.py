@@ -38,6 +38,11 @@ class CorruptStream(InvalidAudio):
     (the audio decoded before the damage is recognized), then INVALID_ARGUMENT."""
 
 
+class NotStreamable(InvalidAudio):
+    """A container holding a codec that is not decoded as it arrives (Vorbis in Ogg / WebM):
+    refused for a named encoding; CONTAINER falls back to decoding the whole file."""
+
+
 class AudioEncoding(str, enum.Enum):
     """The encodings the server decodes; the values are the client's strings."""
 

@@ -51,7 +51,7 @@ import zlib
 import av
 import numpy as np
 
-from .codecs import AudioEncoding, CorruptStream, InvalidAudio
+from .codecs import AudioEncoding, CorruptStream, InvalidAudio, NotStreamable
 from . import g711
 
 MAX_UNIT_BYTES = 1 << 20
@@ -236,10 +236,10 @@ class OggOpusReader(StreamReader):
         self._packets += 1
         if index == 0:
             if packet.startswith(b"\x01vorbis"):
-                raise InvalidAudio("this Ogg stream is Vorbis; streamed Ogg must be Opus (or upload the file "
+                raise NotStreamable("this Ogg stream is Vorbis; streamed Ogg must be Opus (or upload the file "
                                    "whole to /v1/audio/transcriptions)")
             if packet.startswith(b"\x7fFLAC"):
-                raise InvalidAudio("this Ogg stream is FLAC; send FLAC in its own format (fLaC) or Opus in Ogg")
+                raise NotStreamable("this Ogg stream is FLAC; send FLAC in its own format (fLaC) or Opus in Ogg")
             self._codec, self.channels = _opus_decoder(packet, self.name)
             self._preskip = struct.unpack_from("<H", packet, 10)[0]
             self.rate = OPUS_RATE
@@ -384,7 +384,7 @@ class WebmOpusReader(StreamReader):
         fields = found[0]
         codec_id = fields.get(_CODEC_ID, b"").rstrip(b"\0").decode("ascii", "replace")
         if codec_id != "A_OPUS":
-            raise InvalidAudio(f"the WebM audio track is {codec_id}; streamed WebM must be Opus (A_OPUS), or "
+            raise NotStreamable(f"the WebM audio track is {codec_id}; streamed WebM must be Opus (A_OPUS), or "
                                f"upload the file whole to /v1/audio/transcriptions")
         self._track = _uint(fields[_TRACK_NUMBER])
         self._codec, self.channels = _opus_decoder(fields.get(_CODEC_PRIVATE, b""), self.name)

@@ -24,7 +24,7 @@ import soxr
 from qwen3_asr_client.results import AudioFormat as ClientAudioFormat
 
 from . import SAMPLE_RATE, g711
-from .codecs import AudioEncoding, CorruptStream, InvalidAudio
+from .codecs import AudioEncoding, CorruptStream, InvalidAudio, NotStreamable
 
 __all__ = ["AudioDecoder", "AudioEncoding", "AudioFormat", "CorruptStream", "InvalidAudio"]
 
@@ -108,6 +108,7 @@ class AudioDecoder:
         self._partial = b""  # bytes of an incomplete frame (raw) or the first bytes (CONTAINER), kept
         self._finished = False
         self._reader = None  # a container's reader (containers.StreamReader)
+        self._kept: bytearray | None = None  # CONTAINER: the bytes fed until the codec is known
         self.rate: int | None = fmt.sample_rate if fmt.encoding.raw else None
         if not fmt.encoding.raw and fmt.encoding is not AudioEncoding.CONTAINER:
             from .containers import STREAM_READERS
@@ -219,8 +220,24 @@ class AudioDecoder:
             reader = sniff(self._partial[:12])
             self._reader = reader() if reader is not None else WholeFileReader(self.max_file_bytes,
                                                                                self.max_file_seconds)
+            self._kept = bytearray() if reader is not None else None
             data, self._partial = self._partial, b""
-        return self._container_frames(self._reader.feed(data))
+        if self._kept is not None:  # CONTAINER until its codec is known: kept for a whole-file fallback
+            self._kept += data
+            if len(self._kept) > self.max_file_bytes:
+                raise InvalidAudio(f"no audio header in the first {self.max_file_bytes} bytes")
+        try:
+            frames = self._reader.feed(data) if data or not final else np.zeros((0, 1), np.float32)
+        except NotStreamable:
+            if self._kept is None:
+                raise
+            from .containers import WholeFileReader
+
+            self._reader = WholeFileReader(self.max_file_bytes, self.max_file_seconds)
+            frames, self._kept = self._reader.feed(bytes(self._kept)), None
+        if self._kept is not None and self._reader.rate:
+            self._kept = None  # the stream decodes: no fallback needed
+        return self._container_frames(frames)
 
     def _container_frames(self, frames: np.ndarray) -> np.ndarray:
         """(n, channels) frames at the reader's rate -> 16 kHz mono, the rate checked once known."""

@@ -29,7 +29,12 @@ def encode(samples: np.ndarray, rate: int, fmt: str, *, bit_rate: int | None = N
     import av
 
     container, codec, codec_rate = FORMATS[fmt]
-    frame = av.AudioFrame.from_ndarray(np.asarray(samples, np.int16)[None, :], format="s16", layout="mono")
+    # FFmpeg's own Vorbis encoder writes stereo only: the same speech on both channels.
+    layout = "stereo" if codec == "vorbis" else "mono"
+    pcm = np.asarray(samples, np.int16)[None, :]
+    if layout == "stereo":
+        pcm = np.repeat(pcm, 2, axis=1)  # packed s16: L R L R
+    frame = av.AudioFrame.from_ndarray(pcm, format="s16", layout=layout)
     frame.sample_rate = rate
     frame.pts, frame.time_base = 0, Fraction(1, rate)  # timestamps let muxers record the encoder's delay
     if container is None:  # raw G.711: a bare encoder
@@ -38,9 +43,11 @@ def encode(samples: np.ndarray, rate: int, fmt: str, *, bit_rate: int | None = N
         return b"".join(bytes(p) for p in [*enc.encode(frame), *enc.encode(None)])
     buf = io.BytesIO()
     with av.open(buf, "w", format=container) as out:
-        stream = out.add_stream(codec, rate=codec_rate or rate, layout="mono")
+        stream = out.add_stream(codec, rate=codec_rate or rate, layout=layout)
         if bit_rate:
             stream.bit_rate = bit_rate
+        if codec == "vorbis":
+            stream.codec_context.options = {"strict": "experimental"}  # FFmpeg's own Vorbis encoder
         for packet in [*stream.encode(frame), *stream.encode(None)]:
             out.mux(packet)
     return buf.getvalue()
@@ -57,14 +64,14 @@ def random_cuts(data: bytes, rng: np.random.Generator, low: int = 1, high: int =
 
 
 def aligned(reference: np.ndarray, decoded: np.ndarray, max_lag: int = 800) -> tuple[np.ndarray, np.ndarray, int]:
-    """The two signals overlapped at the lag (decoded later by ``lag`` samples) that correlates best."""
+    """The two signals overlapped at the lag (decoded later by ``lag`` samples, |lag| <= max_lag)
+    that correlates best (by FFT)."""
     n = min(len(reference), len(decoded)) - 2 * max_lag
     ref = reference[max_lag:max_lag + n].astype(np.float64)
-    best, best_lag = -np.inf, 0
-    for lag in range(-max_lag, max_lag + 1):
-        c = float(np.dot(ref, decoded[max_lag + lag:max_lag + lag + n]))
-        if c > best:
-            best, best_lag = c, lag
+    size = 1 << int(np.ceil(np.log2(len(decoded) + n)))
+    corr = np.fft.irfft(np.fft.rfft(decoded.astype(np.float64), size) * np.conj(np.fft.rfft(ref, size)), size)
+    lags = np.arange(-max_lag, max_lag + 1)
+    best_lag = int(lags[np.argmax(corr[max_lag + lags])])
     return ref, decoded[max_lag + best_lag:max_lag + best_lag + n].astype(np.float64), best_lag
 
 
