@@ -1,7 +1,7 @@
 """Read an audio file into the bytes and format the server takes, without decoding or resampling.
 
-WAV files of 16-bit PCM or 32-bit float are read by a small RIFF reader here (the
-standard library's ``wave`` reads integer PCM only, not float WAV) and sent as raw
+WAV files of 16-bit PCM, 32-bit float or G.711 (mu-law, A-law) are read by a small RIFF
+reader here (the standard library's ``wave`` reads integer PCM only) and sent as raw
 samples. Any other file is sent as it is, compressed, and the server decodes it: an
 Ogg/Opus file as OGG_OPUS, FLAC as FLAC, anything else (WebM, MP3, M4A, MP4, Ogg
 Vorbis, WAV of other sample formats, ...) as CONTAINER, which the server recognizes
@@ -17,7 +17,7 @@ from typing import Iterator
 
 from .results import AudioFormat
 
-_PCM, _IEEE_FLOAT, _EXTENSIBLE = 0x0001, 0x0003, 0xFFFE
+_PCM, _IEEE_FLOAT, _ALAW, _MULAW, _EXTENSIBLE = 0x0001, 0x0003, 0x0006, 0x0007, 0xFFFE
 _CONVERT_HINT = "convert it to 16-bit PCM WAV (e.g. `ffmpeg -i IN -ac 1 -c:a pcm_s16le OUT.wav`)"
 
 
@@ -47,12 +47,10 @@ class WavHeader:
 
     @property
     def encoding(self) -> str | None:
-        """"LINEAR16" or "FLOAT32", or None for a sample format the server does not take."""
-        if self.format_tag == _PCM and self.bits == 16:
-            return "LINEAR16"
-        if self.format_tag == _IEEE_FLOAT and self.bits == 32:
-            return "FLOAT32"
-        return None
+        """"LINEAR16", "FLOAT32", "MULAW" or "ALAW" (G.711), or None for another sample format
+        (sent to the server as a CONTAINER file)."""
+        return {(_PCM, 16): "LINEAR16", (_IEEE_FLOAT, 32): "FLOAT32", (_MULAW, 8): "MULAW",
+                (_ALAW, 8): "ALAW"}.get((self.format_tag, self.bits))
 
 
 def parse_wav_header(blob: bytes) -> WavHeader | None:

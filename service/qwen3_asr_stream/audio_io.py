@@ -57,6 +57,10 @@ def read_audio(path: str | Path) -> np.ndarray:
         return to_mono_16k(samples, rate)
     if fmt.encoding == "LINEAR16":
         samples = np.frombuffer(audio.data, "<i2").astype(np.float32) * np.float32(1.0 / 32768.0)
+    elif fmt.encoding in ("MULAW", "ALAW"):
+        from .audio import g711
+
+        samples = g711.decode(audio.data, g711.ULAW if fmt.encoding == "MULAW" else g711.ALAW)
     else:
         samples = np.frombuffer(audio.data, "<f4")
     return to_mono_16k(samples.reshape(-1, fmt.channels), fmt.sample_rate)
