@@ -38,6 +38,10 @@ class CorruptStream(InvalidAudio):
     (the audio decoded before the damage is recognized), then INVALID_ARGUMENT."""
 
 
+class AudioTooLong(InvalidAudio):
+    """A whole file holds more audio than the request may."""
+
+
 class NotStreamable(InvalidAudio):
     """A container holding a codec that is not decoded as it arrives (Vorbis in Ogg / WebM):
     refused for a named encoding; CONTAINER falls back to decoding the whole file."""

@@ -51,7 +51,7 @@ import zlib
 import av
 import numpy as np
 
-from .codecs import AudioEncoding, CorruptStream, InvalidAudio, NotStreamable
+from .codecs import AudioEncoding, AudioTooLong, CorruptStream, InvalidAudio, NotStreamable
 from . import g711
 
 MAX_UNIT_BYTES = 1 << 20
@@ -705,7 +705,7 @@ def decode_file(data: bytes, max_seconds: float) -> tuple[np.ndarray, int]:
                 parts.append(frame_array(frame))
                 frames += frame.samples
                 if frames > max_seconds * rate:
-                    raise InvalidAudio(f"the recording is longer than this server's limit of {max_seconds:.0f} "
+                    raise AudioTooLong(f"the recording is longer than this server's limit of {max_seconds:.0f} "
                                        f"s per request; stream longer audio instead")
         except av.FFmpegError as exc:
             raise InvalidAudio(f"the file is damaged: {exc.strerror} after {frames / max(rate, 1):.2f} s of "

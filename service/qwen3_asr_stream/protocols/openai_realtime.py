@@ -186,8 +186,8 @@ class Connection:
                            param="session.audio.input.transcription.model")
         if config.words and self.backend.aligner is None:
             config = replace(config, words=False)  # as gRPC: no aligner, no words (session.updated shows it)
-        settings = settings_from(self.backend, sample_rate=config.rate, model=model, language=config.language,
-                                 context=config.prompt, word_times=config.words,
+        settings = settings_from(self.backend, encoding=config.encoding, sample_rate=config.rate, model=model,
+                                 language=config.language, context=config.prompt, word_times=config.words,
                                  endpointing=config.endpointing(self.backend.options.endpointing),
                                  interim_results=True, update_interval_ms=config.update_interval_ms)
         if self.session is not None and settings != self.settings:
