@@ -11,6 +11,7 @@ protocol's error while a healthy stream beside it keeps all its results.
 from __future__ import annotations
 
 import asyncio
+import logging
 import base64
 import io
 import socket
@@ -286,3 +287,158 @@ def test_rest_takes_every_file_type(server, speech, pcm_words, name):
     ends_by_segment = [[round(1000 * w.end) for w in verbose.words if s.start <= w.start and w.end <= s.end + 1e-3]
                        for s in verbose.segments]
     check_in_step(ends_by_segment, pcm_words(rate), duration_ms(audio, rate))
+
+
+# -- bad input: each call ends with its protocol's error, a healthy stream beside it keeps all ----------
+
+def no_tracebacks(caplog) -> None:
+    bad = [r.getMessage() for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR]
+    assert not bad, bad
+
+
+async def asr_outcome(server, chunks, fmt: AudioFormat, pace_s: float = 0.0):
+    """(finals, status code, details) of an asr.v1 stream."""
+    finals = []
+    try:
+        async with AsyncStreamingClient(server.address) as client:
+            async def paced():
+                for chunk in chunks:
+                    yield chunk
+                    await asyncio.sleep(pace_s / len(chunks))
+            async for item in client.stream(paced(), fmt, OPTIONS):
+                if isinstance(item, Result) and item.is_final:
+                    finals.append(item)
+    except grpc.aio.AioRpcError as exc:
+        return finals, exc.code(), exc.details()
+    return finals, grpc.StatusCode.OK, ""
+
+
+@pytest.fixture(scope="module")
+def bad_inputs(speech):
+    """name -> (bytes, asr.v1 encoding, declared rate, words its error names, finals expected before it)."""
+    audio, rate = speech
+    ogg, flac = encode(audio, rate, "ogg_opus"), encode(audio, rate, "flac")
+    return {
+        "WAV sent as Ogg Opus": (encode(audio, rate, "wav"), "OGG_OPUS", 0, "not Ogg Opus", False),
+        "MP3 sent as FLAC": (encode(audio, rate, "mp3"), "FLAC", 0, "not a FLAC stream", False),
+        "corrupt Ogg page mid-stream": (corrupt_middle(ogg), "OGG_OPUS", 0, "fails its checksum", True),
+        "FLAC frame cut mid-stream": (cut_middle(flac), "FLAC", 0, "the stream is corrupt", True),
+        "WebM with no audio track": (video_only("webm"), "WEBM_OPUS", 0, "no audio track", False),
+        "rate contradicting the stream": (ogg, "OGG_OPUS", 16000, "says 16000 Hz", False),
+        "MP3 stream over the size limit": (encode(np.tile(audio, 3), rate, "mp3", bit_rate=320_000), "CONTAINER",
+                                           0, "larger than", False),
+    }
+
+
+def test_asr_v1_bad_inputs_beside_a_healthy_stream(server, speech, bad_inputs, caplog):
+    caplog.set_level(logging.INFO)
+    audio, rate = speech
+    healthy = encode(audio, rate, "webm_opus")
+    alone = asyncio.run(asr_outcome(server, random_cuts(healthy, np.random.default_rng(3), 20, 400),
+                                    AudioFormat(0, 1, "WEBM_OPUS")))[0]
+    small = dataclass_replace_limit(server, 256 << 10)
+
+    async def main():
+        calls = [asr_outcome(server, random_cuts(healthy, np.random.default_rng(3), 20, 400),
+                             AudioFormat(0, 1, "WEBM_OPUS"), pace_s=duration_ms(audio, rate) / 1000)]
+        for data, encoding, declared, _, _ in bad_inputs.values():
+            calls.append(asr_outcome(server, random_cuts(data, np.random.default_rng(4), 20, 400),
+                                     AudioFormat(declared, 1, encoding), pace_s=2.0))
+        return await asyncio.gather(*calls)
+
+    with small:
+        outcomes = asyncio.run(main())
+    finals, code, _ = outcomes[0]
+    assert code == grpc.StatusCode.OK
+    assert [(f.transcript, f.start_ms, f.end_ms) for f in finals] == [(f.transcript, f.start_ms, f.end_ms)
+                                                                    for f in alone]
+    for (name, (_, _, _, words, results_before)), (finals, code, details) in zip(bad_inputs.items(), outcomes[1:]):
+        assert code == grpc.StatusCode.INVALID_ARGUMENT, (name, code, details)
+        assert words in details, (name, details)
+        if results_before:  # the first utterance, before the damage, was recognized and sent
+            assert finals and finals[0].end_ms < duration_ms(audio, rate) / 2, (name, finals)
+    no_tracebacks(caplog)
+
+
+class dataclass_replace_limit:
+    """Lower the server's max_recognize_bytes for a while (it bounds a CONTAINER file kept whole)."""
+
+    def __init__(self, server, limit: int):
+        self.backend, self.limit = server.server.backend, limit
+
+    def __enter__(self):
+        import dataclasses
+
+        self.saved = self.backend.options
+        self.backend.options = dataclasses.replace(self.saved, max_recognize_bytes=self.limit)
+
+    def __exit__(self, *exc):
+        self.backend.options = self.saved
+
+
+def riva_outcome(server, data: bytes, config, chunk: int = 300):
+    asr = riva.client.ASRService(riva.client.Auth(uri=server.address))
+    finals = []
+    try:
+        streaming = riva.client.StreamingRecognitionConfig(config=config, interim_results=False)
+        chunks = [data[i:i + chunk] for i in range(0, len(data), chunk)]
+        for response in asr.streaming_response_generator(iter(chunks), streaming):
+            finals += [r for r in response.results if r.is_final]
+    except grpc.RpcError as exc:
+        return finals, exc.code(), exc.details()
+    return finals, grpc.StatusCode.OK, ""
+
+
+RIVA_ENCODINGS = {"OGG_OPUS": raudio.OGGOPUS, "FLAC": raudio.FLAC}
+
+
+def test_riva_bad_inputs_streaming_and_offline(server, speech, bad_inputs, caplog):
+    caplog.set_level(logging.INFO)
+    audio, rate = speech
+    asr = riva.client.ASRService(riva.client.Auth(uri=server.address))
+    for name, (data, encoding, declared, words, results_before) in bad_inputs.items():
+        if encoding not in RIVA_ENCODINGS:
+            continue
+        config = riva_config(RIVA_ENCODINGS[encoding], declared)
+        finals, code, details = riva_outcome(server, data, config)
+        assert code == grpc.StatusCode.INVALID_ARGUMENT and words in details, (name, code, details)
+        if results_before:
+            assert finals, name
+        with pytest.raises(grpc.RpcError) as error:
+            asr.offline_recognize(data, config)
+        # Offline, a WAV file's header is read first: it is named for what it is.
+        words = "a WAV file but encoding is OGGOPUS" if name == "WAV sent as Ogg Opus" else words
+        assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT and words in error.value.details(), name
+    no_tracebacks(caplog)
+
+
+def test_rest_bad_files(server, speech, caplog):
+    import openai
+
+    caplog.set_level(logging.INFO)
+    audio, rate = speech
+    m4a = encode(audio, rate, "m4a")
+    cases = {  # name -> (file bytes, HTTP status, words of the message)
+        "text.mp3": (b"this is not audio at all, only text " * 20, 400, "not audio this server reads"),
+        "video.mp4": (video_only("mp4"), 400, "no audio track"),
+        "cut.m4a": (m4a[:len(m4a) // 2], 400, "not audio this server reads"),
+        "long.mp3": (encode(np.tile(audio, 3), rate, "mp3", bit_rate=8000), 413, "longer than"),
+        "large.flac": (encode(np.tile(audio, 3), rate, "flac"), 413, "larger than"),
+    }
+
+    async def main():
+        client = sdk(server)
+        outcomes = {}
+        for name, (data, _, _) in cases.items():
+            try:
+                await client.audio.transcriptions.create(model="whisper-1", file=(name, io.BytesIO(data)))
+                outcomes[name] = (200, "")
+            except openai.APIStatusError as exc:
+                outcomes[name] = (exc.status_code, exc.message)
+        return outcomes
+
+    with dataclass_replace_limit(server, 64 << 10):  # 64 KiB counts as ~2 s of 16 kHz PCM
+        outcomes = asyncio.run(main())
+    for name, (_, status, words) in cases.items():
+        assert outcomes[name][0] == status and words in outcomes[name][1], (name, outcomes[name])
+    no_tracebacks(caplog)
