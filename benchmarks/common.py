@@ -67,10 +67,12 @@ def print_table(title: str, header: list[str], rows: list[list[object]]) -> None
             print("  ".join("-" * w for w in widths))
 
 
-def write_results(name: str, payload: dict) -> Path:
+def write_results(name: str, payload: dict, folder: Path | None = None) -> Path:
+    """``payload`` with the machine's description as ``folder/name.json`` (default: benchmarks/results)."""
     import torch
 
-    RESULTS.mkdir(parents=True, exist_ok=True)
+    folder = folder or RESULTS
+    folder.mkdir(parents=True, exist_ok=True)
     payload = {
         "machine": {
             "platform": platform.platform(),
@@ -81,7 +83,7 @@ def write_results(name: str, payload: dict) -> Path:
         },
         **payload,
     }
-    path = RESULTS / f"{name}.json"
+    path = folder / f"{name}.json"
     path.write_text(json.dumps(payload, indent=2))
     print(f"\nwrote {path}")
     return path
