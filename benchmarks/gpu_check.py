@@ -214,11 +214,12 @@ def _utterances(runner, tokenizer, n: int, seconds: float, seed: int = 0):
     return utts, audio
 
 
-def _runner(model, tokenizer, rows: int, static: bool, policy):
+def _runner(model, tokenizer, rows: int, static: bool | None, policy, max_utterance_s: float = MAX_UTTERANCE_S):
+    """A model runner for batches of ``rows`` whose updates decode a fixed number of tokens."""
     from qwen3_asr_stream.engine.options import EngineOptions
     from qwen3_asr_stream.engine.runner import ModelRunner
 
-    options = EngineOptions(max_batch=rows, max_utterance_s=MAX_UTTERANCE_S, policy=policy)
+    options = EngineOptions(max_batch=rows, max_utterance_s=max_utterance_s, policy=policy)
     runner = ModelRunner(model, policy, (-1,), options=options, static_decode=static)  # (-1,): a fixed token count
     runner.warm_up()
     return runner
@@ -295,6 +296,15 @@ def stage_latency(check: Check) -> dict:
             **{k: round(v, 2) if isinstance(v, float) else v for k, v in stats.items()}}
 
 
+def _drain(engine, timeout_s: float = 60.0) -> None:
+    """After an overloaded probe: wait for the engine's work to end, cancelling what remains, so
+    the next probe starts on an idle engine."""
+    if not engine.core.wait_idle(timeout_s):
+        for uid in list(engine.core._entries):
+            engine.cancel(uid)
+        engine.core.wait_idle(timeout_s)
+
+
 def stage_capacity(check: Check) -> dict:
     import torch
 
@@ -322,6 +332,7 @@ def stage_capacity(check: Check) -> dict:
             if cuda:
                 torch.cuda.reset_peak_memory_stats()
             stats = run_load_once(engine, n, args.seconds, timeout_s=max(30.0, 4 * args.seconds))
+            _drain(engine)
             ok = stats["finals"] == n and stats["update_p95_ms"] < args.p95_ms
             if cuda:
                 peak_per_stream[n] = (torch.cuda.max_memory_allocated() - base) / n
@@ -367,7 +378,12 @@ def _profile_one(check: Check, streams: int) -> tuple[dict, str]:
     from qwen3_asr_stream.engine.options import PolicyOptions
 
     model, tokenizer = check.model(check.args.dtype)
-    runner = _runner(model, tokenizer, streams, None, PolicyOptions(update_interval_s=check.args.interval))
+    # The load stages' token bounds; caches sized for the profiled audio (the staging cache of the
+    # fixed-shape steps holds every row: at hundreds of rows, 30 s caches would not fit).
+    policy = PolicyOptions(update_interval_s=check.args.interval, max_tokens_per_update=check.args.update_tokens,
+                           max_tokens_final=64)
+    seconds = check.args.profile_seconds + check.args.interval + 1.0
+    runner = _runner(model, tokenizer, streams, None, policy, max_utterance_s=seconds)
     interval = int(check.args.interval * 16000)
     utts, audio = _utterances(runner, tokenizer, streams, check.args.profile_seconds + check.args.interval)
     fed = 0
@@ -386,7 +402,7 @@ def _profile_one(check: Check, streams: int) -> tuple[dict, str]:
         if cuda:
             torch.cuda.synchronize()
     wall = time.perf_counter() - started
-    key = "self_cuda_time_total" if cuda else "self_cpu_time_total"
+    key = "self_device_time_total" if cuda else "self_cpu_time_total"
     averages = prof.key_averages()
     total = sum(getattr(e, key) for e in averages) or 1.0
     top = sorted(averages, key=lambda e: getattr(e, key), reverse=True)[:15]
