@@ -18,7 +18,7 @@ from test_server_e2e import compose, phrases  # noqa: F401 - module fixtures sha
 pytest.importorskip("webrtcvad")
 from qwen3_asr_stream.audio.input import AudioFormat  # noqa: E402
 from qwen3_asr_stream.audio.vad import EndReason  # noqa: E402
-from qwen3_asr_stream.server.metrics import Metrics  # noqa: E402
+from qwen3_asr_stream.session.metrics import Metrics  # noqa: E402
 from qwen3_asr_stream.server.options import ServerOptions  # noqa: E402
 from qwen3_asr_stream.session.calls import Control  # noqa: E402
 from qwen3_asr_stream.session.core import Session, State  # noqa: E402

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import torch
 
-from .config import ConfigError, ModelDims
+from .model.config import ConfigError, ModelDims
 from .model.qwen3_asr import SpeechModel
-from .tokenizer import TextTokenizer
+from .text.tokenizer import TextTokenizer
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 REQUIRED_FILES = ("config.json",)

@@ -33,7 +33,7 @@ def _words_json(words) -> list[dict]:
 
 
 def _cmd_transcribe(args: argparse.Namespace) -> int:
-    from .audio_io import read_audio
+    from .audio.files import read_audio
     from .offline import TranscribeOptions, Transcriber
 
     options = TranscribeOptions(
@@ -59,11 +59,11 @@ def _cmd_transcribe(args: argparse.Namespace) -> int:
 
 
 def _cmd_align(args: argparse.Namespace) -> int:
-    from .aligner import ForcedAligner
-    from .audio_io import read_audio
+    from .engine.aligner import ForcedAligner
+    from .audio.files import read_audio
     from .checkpoint import load_pretrained
     from .offline import align_recording
-    from .transcript import normalize_language
+    from .text.transcript import normalize_language
 
     language = normalize_language(args.language)
     audio = read_audio(args.audio)

@@ -24,7 +24,7 @@ from aiohttp import web
 
 from ..audio import SAMPLE_RATE
 from ..audio.input import MAX_CHANNELS, MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, AudioEncoding
-from ..audio_io import to_mono_16k
+from ..audio.files import to_mono_16k
 from ..session.errors import InvalidRequest, MessageTooLarge, status_of
 from ..session.recognize import recognize
 from ..session.settings import settings_from

@@ -31,8 +31,8 @@ from grpc_reflection.v1alpha import reflection
 
 from qwen3_asr_client.proto import asr_pb2, asr_pb2_grpc
 
-from ..aligner import MAX_ALIGN_SECONDS, ForcedAligner
-from ..engine.engine import StreamingEngine
+from ..engine.aligner import MAX_ALIGN_SECONDS, ForcedAligner
+from ..engine.text_layer import StreamingEngine
 from ..engine.options import EngineOptions, PolicyOptions
 from ..protocols.grpc_asr.servicer import SpeechRecognitionServicer
 from ..protocols.grpc_riva.servicer import add_to_server as add_riva_service
@@ -40,7 +40,7 @@ from ..session.aligner_worker import AlignerWorker
 from ..session.types import Backend
 from .http import HttpServer, ssl_context
 from .interceptors import BearerTokenAuth, MalformedRequests
-from .metrics import Metrics
+from ..session.metrics import Metrics
 from .options import ServerOptions, stage_conflicts
 from .probes import MetricsHttpServer, Probes
 

@@ -133,9 +133,9 @@ def preflight(args: argparse.Namespace) -> tuple[ServerOptions, list[str], list[
     """Everything ``serve`` can check before loading a model: options and their conflicts, the
     ports, the TLS files, the checkpoint folders and their kinds. Raises ValueError or
     CheckpointError with the one line to print."""
-    from ..aligner import MAX_ALIGN_SECONDS
+    from ..engine.aligner import MAX_ALIGN_SECONDS
     from ..checkpoint import CheckpointError, read_config, resolve
-    from ..config import ModelKind
+    from ..model.config import ModelKind
 
     options = server_options(args)
     models = args.model or [DEFAULT_MODEL]
@@ -200,7 +200,7 @@ def _exit_now(code: int) -> None:
 def load_engines(models, names, load: LoadOptions, options: ServerOptions, max_batch: int,
                  kv_cache_gib: float | None):
     from ..checkpoint import load_pretrained
-    from ..engine.engine import StreamingEngine, memory_needed
+    from ..engine.text_layer import StreamingEngine, memory_needed
     from .app import engine_options
 
     engines = {}
@@ -216,7 +216,7 @@ def load_engines(models, names, load: LoadOptions, options: ServerOptions, max_b
 
 
 def load_aligner(path: str, load: LoadOptions):
-    from ..aligner import ForcedAligner
+    from ..engine.aligner import ForcedAligner
     from ..checkpoint import load_pretrained
 
     log.info("loading aligner %s from %s", model_name(path), path)

@@ -15,10 +15,10 @@ from collections import deque
 from concurrent.futures import Future
 from typing import Callable
 
-from ..aligner import MAX_ALIGN_SECONDS, AlignRequest, ForcedAligner
-from ..alignment_text import WordTime
+from ..engine.aligner import MAX_ALIGN_SECONDS, AlignRequest, ForcedAligner
+from ..text.alignment import WordTime
 from ..audio import SAMPLE_RATE
-from ..worker import BatchWorker
+from ..engine.worker import BatchWorker
 
 log = logging.getLogger(__name__)
 

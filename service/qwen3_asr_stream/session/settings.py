@@ -16,7 +16,7 @@ from typing import Sequence
 from ..audio.input import AudioEncoding, AudioFormat
 from ..audio.vad import EndpointingOptions
 from ..server.options import MAX_UPDATE_INTERVAL_MS, MIN_UPDATE_INTERVAL_MS
-from ..transcript import SUPPORTED_LANGUAGES, normalize_language
+from ..text.transcript import SUPPORTED_LANGUAGES, normalize_language
 from .errors import InvalidRequest
 from .types import Backend, RecognitionSettings
 

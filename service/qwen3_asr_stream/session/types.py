@@ -14,13 +14,13 @@ import numpy as np
 
 from qwen3_asr_client.results import SpeechEvent, Word  # shared with the client: one definition
 
-from ..aligner import AlignRequest
-from ..alignment_text import WordTime, clamp_word_times
+from ..engine.aligner import AlignRequest
+from ..text.alignment import WordTime, clamp_word_times
 from ..audio.input import AudioFormat
 from ..audio.vad import SAMPLES_PER_MS, EndpointingOptions, EndReason
-from ..engine.engine import StreamingEngine
+from ..engine.text_layer import StreamingEngine
 from ..engine.options import UtteranceOptions
-from ..server.metrics import Metrics
+from .metrics import Metrics
 from ..server.options import ServerOptions
 from .aligner_worker import AlignerWorker
 

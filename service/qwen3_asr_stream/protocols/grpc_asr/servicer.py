@@ -18,7 +18,7 @@ from ...session.errors import InvalidRequest
 from ...session.recognize import recognize
 from ...session.settings import language_choices
 from ...session.types import Backend
-from ...transcript import SUPPORTED_LANGUAGES
+from ...text.transcript import SUPPORTED_LANGUAGES
 from ..grpc_stream import abort_with, check_recognize_size, first_request, serve_stream
 from .convert import endpointing_proto, response_proto, result_proto, settings_of
 

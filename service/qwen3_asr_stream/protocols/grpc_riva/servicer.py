@@ -20,7 +20,7 @@ from ...session.errors import InvalidRequest
 from ...session.recognize import recognize
 from ...session.settings import settings_from
 from ...session.types import Backend, RecognitionSettings, Transcript
-from ...transcript import SUPPORTED_LANGUAGES
+from ...text.transcript import SUPPORTED_LANGUAGES
 from ..grpc_stream import abort_with, check_recognize_size, first_request, serve_stream
 from .convert import (WavHeader, check_header, config_kwargs, force_eou, model_configs, model_name,
                       recognize_response, streaming_response, wav_header)

@@ -15,11 +15,11 @@ import threading
 from concurrent.futures import Future
 from typing import Any, Awaitable, Callable, Mapping
 
-from ..aligner import ForcedAligner
+from ..engine.aligner import ForcedAligner
 from ..checkpoint import LoadOptions, load_pretrained
-from ..engine.engine import StreamingEngine
-from .app import AsrServer, engine_options
-from .options import ServerOptions
+from ..engine.text_layer import StreamingEngine
+from ..server.app import AsrServer, engine_options
+from ..server.options import ServerOptions
 
 
 def load_engine(path: str, options: ServerOptions = ServerOptions(), load: LoadOptions = LoadOptions(),
