@@ -18,7 +18,7 @@ from ..engine.text_layer import StreamingEngine, memory_needed
 from .options import ServerOptions
 
 GIB = 1 << 30
-DEFAULT_MAX_BATCH = 16  # utterances decoded together in one step (``serve --max-batch``)
+DEFAULT_MAX_BATCH = EngineOptions.max_batch  # utterances decoded together in one step (``serve --max-batch``)
 
 log = logging.getLogger("qwen3_asr_stream.server")
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Mapping
 
 from ..audio.vad import EndpointingOptions
+from ..session.aligner_worker import DEFAULT_ALIGNER_BATCH
 from ..session.limits import KIB, MIB, SessionLimits
 
 __all__ = ["DEFAULT_HTTP_PORT", "KIB", "MESSAGE_OVERHEAD_BYTES", "MIB", "ServerOptions", "stage_conflicts"]
@@ -56,7 +57,7 @@ class ServerOptions:
     recognize_parallel: int = _LIMITS.recognize_parallel
     max_lead_s: float = _LIMITS.max_lead_s
     # -- the server's own --
-    aligner_max_batch: int = 16  # utterances aligned in one pass
+    aligner_max_batch: int = DEFAULT_ALIGNER_BATCH  # utterances aligned in one pass
     # Riva requests naming a model this server does not have (LiveKit's nvidia plugin sends a
     # Parakeet name by default) get the default model instead of INVALID_ARGUMENT.
     riva_any_model: bool = False
