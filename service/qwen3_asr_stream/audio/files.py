@@ -8,7 +8,7 @@ import numpy as np
 
 from qwen3_asr_client.audio_files import AudioFileError, read_audio as read_audio_file
 
-from .audio import SAMPLE_RATE
+from . import SAMPLE_RATE
 
 __all__ = ["AudioFileError", "read_audio", "split_long_audio", "to_mono_16k"]
 
