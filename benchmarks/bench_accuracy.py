@@ -76,7 +76,7 @@ class Streamed:
 def folder_recordings(folder: Path) -> Iterator[Recording]:
     """``refs.tsv`` (``file<TAB>reference`` per line) if present, else every audio file with a
     ``.txt`` of the same name beside it."""
-    from qwen3_asr_stream.audio_io import read_audio
+    from qwen3_asr_stream.audio.files import read_audio
 
     tsv = folder / "refs.tsv"
     if tsv.exists():
@@ -102,7 +102,7 @@ def dataset_recordings(name: str, config: str | None, split: str, text_column: s
         import datasets
     except ImportError:
         raise SystemExit("--dataset needs the datasets package: pip install datasets") from None
-    from qwen3_asr_stream.audio_io import to_mono_16k
+    from qwen3_asr_stream.audio.files import to_mono_16k
 
     data = datasets.load_dataset(name, config, split=split, streaming=True)
     for n, row in enumerate(data):
@@ -201,7 +201,7 @@ def official_policy(model, tokenizer, audio: np.ndarray, language: str | None, m
     after the last piece and the compute time of each decode."""
     import torch
 
-    from qwen3_asr_stream.transcript import parse_output
+    from qwen3_asr_stream.text.transcript import parse_output
 
     raw, chunk, times = "", int(chunk_s * SAMPLE_RATE), []
 
@@ -240,10 +240,10 @@ def run(args) -> dict:
     import torch
 
     from qwen3_asr_stream.checkpoint import LoadOptions, load_pretrained
-    from qwen3_asr_stream.engine.engine import StreamingEngine
+    from qwen3_asr_stream.engine.text_layer import StreamingEngine
     from qwen3_asr_stream.engine.options import EngineOptions
     from qwen3_asr_stream.offline import Transcriber, TranscribeOptions
-    from qwen3_asr_stream.transcript import normalize_language
+    from qwen3_asr_stream.text.transcript import normalize_language
 
     language = normalize_language(args.language) if args.language else None
     characters = args.metric == "cer" if args.metric else language in CER_LANGUAGES

@@ -96,10 +96,10 @@ def greedy_tokens(model, tokenizer, audios, prefixes=None, language: str | None 
     ``prompt_raw + prefix`` does. Returns the new tokens of each recording (no prefix)."""
     import torch
 
-    from qwen3_asr_stream.decoding import GreedyOptions, greedy_generate
-    from qwen3_asr_stream.frontend import batch_features
+    from qwen3_asr_stream.engine.decoding import GreedyOptions, greedy_generate
+    from qwen3_asr_stream.audio.frontend import batch_features
     from qwen3_asr_stream.offline import padded_for_model
-    from qwen3_asr_stream.prompts import asr_prompt_text
+    from qwen3_asr_stream.text.prompts import asr_prompt_text
 
     waves = [torch.from_numpy(np.ascontiguousarray(padded_for_model(a), dtype=np.float32)) for a in audios]
     features, frames = batch_features(waves)

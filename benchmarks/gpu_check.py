@@ -205,7 +205,7 @@ def stage_bf16_vs_fp32(check: Check) -> dict:
 def _utterances(runner, tokenizer, n: int, seconds: float, seed: int = 0):
     from bench_engine import speechlike
     from qwen3_asr_stream.engine.utterance import Utterance, UtteranceSpec
-    from qwen3_asr_stream.prompts import asr_prompt_ids
+    from qwen3_asr_stream.text.prompts import asr_prompt_ids
 
     d = runner.model.dims.audio
     spec = UtteranceSpec(*asr_prompt_ids(tokenizer))
@@ -261,7 +261,7 @@ def stage_graphs_vs_eager(check: Check) -> dict:
 
 def _serve_options(check: Check):
     """The engine options ``serve`` uses by default (30 s utterances, an interim per second)."""
-    from qwen3_asr_stream.server.app import engine_options
+    from qwen3_asr_stream.server.loading import engine_options
     from qwen3_asr_stream.server.options import ServerOptions
 
     options = engine_options(ServerOptions())
@@ -273,7 +273,7 @@ def _engine(check: Check, streams: int):
     """An engine with serve's options, room for ``streams``, and speech-like token bounds: random
     weights never say end-of-text, so an interim decodes at most ``--update-tokens`` new tokens
     and a final ``FINAL_TOKENS_PER_S`` per second of audio (what real speech gives)."""
-    from qwen3_asr_stream.engine.engine import StreamingEngine
+    from qwen3_asr_stream.engine.text_layer import StreamingEngine
 
     model, tokenizer = check.model(check.args.dtype)
     serve = _serve_options(check)
@@ -314,7 +314,7 @@ def stage_capacity(check: Check) -> dict:
     cuda = torch.cuda.is_available() and args.device.startswith("cuda")
     model, tokenizer = check.model(args.dtype)
     upper = args.max_streams
-    from qwen3_asr_stream.engine.engine import memory_needed
+    from qwen3_asr_stream.engine.text_layer import memory_needed
 
     engine = _engine(check, upper)
     memory = memory_needed(model, tokenizer, engine.options)

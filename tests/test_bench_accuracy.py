@@ -59,7 +59,7 @@ def test_the_harness_reports_every_column_and_finals_equal_offline(checkpoints, 
 def test_the_official_policy_decodes_each_chunk_after_the_rolled_back_text(checkpoints, speech_folder):
     from bench_accuracy import official_policy
 
-    from qwen3_asr_stream.audio_io import read_audio
+    from qwen3_asr_stream.audio.files import read_audio
     from qwen3_asr_stream.checkpoint import load_pretrained
 
     model, tokenizer = load_pretrained(str(checkpoints["asr"]))
