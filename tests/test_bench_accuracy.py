@@ -29,6 +29,7 @@ def speech_folder(espeak, tmp_path_factory) -> Path:
     return folder
 
 
+@pytest.mark.slow
 def test_the_harness_reports_every_column_and_finals_equal_offline(checkpoints, speech_folder, tmp_path):
     proc = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / "bench_accuracy.py"), "--model", str(checkpoints["asr"]),

@@ -25,6 +25,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parents[1]
 # What the device image holds that the service and gpu_check.py use (the device tool's KINDS.md
 # lists the image's packages); their requirements come along. pip installs the carried wheels.
