@@ -39,6 +39,7 @@ import math
 import os
 import pkgutil
 import platform
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -526,6 +527,8 @@ def main(argv: list[str] | None = None) -> int:
         check.save()
         rows.append([name, entry["status"], entry["seconds"], cell])
         print(f"{name}: {entry['status']} in {entry['seconds']} s: {cell}", flush=True)
+    if check.folder is not None and not args.model:
+        shutil.rmtree(check.folder, ignore_errors=True)  # the random checkpoint (1.5 GB at full size)
     check.record["total_s"] = round(time.monotonic() - check.started, 1)
     check.save()
     title = (f"GPU check ({args.device}, {args.dtype}, {args.model or args.preset}"
