@@ -98,9 +98,9 @@ def engine_cpu_per_audio_s(preset: str, model: str | None, seconds: float) -> fl
     from bench_engine import run_load_once
 
     from qwen3_asr_stream.checkpoint import LoadOptions, load_model
-    from qwen3_asr_stream.engine.engine import StreamingEngine
+    from qwen3_asr_stream.engine.text_layer import StreamingEngine
     from qwen3_asr_stream.engine.options import EngineOptions
-    from qwen3_asr_stream.tokenizer import TextTokenizer
+    from qwen3_asr_stream.text.tokenizer import TextTokenizer
 
     folder = checkpoint(preset, model)
     loaded = load_model(folder, LoadOptions(dtype="float32", device="cpu"))

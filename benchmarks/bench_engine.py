@@ -75,8 +75,8 @@ def run_final(args) -> None:
     from qwen3_asr_stream.engine.options import PolicyOptions
     from qwen3_asr_stream.engine.runner import ModelRunner
     from qwen3_asr_stream.engine.utterance import Utterance, UtteranceSpec
-    from qwen3_asr_stream.prompts import asr_prompt_ids
-    from qwen3_asr_stream.tokenizer import TextTokenizer
+    from qwen3_asr_stream.text.prompts import asr_prompt_ids
+    from qwen3_asr_stream.text.tokenizer import TextTokenizer
 
     folder = checkpoint("tiny-asr" if args.quick else args.preset, args.model)
     model = load_model(folder, LoadOptions(device=args.device, dtype=args.dtype, quantize=args.quantize))
@@ -152,10 +152,10 @@ def run_policy(args) -> None:
     from qwen_asr import Qwen3ASRModel
 
     from qwen3_asr_stream.checkpoint import LoadOptions, load_model
-    from qwen3_asr_stream.engine.engine import StreamingEngine
+    from qwen3_asr_stream.engine.text_layer import StreamingEngine
     from qwen3_asr_stream.engine.options import EngineOptions, PolicyOptions, UtteranceOptions
     from qwen3_asr_stream.engine.utterance import Request
-    from qwen3_asr_stream.tokenizer import TextTokenizer
+    from qwen3_asr_stream.text.tokenizer import TextTokenizer
 
     folder = checkpoint("tiny-asr" if args.quick else args.preset, args.model)
     tokens = args.tokens
@@ -237,8 +237,8 @@ def run_step(args) -> None:
     from qwen3_asr_stream.engine.options import PolicyOptions
     from qwen3_asr_stream.engine.runner import ModelRunner
     from qwen3_asr_stream.engine.utterance import Utterance, UtteranceSpec
-    from qwen3_asr_stream.prompts import asr_prompt_ids
-    from qwen3_asr_stream.tokenizer import TextTokenizer
+    from qwen3_asr_stream.text.prompts import asr_prompt_ids
+    from qwen3_asr_stream.text.tokenizer import TextTokenizer
 
     folder = checkpoint("tiny-asr" if args.quick else args.preset, args.model)
     model = load_model(folder, LoadOptions(quantize=args.quantize))
@@ -286,9 +286,9 @@ def run_updates(args) -> None:
     (an engine that keeps up with real time).
     """
     from qwen3_asr_stream.checkpoint import LoadOptions, load_model
-    from qwen3_asr_stream.engine.engine import StreamingEngine
+    from qwen3_asr_stream.engine.text_layer import StreamingEngine
     from qwen3_asr_stream.engine.options import EngineOptions, PolicyOptions, UtteranceOptions
-    from qwen3_asr_stream.tokenizer import TextTokenizer
+    from qwen3_asr_stream.text.tokenizer import TextTokenizer
 
     folder = checkpoint("tiny-asr" if args.quick else args.preset, args.model)
     model = load_model(folder, LoadOptions(dtype=args.dtype, quantize=args.quantize))
@@ -342,7 +342,9 @@ def run_updates(args) -> None:
                    "interval_s": args.interval, "runs": summary})
 
 
-def run_load_once(engine, concurrency: int, seconds: float, chunk_s: float = 0.1) -> dict:
+def run_load_once(engine, concurrency: int, seconds: float, chunk_s: float = 0.1, timeout_s: float = 600.0) -> dict:
+    """``concurrency`` real-time streams of ``seconds`` each through ``engine``; ``timeout_s``: how
+    long to wait for the finals after the last audio (``finals`` says how many came)."""
     from qwen3_asr_stream.engine.options import UtteranceOptions
 
     interval = engine.options.policy.update_interval_s
@@ -394,7 +396,7 @@ def run_load_once(engine, concurrency: int, seconds: float, chunk_s: float = 0.1
         with lock:
             final_requested[uid] = time.perf_counter()
         engine.finish(uid)
-    done.wait(600)
+    done.wait(timeout_s)
     wall = time.perf_counter() - started
     return {
         "concurrency": concurrency,
@@ -404,15 +406,16 @@ def run_load_once(engine, concurrency: int, seconds: float, chunk_s: float = 0.1
         "final_p50_ms": percentile(finals, 50) * 1e3,
         "final_p95_ms": percentile(finals, 95) * 1e3,
         "updates": len(latencies),
+        "finals": len(finals),
         "audio_s_per_s": concurrency * seconds / wall,
     }
 
 
 def run_load(args) -> None:
     from qwen3_asr_stream.checkpoint import LoadOptions, load_model
-    from qwen3_asr_stream.engine.engine import StreamingEngine
+    from qwen3_asr_stream.engine.text_layer import StreamingEngine
     from qwen3_asr_stream.engine.options import EngineOptions, PolicyOptions
-    from qwen3_asr_stream.tokenizer import TextTokenizer
+    from qwen3_asr_stream.text.tokenizer import TextTokenizer
 
     folder = checkpoint("tiny-asr" if args.quick else args.preset, args.model)
     model = load_model(folder, LoadOptions(dtype=args.dtype, device=args.device, quantize=args.quantize))

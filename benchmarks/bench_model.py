@@ -66,7 +66,7 @@ def main() -> None:
 
     from qwen_asr.core.transformers_backend import Qwen3ASRConfig
     from qwen3_asr_stream.checkpoint import LoadOptions, load_model
-    from qwen3_asr_stream.frontend import log_mel
+    from qwen3_asr_stream.audio.frontend import log_mel
 
     AutoConfig.register("qwen3_asr", Qwen3ASRConfig)
     AutoModel.register(Qwen3ASRConfig, Qwen3ASRForConditionalGeneration)

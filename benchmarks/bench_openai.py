@@ -188,7 +188,7 @@ def main() -> None:
         args.utterances, args.rounds = 2, 2
 
     from qwen3_asr_stream.checkpoint import LoadOptions
-    from qwen3_asr_stream.server.harness import ServerThread, load_aligner, load_engine
+    from qwen3_asr_stream.testing.harness import ServerThread, load_aligner, load_engine
     from qwen3_asr_stream.server.options import ServerOptions
 
     dtype = "bfloat16" if args.device.startswith("cuda") else "float32"

@@ -232,7 +232,7 @@ def main() -> None:
         args.utterances = 2
 
     from qwen3_asr_stream.checkpoint import LoadOptions
-    from qwen3_asr_stream.server.harness import ServerThread, load_aligner, load_engine
+    from qwen3_asr_stream.testing.harness import ServerThread, load_aligner, load_engine
     from qwen3_asr_stream.server.options import ServerOptions
 
     dtype = args.dtype or ("bfloat16" if args.device.startswith("cuda") else "float32")

@@ -73,7 +73,7 @@ def checkpoints(tmp_path_factory):
 @pytest.fixture(scope="module")
 def engine(checkpoints):
     """The tiny ASR checkpoint loaded as ``serve`` loads it (default server options), per module."""
-    from qwen3_asr_stream.server.harness import load_engine
+    from qwen3_asr_stream.testing.harness import load_engine
     from qwen3_asr_stream.server.options import ServerOptions
 
     engine = load_engine(str(checkpoints["asr"]), ServerOptions())
@@ -84,7 +84,7 @@ def engine(checkpoints):
 @pytest.fixture(scope="module")
 def aligner(checkpoints):
     """The tiny forced aligner loaded as ``serve`` loads it, per module."""
-    from qwen3_asr_stream.server.harness import load_aligner
+    from qwen3_asr_stream.testing.harness import load_aligner
 
     return load_aligner(str(checkpoints["aligner"]))
 

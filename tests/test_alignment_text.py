@@ -9,8 +9,8 @@ import sys
 
 import pytest
 
-from qwen3_asr_stream import alignment_text
-from qwen3_asr_stream.alignment_text import (
+from qwen3_asr_stream.text import alignment as alignment_text
+from qwen3_asr_stream.text.alignment import (
     MissingLanguageSupport,
     WordTime,
     aligner_input_text,

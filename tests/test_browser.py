@@ -22,7 +22,7 @@ from conftest import synthesize
 pytest.importorskip("webrtcvad")
 from playwright.sync_api import sync_playwright  # noqa: E402
 
-from qwen3_asr_stream.server.harness import ServerThread, load_aligner, load_engine  # noqa: E402
+from qwen3_asr_stream.testing.harness import ServerThread, load_aligner, load_engine  # noqa: E402
 from qwen3_asr_stream.server.options import ServerOptions  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"

@@ -50,7 +50,7 @@ def test_transcribe_json_with_words(checkpoints, speech):
 
 
 def test_transcribe_text_output_matches_the_api(checkpoints, speech):
-    from qwen3_asr_stream.audio_io import read_audio
+    from qwen3_asr_stream.audio.files import read_audio
     from qwen3_asr_stream.offline import TranscribeOptions, Transcriber
 
     wav, _ = speech

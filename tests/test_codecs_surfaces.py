@@ -32,7 +32,7 @@ from riva.client.proto import riva_audio_pb2 as raudio  # noqa: E402
 from conftest import synthesize  # noqa: E402
 from qwen3_asr_client import AsyncStreamingClient, AudioFormat, RecognitionOptions, Result  # noqa: E402
 from qwen3_asr_client.proto import asr_pb2  # noqa: E402
-from qwen3_asr_stream.server.harness import ServerThread  # noqa: E402
+from qwen3_asr_stream.testing.harness import ServerThread  # noqa: E402
 from qwen3_asr_stream.server.options import ServerOptions  # noqa: E402
 from qwen3_asr_stream.testing.codecs import corrupt_middle, cut_middle, encode, random_cuts, video_only  # noqa: E402
 
@@ -330,14 +330,13 @@ def bad_inputs(speech):
     }
 
 
-def test_asr_v1_bad_inputs_beside_a_healthy_stream(server, speech, bad_inputs, caplog):
+def test_asr_v1_bad_inputs_beside_a_healthy_stream(small_server, speech, bad_inputs, caplog):
+    server = small_server
     caplog.set_level(logging.INFO)
     audio, rate = speech
     healthy = encode(audio, rate, "webm_opus")
     alone = asyncio.run(asr_outcome(server, random_cuts(healthy, np.random.default_rng(3), 20, 400),
                                     AudioFormat(0, 1, "WEBM_OPUS")))[0]
-    small = dataclass_replace_limit(server, 256 << 10)
-
     async def main():
         calls = [asr_outcome(server, random_cuts(healthy, np.random.default_rng(3), 20, 400),
                              AudioFormat(0, 1, "WEBM_OPUS"), pace_s=duration_ms(audio, rate) / 1000)]
@@ -346,8 +345,7 @@ def test_asr_v1_bad_inputs_beside_a_healthy_stream(server, speech, bad_inputs, c
                                      AudioFormat(declared, 1, encoding), pace_s=2.0))
         return await asyncio.gather(*calls)
 
-    with small:
-        outcomes = asyncio.run(main())
+    outcomes = asyncio.run(main())
     finals, code, _ = outcomes[0]
     assert code == grpc.StatusCode.OK
     assert [(f.transcript, f.start_ms, f.end_ms) for f in finals] == [(f.transcript, f.start_ms, f.end_ms)
@@ -360,20 +358,12 @@ def test_asr_v1_bad_inputs_beside_a_healthy_stream(server, speech, bad_inputs, c
     no_tracebacks(caplog)
 
 
-class dataclass_replace_limit:
-    """Lower the server's max_recognize_bytes for a while (it bounds a CONTAINER file kept whole)."""
-
-    def __init__(self, server, limit: int):
-        self.backend, self.limit = server.server.backend, limit
-
-    def __enter__(self):
-        import dataclasses
-
-        self.saved = self.backend.options
-        self.backend.options = dataclasses.replace(self.saved, max_recognize_bytes=self.limit)
-
-    def __exit__(self, *exc):
-        self.backend.options = self.saved
+@pytest.fixture(scope="module")
+def small_server(engine, aligner):
+    """A server whose unary / whole-file limit is 64 KiB (~2 s of 16 kHz 16-bit audio)."""
+    options = ServerOptions(port=0, http_port=free_port(), max_recognize_bytes=64 << 10)
+    with ServerThread(options, {"tiny": engine}, aligner) as server:
+        yield server
 
 
 def riva_outcome(server, data: bytes, config, chunk: int = 300):
@@ -392,7 +382,8 @@ def riva_outcome(server, data: bytes, config, chunk: int = 300):
 RIVA_ENCODINGS = {"OGG_OPUS": raudio.OGGOPUS, "FLAC": raudio.FLAC}
 
 
-def test_riva_bad_inputs_streaming_and_offline(server, speech, bad_inputs, caplog):
+def test_riva_bad_inputs_streaming_and_offline(small_server, speech, bad_inputs, caplog):
+    server = small_server
     caplog.set_level(logging.INFO)
     audio, rate = speech
     asr = riva.client.ASRService(riva.client.Auth(uri=server.address))
@@ -412,7 +403,8 @@ def test_riva_bad_inputs_streaming_and_offline(server, speech, bad_inputs, caplo
     no_tracebacks(caplog)
 
 
-def test_rest_bad_files(server, speech, caplog):
+def test_rest_bad_files(small_server, speech, caplog):
+    server = small_server
     import openai
 
     caplog.set_level(logging.INFO)
@@ -437,8 +429,7 @@ def test_rest_bad_files(server, speech, caplog):
                 outcomes[name] = (exc.status_code, exc.message)
         return outcomes
 
-    with dataclass_replace_limit(server, 64 << 10):  # 64 KiB counts as ~2 s of 16 kHz PCM
-        outcomes = asyncio.run(main())
+    outcomes = asyncio.run(main())
     for name, (_, status, words) in cases.items():
         assert outcomes[name][0] == status and words in outcomes[name][1], (name, outcomes[name])
     no_tracebacks(caplog)

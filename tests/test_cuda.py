@@ -10,9 +10,9 @@ from qwen3_asr_stream.checkpoint import LoadOptions, load_model
 from qwen3_asr_stream.engine.options import PolicyOptions
 from qwen3_asr_stream.engine.runner import ModelRunner
 from qwen3_asr_stream.engine.utterance import Utterance, UtteranceSpec
-from qwen3_asr_stream.frontend import log_mel
-from qwen3_asr_stream.prompts import asr_prompt_ids
-from qwen3_asr_stream.tokenizer import TextTokenizer
+from qwen3_asr_stream.audio.frontend import log_mel
+from qwen3_asr_stream.text.prompts import asr_prompt_ids
+from qwen3_asr_stream.text.tokenizer import TextTokenizer
 
 pytestmark = pytest.mark.cuda
 

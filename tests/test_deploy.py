@@ -178,7 +178,7 @@ def serve_args(image: dict, container: dict) -> list[str]:
 def deployment_problems(docs: list[dict], image: dict, gpu: bool) -> list[str]:
     from qwen3_asr_stream.cli import build_parser
     from qwen3_asr_stream.server.app import STOP_GRACE_S
-    from qwen3_asr_stream.server.metrics import Metrics
+    from qwen3_asr_stream.session.metrics import Metrics
     from qwen3_asr_stream.server.probes import LIVE_PATH
 
     problems: list[str] = []

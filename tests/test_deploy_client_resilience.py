@@ -17,7 +17,7 @@ import pytest
 
 from qwen3_asr_client import AsyncStreamingClient, AudioFormat, RecognitionOptions
 from qwen3_asr_client.resilience import ResumableStream, RetryPolicy
-from qwen3_asr_stream.server.harness import ServerThread, load_engine
+from qwen3_asr_stream.testing.harness import ServerThread, load_engine
 from qwen3_asr_stream.server.options import ServerOptions
 
 from conftest import synthesize

@@ -7,13 +7,13 @@ import torch
 
 from conftest import tone_mix
 from qwen3_asr_stream.checkpoint import load_model
-from qwen3_asr_stream.decoding import DecodeRow, StopRules, decode, greedy_generate, GreedyOptions
+from qwen3_asr_stream.engine.decoding import DecodeRow, StopRules, decode, greedy_generate, GreedyOptions
 from qwen3_asr_stream.engine.options import PolicyOptions
 from qwen3_asr_stream.engine.runner import ModelRunner
 from qwen3_asr_stream.engine.utterance import Utterance, UtteranceSpec
-from qwen3_asr_stream.frontend import log_mel
-from qwen3_asr_stream.prompts import asr_prompt_ids, asr_prompt_text
-from qwen3_asr_stream.tokenizer import TextTokenizer
+from qwen3_asr_stream.audio.frontend import log_mel
+from qwen3_asr_stream.text.prompts import asr_prompt_ids, asr_prompt_text
+from qwen3_asr_stream.text.tokenizer import TextTokenizer
 
 MAX = 24
 

@@ -10,17 +10,17 @@ import torch
 
 from conftest import tone_mix
 from qwen3_asr_stream.checkpoint import load_model
-from qwen3_asr_stream.decoding import GreedyOptions, greedy_generate
-from qwen3_asr_stream.engine.engine import EngineFull, StreamingEngine, _TextState, text_of
+from qwen3_asr_stream.engine.decoding import GreedyOptions, greedy_generate
+from qwen3_asr_stream.engine.text_layer import EngineFull, StreamingEngine, _TextState, text_of
 from qwen3_asr_stream.engine.options import EngineOptions, PolicyOptions, UtteranceOptions
-from qwen3_asr_stream.decoding import repetition_detected
+from qwen3_asr_stream.engine.decoding import repetition_detected
 from qwen3_asr_stream.engine.policy import HypothesisState, choose_prefix
 from qwen3_asr_stream.engine.runner import ModelRunner
 from qwen3_asr_stream.engine.utterance import Utterance, UtteranceSpec
-from qwen3_asr_stream.frontend import log_mel
+from qwen3_asr_stream.audio.frontend import log_mel
 from qwen3_asr_stream.offline import TranscribeOptions, Transcriber
-from qwen3_asr_stream.prompts import asr_prompt_ids, asr_prompt_text
-from qwen3_asr_stream.tokenizer import TextTokenizer
+from qwen3_asr_stream.text.prompts import asr_prompt_ids, asr_prompt_text
+from qwen3_asr_stream.text.tokenizer import TextTokenizer
 
 POLICY = PolicyOptions(update_interval_s=2.0, max_tokens_per_update=12, max_tokens_final=40, repetition_limit=0)
 

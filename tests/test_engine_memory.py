@@ -9,9 +9,9 @@ import pytest
 
 from conftest import tone_mix
 from qwen3_asr_stream.checkpoint import load_model
-from qwen3_asr_stream.engine.engine import EngineFull, StreamingEngine, memory_needed
+from qwen3_asr_stream.engine.text_layer import EngineFull, StreamingEngine, memory_needed
 from qwen3_asr_stream.engine.options import EngineOptions, PolicyOptions, UtteranceOptions
-from qwen3_asr_stream.tokenizer import TextTokenizer
+from qwen3_asr_stream.text.tokenizer import TextTokenizer
 
 POLICY = PolicyOptions(max_tokens_per_update=6, max_tokens_final=12, repetition_limit=0)
 CONTEXT = "Names: Anneliese Vogelsang, Przemysław Wąsowicz, Ngozi Okonkwo-Adeyemi. " * 6

@@ -9,7 +9,7 @@ import pytest
 
 
 pytest.importorskip("webrtcvad")
-from qwen3_asr_stream.server.harness import ServerThread  # noqa: E402
+from qwen3_asr_stream.testing.harness import ServerThread  # noqa: E402
 from qwen3_asr_stream.server.options import ServerOptions  # noqa: E402
 
 GARBAGE = b"\xff\xff\xff\xff\x0f"  # a field tag with an invalid wire type

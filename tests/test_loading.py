@@ -10,7 +10,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from qwen3_asr_stream.checkpoint import CheckpointError, LoadOptions, load_model, resolve
-from qwen3_asr_stream.config import ModelKind
+from qwen3_asr_stream.model.config import ModelKind
 from qwen3_asr_stream.testing.checkpoints import TINY_ASR, write_checkpoint
 
 

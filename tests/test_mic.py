@@ -25,7 +25,7 @@ from conftest import ROOT, synthesize
 
 pytest.importorskip("webrtcvad")
 pytest.importorskip("sounddevice", reason="the mic extra (sounddevice) is needed")
-from qwen3_asr_stream.server.harness import ServerThread, load_engine  # noqa: E402
+from qwen3_asr_stream.testing.harness import ServerThread, load_engine  # noqa: E402
 from qwen3_asr_stream.server.options import ServerOptions  # noqa: E402
 
 RATE = 16000

@@ -19,9 +19,9 @@ pytestmark = pytest.mark.oracle
 qwen_asr = pytest.importorskip("qwen_asr")
 
 from qwen3_asr_stream.checkpoint import LoadOptions, load_model  # noqa: E402
-from qwen3_asr_stream.frontend import batch_features  # noqa: E402
+from qwen3_asr_stream.audio.frontend import batch_features  # noqa: E402
 from qwen3_asr_stream.offline import TranscribeOptions, Transcriber  # noqa: E402
-from qwen3_asr_stream.tokenizer import TextTokenizer  # noqa: E402
+from qwen3_asr_stream.text.tokenizer import TextTokenizer  # noqa: E402
 
 LOGIT_RTOL = 1e-4  # of the largest magnitude, float32
 ENCODER_RTOL = 1e-4
@@ -151,7 +151,7 @@ def test_greedy_tokens_match_official(oracle_asr, checkpoints, name):
         assert ours == oracle.processor.batch_decode(
             out.sequences[:, inputs["input_ids"].shape[1]:], skip_special_tokens=True,
             clean_up_tokenization_spaces=False)
-        from qwen3_asr_stream.decoding import GreedyOptions, greedy_generate
+        from qwen3_asr_stream.engine.decoding import GreedyOptions, greedy_generate
         feats, frames = batch_features([torch.from_numpy(w) for w in batch])
         audio = model.encode_audio([feats[i, :, :n] for i, n in enumerate(frames)])
         mine = greedy_generate(model, prompt_ids, audio, GreedyOptions(max_new_tokens=MAX_NEW))
@@ -192,7 +192,7 @@ def test_transcribe_windowed_matches_official_windowed(oracle_asr, checkpoints):
 
 
 def test_aligner_matches_official(oracle_aligner, checkpoints):
-    from qwen3_asr_stream.aligner import AlignRequest, ForcedAligner
+    from qwen3_asr_stream.engine.aligner import AlignRequest, ForcedAligner
 
     folder = checkpoints["aligner"]
     aligner = ForcedAligner(load_model(folder, LoadOptions(encoder_attention="global")),

@@ -14,8 +14,8 @@ from test_cli import run_cli
 
 from qwen3_asr_client.cli import TranscriptPrinter, printable
 from qwen3_asr_client.results import Result, Word
-from qwen3_asr_stream.aligner import AlignRequest
-from qwen3_asr_stream.alignment_text import WordTime, clamp_word_times
+from qwen3_asr_stream.engine.aligner import AlignRequest
+from qwen3_asr_stream.text.alignment import WordTime, clamp_word_times
 from qwen3_asr_stream.offline import TranscribeOptions, Transcriber
 
 
@@ -68,7 +68,7 @@ def test_align_a_5ms_file(checkpoints, files):
 
 
 def test_offline_word_times_stay_inside_the_audio(checkpoints, files):
-    from qwen3_asr_stream.audio_io import read_audio
+    from qwen3_asr_stream.audio.files import read_audio
 
     transcriber = Transcriber.from_pretrained(str(checkpoints["asr"]), str(checkpoints["aligner"]))
     audio = read_audio(files["5s"])

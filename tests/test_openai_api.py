@@ -27,7 +27,7 @@ pytest.importorskip("webrtcvad")
 import openai  # noqa: E402
 from openai import AsyncOpenAI  # noqa: E402
 
-from qwen3_asr_stream.server.harness import ServerThread  # noqa: E402
+from qwen3_asr_stream.testing.harness import ServerThread  # noqa: E402
 from qwen3_asr_stream.server.options import ServerOptions  # noqa: E402
 
 TOKEN = "test-token"

@@ -10,8 +10,8 @@ from qwen3_asr_stream.checkpoint import LoadOptions, load_model
 from qwen3_asr_stream.engine.options import PolicyOptions
 from qwen3_asr_stream.engine.runner import ModelRunner
 from qwen3_asr_stream.engine.utterance import Utterance, UtteranceSpec
-from qwen3_asr_stream.prompts import asr_prompt_ids
-from qwen3_asr_stream.tokenizer import TextTokenizer
+from qwen3_asr_stream.text.prompts import asr_prompt_ids
+from qwen3_asr_stream.text.tokenizer import TextTokenizer
 
 
 def test_int8_logits_stay_close_to_float32(checkpoints):

@@ -21,7 +21,7 @@ from qwen3_asr_client import AsyncStreamingClient, AudioFormat, RecognitionOptio
 from qwen3_asr_client.proto import asr_pb2, asr_pb2_grpc
 
 pytest.importorskip("webrtcvad")
-from qwen3_asr_stream.server.harness import ServerThread  # noqa: E402
+from qwen3_asr_stream.testing.harness import ServerThread  # noqa: E402
 from qwen3_asr_stream.server.options import ServerOptions  # noqa: E402
 
 CODE = grpc.StatusCode

@@ -19,7 +19,7 @@ from test_riva_service import write_wav
 from test_server_e2e import BOUNDARY_TOLERANCE_MS, compose, phrases  # noqa: F401
 
 from qwen3_asr_stream.audio.vad import EndpointingOptions  # noqa: E402
-from qwen3_asr_stream.server.harness import ServerThread  # noqa: E402
+from qwen3_asr_stream.testing.harness import ServerThread  # noqa: E402
 from qwen3_asr_stream.server.options import ServerOptions  # noqa: E402
 
 DRIVER = Path(__file__).with_name("riva_livekit_driver.py")

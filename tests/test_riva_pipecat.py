@@ -18,7 +18,7 @@ from conftest import framework_python
 from test_riva_service import write_wav
 from test_server_e2e import compose, phrases  # noqa: F401 - module fixtures
 
-from qwen3_asr_stream.server.harness import ServerThread  # noqa: E402
+from qwen3_asr_stream.testing.harness import ServerThread  # noqa: E402
 from qwen3_asr_stream.server.options import ServerOptions  # noqa: E402
 
 DRIVER = Path(__file__).with_name("riva_pipecat_driver.py")

@@ -28,7 +28,7 @@ from test_server_e2e import (  # noqa: F401 - module fixtures shared with the e2
 from test_server_errors import OPTIONS as ERROR_OPTIONS, audio as asr_audio, config as asr_config  # noqa: E402
 
 from qwen3_asr_stream.audio.vad import EndpointingOptions  # noqa: E402
-from qwen3_asr_stream.server.harness import ServerThread  # noqa: E402
+from qwen3_asr_stream.testing.harness import ServerThread  # noqa: E402
 from qwen3_asr_stream.server.options import ServerOptions  # noqa: E402
 
 CODE = grpc.StatusCode

@@ -31,7 +31,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc  # noqa: E402
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc  # noqa: E402
 
 from qwen3_asr_stream.server.app import SERVICE_NAME  # noqa: E402
-from qwen3_asr_stream.server.harness import ServerThread  # noqa: E402
+from qwen3_asr_stream.testing.harness import ServerThread  # noqa: E402
 from qwen3_asr_stream.server.options import ServerOptions  # noqa: E402
 
 SILENCE_S = 1.2

@@ -17,7 +17,7 @@ from test_server_e2e import (  # noqa: F401 - module fixtures shared with the e2
 )
 
 pytest.importorskip("webrtcvad")
-from qwen3_asr_stream.server.harness import ServerThread, load_engine  # noqa: E402
+from qwen3_asr_stream.testing.harness import ServerThread, load_engine  # noqa: E402
 from qwen3_asr_stream.server.options import KIB, ServerOptions  # noqa: E402
 
 CODE = grpc.StatusCode

@@ -11,7 +11,7 @@ from qwen3_asr_client import AsyncStreamingClient, RecognitionOptions, Result, S
 from test_server_e2e import compose, phrases  # noqa: F401 - shared module fixtures
 
 pytest.importorskip("webrtcvad")
-from qwen3_asr_stream.server.harness import ServerThread  # noqa: E402
+from qwen3_asr_stream.testing.harness import ServerThread  # noqa: E402
 from qwen3_asr_stream.server.options import ServerOptions  # noqa: E402
 
 STREAMS = 32

@@ -14,8 +14,8 @@ from conftest import tone_mix
 from qwen3_asr_client import AsyncStreamingClient, AudioFormat, RecognitionOptions, Result
 
 pytest.importorskip("webrtcvad")
-from qwen3_asr_stream.aligner import AlignRequest  # noqa: E402
-from qwen3_asr_stream.server.harness import ServerThread, load_aligner, load_engine  # noqa: E402
+from qwen3_asr_stream.engine.aligner import AlignRequest  # noqa: E402
+from qwen3_asr_stream.testing.harness import ServerThread, load_aligner, load_engine  # noqa: E402
 from qwen3_asr_stream.server.options import ServerOptions  # noqa: E402
 from qwen3_asr_stream.session.aligner_worker import AlignerWorker  # noqa: E402
 

@@ -9,8 +9,8 @@ import pytest
 
 pytest.importorskip("prometheus_client")
 from qwen3_asr_client.proto import asr_pb2  # noqa: E402
-from qwen3_asr_stream.alignment_text import WordTime  # noqa: E402
-from qwen3_asr_stream.engine.engine import EngineFull  # noqa: E402
+from qwen3_asr_stream.text.alignment import WordTime  # noqa: E402
+from qwen3_asr_stream.engine.text_layer import EngineFull  # noqa: E402
 from qwen3_asr_stream.audio.input import InvalidAudio  # noqa: E402
 from qwen3_asr_stream.session.errors import (  # noqa: E402
     OK, Code, IdleTimeout, InvalidRequest, MessageTooLarge, ServerBusy, ShuttingDown, Status, StreamTooLong, status_of,
@@ -129,7 +129,7 @@ def test_endpointing_zero_fields_take_the_defaults():
 
 
 def test_stage_conflicts_are_found_at_start():
-    from qwen3_asr_stream.aligner import MAX_ALIGN_SECONDS
+    from qwen3_asr_stream.engine.aligner import MAX_ALIGN_SECONDS
     from qwen3_asr_stream.server.options import stage_conflicts
 
     long = ServerOptions(endpointing=EndpointingOptions(max_utterance_ms=200_000))

@@ -8,11 +8,11 @@ import pytest
 
 from conftest import tone_mix
 from qwen3_asr_stream.checkpoint import load_model
-from qwen3_asr_stream.engine.engine import StreamingEngine, _TextState, text_of
+from qwen3_asr_stream.engine.text_layer import StreamingEngine, _TextState, text_of
 from qwen3_asr_stream.engine.options import EngineOptions, PolicyOptions, UtteranceOptions
 from qwen3_asr_stream.engine.utterance import TokenResult
-from qwen3_asr_stream.tokenizer import TextTokenizer
-from qwen3_asr_stream.transcript import parse_output
+from qwen3_asr_stream.text.tokenizer import TextTokenizer
+from qwen3_asr_stream.text.transcript import parse_output
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +85,7 @@ def test_stable_text_through_the_service(checkpoints, espeak, tmp_path):
 
     pytest.importorskip("webrtcvad")
     from qwen3_asr_client import AsyncStreamingClient, RecognitionOptions, Result
-    from qwen3_asr_stream.server.harness import ServerThread, load_engine
+    from qwen3_asr_stream.testing.harness import ServerThread, load_engine
     from qwen3_asr_stream.server.options import ServerOptions
     from test_server_e2e import compose, read_wav, synthesize
 

@@ -20,7 +20,7 @@ from conftest import ROOT
 from qwen3_asr_client.proto import asr_pb2_grpc
 
 pytest.importorskip("webrtcvad")
-from qwen3_asr_stream.server.harness import ServerThread, load_engine  # noqa: E402
+from qwen3_asr_stream.testing.harness import ServerThread, load_engine  # noqa: E402
 from qwen3_asr_stream.server.options import ServerOptions  # noqa: E402
 
 SECONDS = 12.0

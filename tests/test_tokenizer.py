@@ -6,8 +6,8 @@ import random
 
 import pytest
 
-from qwen3_asr_stream.prompts import asr_prompt_text
-from qwen3_asr_stream.tokenizer import IncrementalDetokenizer, TextTokenizer
+from qwen3_asr_stream.text.prompts import asr_prompt_text
+from qwen3_asr_stream.text.tokenizer import IncrementalDetokenizer, TextTokenizer
 
 PUBLISHED_IDS = {
     "<|endoftext|>": 151643, "<|im_start|>": 151644, "<|im_end|>": 151645, "<|audio_start|>": 151669,

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from qwen3_asr_stream.transcript import (
+from qwen3_asr_stream.text.transcript import (
     SUPPORTED_LANGUAGES,
     ParsedTranscript,
     collapse_repetitions,

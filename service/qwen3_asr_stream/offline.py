@@ -8,16 +8,16 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from .aligner import MAX_ALIGN_SECONDS, AlignRequest, ForcedAligner
-from .alignment_text import WordTime, clamp_word_times
-from .audio_io import split_long_audio
+from .engine.aligner import MAX_ALIGN_SECONDS, AlignRequest, ForcedAligner
+from .text.alignment import WordTime, clamp_word_times
+from .audio.files import split_long_audio
 from .checkpoint import LoadOptions, load_pretrained
-from .decoding import GreedyOptions, greedy_generate
-from .frontend import N_FFT, SAMPLE_RATE, batch_features
+from .engine.decoding import GreedyOptions, greedy_generate
+from .audio.frontend import N_FFT, SAMPLE_RATE, batch_features
 from .model.qwen3_asr import SpeechModel
-from .prompts import asr_prompt_text
-from .tokenizer import TextTokenizer
-from .transcript import normalize_language, parse_output
+from .text.prompts import asr_prompt_text
+from .text.tokenizer import TextTokenizer
+from .text.transcript import normalize_language, parse_output
 
 MAX_ASR_SECONDS = 1200.0  # longest piece given to the ASR model at once
 MIN_SAMPLES = N_FFT // 2 + 1  # the front end's STFT (centered, reflect-padded) needs more than half a window

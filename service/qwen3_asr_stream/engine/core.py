@@ -17,7 +17,7 @@ window that completes between updates is committed when nothing else is due (a
 COMMIT request, no result; an update commits it if it comes first).
 
 Open utterances are bounded by count and by the decoder cache budget of the
-:class:`KVPool` (``EngineFull`` when either is reached). Callers on an asyncio loop
+:class:`KVLedger` (``EngineFull`` when either is reached). Callers on an asyncio loop
 only take short locks here: all model work runs on the worker thread, and results go
 back through each utterance's callback (called on that thread).
 """
@@ -32,10 +32,10 @@ from typing import Callable
 
 import numpy as np
 
-from ..frontend import SAMPLE_RATE
+from ..audio.frontend import SAMPLE_RATE
 from ..model.qwen3_asr import SpeechModel
-from ..worker import BatchWorker
-from .kv_pool import KVBudgetExceeded, KVPool, kv_bytes_per_token, utterance_slots
+from .worker import BatchWorker
+from .kv_ledger import KVBudgetExceeded, KVLedger, kv_bytes_per_token, utterance_slots
 from .options import EngineOptions
 from .policy import WholeCharacters
 from .runner import ModelRunner
@@ -92,7 +92,7 @@ class EngineCore:
                                   allocate=self._allocate)
         element = model.thinker.model.embed_tokens.weight.element_size()
         graphs = self.runner.graphs
-        self.pool = KVPool(options.kv_budget_bytes, kv_bytes_per_token(model.dims, element),
+        self.ledger = KVLedger(options.kv_budget_bytes, kv_bytes_per_token(model.dims, element),
                            graphs.nbytes if graphs is not None else 0)
         self._max_samples = int(options.max_utterance_s * SAMPLE_RATE)
         self._ids = itertools.count(1)
@@ -132,7 +132,7 @@ class EngineCore:
             dims = self.model.dims.audio
             uid = next(self._ids)
             try:
-                self.pool.reserve(uid, slots)
+                self.ledger.reserve(uid, slots)
             except KVBudgetExceeded as exc:
                 raise EngineFull(str(exc)) from None
             utterance = Utterance(uid, spec, dims.window_frames, dims.window_tokens, dims.num_mel_bins,
@@ -182,7 +182,7 @@ class EngineCore:
         """Forget an utterance; no more results are sent for it."""
         with self._cond:
             entry = self._entries.pop(utterance_id, None)
-            self.pool.release(utterance_id)
+            self.ledger.release(utterance_id)
             if entry is not None:
                 entry.utterance.closed = True
 
@@ -190,15 +190,15 @@ class EngineCore:
         with self._cond:
             entries = list(self._entries.values())
             graphs = self.runner.graphs
-            allocated = self.pool.fixed_bytes + sum(
+            allocated = self.ledger.fixed_bytes + sum(
                 e.utterance.cache.nbytes for e in entries if e.utterance.cache is not None)
             return EngineStats(
                 open_utterances=len(entries),
                 pending_finals=sum(e.utterance.request == Request.FINAL for e in entries),
                 pending_interims=sum(e.utterance.request == Request.INTERIM for e in entries),
-                kv_reserved_bytes=self.pool.reserved_bytes,
+                kv_reserved_bytes=self.ledger.reserved_bytes,
                 kv_allocated_bytes=allocated,
-                kv_budget_bytes=self.pool.budget_bytes,
+                kv_budget_bytes=self.ledger.budget_bytes,
                 graph_captures=graphs.captures if graphs is not None else 0,
                 updates=self._updates,
                 batches=self._batches,
@@ -257,7 +257,7 @@ class EngineCore:
             for (entry, final), result in zip(batch, results):
                 if final:
                     self._entries.pop(entry.utterance.id, None)
-                    self.pool.release(entry.utterance.id)
+                    self.ledger.release(entry.utterance.id)
                     entry.utterance.cache = None
         for (entry, final), result in zip(batch, results):
             if entry.utterance.closed:

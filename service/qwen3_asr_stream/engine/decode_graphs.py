@@ -1,7 +1,7 @@
 """Fixed-shape decode steps: one staging batch cache, every bucket captured once at start.
 
 The buckets are (rows, slots) pairs: rows a power of two up to ``max_batch``, slots
-256, 512, ... up to the largest utterance cache (:func:`kv_pool.graph_shapes`). All
+256, 512, ... up to the largest utterance cache (:func:`kv_ledger.graph_shapes`). All
 buckets are views of one staging cache allocated at start; :meth:`capture_all` captures
 each bucket's one-token step as a CUDA graph (on the CPU, and when capture fails, the
 same fixed-shape step runs eagerly: :attr:`captures` counts the preparations either
@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..decoding import DecodeRow, EagerStepper
+from .decoding import DecodeRow, EagerStepper
 from ..model.kv_cache import KVCache, stack_rows
 from ..model.qwen3_asr import SpeechModel
 

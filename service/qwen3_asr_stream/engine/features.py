@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..frontend import HOP_LENGTH, LOG_FLOOR_RANGE, N_FFT, mel_filters
+from ..audio.frontend import HOP_LENGTH, LOG_FLOOR_RANGE, N_FFT, mel_filters
 
 HALF_WINDOW = N_FFT // 2
 

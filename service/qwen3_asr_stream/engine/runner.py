@@ -23,12 +23,12 @@ from typing import Callable
 import numpy as np
 import torch
 
-from ..decoding import DecodeRow, StopRules, decode, right_pad
+from .decoding import DecodeRow, StopRules, decode, right_pad
 from ..model.kv_cache import RowCache
 from ..model.qwen3_asr import SpeechModel
 from .decode_graphs import DecodeGraphs
 from .features import floor_features
-from .kv_pool import graph_shapes, utterance_slots
+from .kv_ledger import graph_shapes, utterance_slots
 from .options import EngineOptions, PolicyOptions
 from .policy import WholeCharacters, choose_prefix, record_interim
 from .utterance import TokenResult, Utterance

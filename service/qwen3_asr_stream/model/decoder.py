@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..config import TextDecoderDims
+from .config import TextDecoderDims
 from .kv_cache import KVCache, RowCache
 
 # attend(layer, q, k, v) -> (batch, heads, n, head_dim): stores k, v in a cache and attends.

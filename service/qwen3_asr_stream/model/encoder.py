@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..config import AudioEncoderDims, conv_output_length
+from .config import AudioEncoderDims, conv_output_length
 
 ENCODER_ATTENTION = ("windowed", "global")
 

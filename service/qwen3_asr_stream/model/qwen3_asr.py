@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..config import ModelDims, ModelKind
+from .config import ModelDims, ModelKind
 from .decoder import TextDecoder
 from .encoder import AudioEncoder
 from .kv_cache import KVCache, RowCache

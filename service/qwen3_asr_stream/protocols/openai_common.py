@@ -13,7 +13,7 @@ import secrets
 from dataclasses import dataclass
 from typing import Iterable, Mapping
 
-from ..server.auth import bearer_matches, token_matches
+from .auth import bearer_matches, token_matches
 
 # OpenAI's model names (whisper-1, gpt-4o-transcribe, gpt-4o-mini-transcribe-..., ...) select the
 # server's default model, so clients whose model field is fixed work unchanged.

@@ -15,7 +15,7 @@ import grpc.aio
 
 from ..protocols.grpc_stream import read_before_reject
 from ..session.errors import InvalidRequest
-from .auth import UNAUTHENTICATED_MESSAGE, bearer_matches
+from ..protocols.auth import UNAUTHENTICATED_MESSAGE, bearer_matches
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ import enum
 from dataclasses import dataclass
 
 from ..audio.input import InvalidAudio
-from ..engine.engine import EngineClosed, EngineFull
+from ..engine.text_layer import EngineClosed, EngineFull
 
 
 class Code(enum.Enum):

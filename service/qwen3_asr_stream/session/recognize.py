@@ -35,7 +35,7 @@ async def recognize(data: bytes, settings: RecognitionSettings, backend: Backend
     else:  # compressed: small pieces, so no piece decodes to more than the decoder's bound per call
         piece = CONTAINER_PIECE_BYTES
     session = Session(settings, backend, max_stream_ms=2**62, max_message_bytes=piece, kind="recognize")
-    parallel = backend.options.recognize_parallel
+    parallel = backend.limits.recognize_parallel
     results: list[Transcript] = []
     try:
         for start in range(0, len(data), piece):

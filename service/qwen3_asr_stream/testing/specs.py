@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..transcript import SUPPORTED_LANGUAGES as _SUPPORTED_LANGUAGES
+from ..text.transcript import SUPPORTED_LANGUAGES as _SUPPORTED_LANGUAGES
 from .tokens import AUDIO_END_ID, AUDIO_PAD_ID, AUDIO_START_ID, ENDOFTEXT_ID, IM_END_ID, TIMESTAMP_ID
 
 __all__ = [

@@ -17,7 +17,7 @@ import pathlib
 import random
 from typing import Iterator
 
-from ..tokenizer import QWEN2_SPLIT_PATTERN
+from ..text.tokenizer import QWEN2_SPLIT_PATTERN
 
 __all__ = [
     "FIRST_SPECIAL_ID",

@@ -8,11 +8,11 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from .alignment_text import WordTime, aligner_input_text, split_words, words_with_times
+from ..text.alignment import WordTime, aligner_input_text, split_words, words_with_times
 from .decoding import left_pad
-from .frontend import batch_features
-from .model.qwen3_asr import SpeechModel
-from .tokenizer import AUDIO_PAD, TextTokenizer
+from ..audio.frontend import batch_features
+from ..model.qwen3_asr import SpeechModel
+from ..text.tokenizer import AUDIO_PAD, TextTokenizer
 
 MAX_ALIGN_SECONDS = 180.0  # the official input limit of the aligner
 

@@ -21,8 +21,8 @@ from typing import Protocol, Sequence
 
 import torch
 
-from .model.kv_cache import RowCache
-from .model.qwen3_asr import SpeechModel
+from ..model.kv_cache import RowCache
+from ..model.qwen3_asr import SpeechModel
 
 END_OF_TEXT_ID = 151643
 IM_END_ID = 151645

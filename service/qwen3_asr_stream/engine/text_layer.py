@@ -24,11 +24,11 @@ from typing import Callable
 import numpy as np
 
 from ..model.qwen3_asr import SpeechModel
-from ..prompts import asr_prompt_ids
-from ..tokenizer import TextTokenizer
-from ..transcript import parse_output
+from ..text.prompts import asr_prompt_ids
+from ..text.tokenizer import TextTokenizer
+from ..text.transcript import parse_output
 from .core import EngineClosed, EngineCore, EngineFull, EngineStats, UnknownUtterance
-from .kv_pool import EngineMemory, engine_memory
+from .kv_ledger import EngineMemory, engine_memory
 from .options import EngineOptions, UtteranceOptions
 from .utterance import TokenResult, UpdateResult, UtteranceSpec
 

@@ -1,4 +1,4 @@
-"""Memory: what a configuration needs, and the pool that admits utterances against the budget.
+"""Memory: what a configuration needs, and the ledger that admits utterances against the budget.
 
 Each utterance gets one :class:`RowCache` of a fixed capacity, allocated once (on
 its first update) and never grown: its prompt, the audio tokens of
@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..config import ModelDims
-from ..frontend import HOP_LENGTH, SAMPLE_RATE
+from ..model.config import ModelDims
+from ..audio.frontend import HOP_LENGTH, SAMPLE_RATE
 from .options import EngineOptions, PolicyOptions
 
 GRAPH_LENGTH_STEP = 256  # fixed-shape decode steps attend over 256, 512, 1024, ... slots
@@ -78,14 +78,14 @@ class EngineMemory:
 
 def engine_memory(dims: ModelDims, element_size: int, options: EngineOptions, prompt_tokens: int,
                   static_decode: bool) -> EngineMemory:
-    """Decoder cache memory of a configuration (pure arithmetic, the same the pool allocates)."""
+    """Decoder cache memory of a configuration (pure arithmetic, the same the engine allocates)."""
     slots = utterance_slots(dims, options, prompt_tokens)
     rows, lengths = graph_shapes(options, slots) if static_decode else ([0], [0])
     return EngineMemory(kv_bytes_per_token(dims, element_size), slots, rows[-1], lengths[-1])
 
 
-class KVPool:
-    """Reservations of utterance caches against a byte budget (thread-safe under the caller's lock)."""
+class KVLedger:
+    """The ledger of utterance cache reservations against a byte budget (thread-safe under the caller's lock)."""
 
     def __init__(self, budget_bytes: int, bytes_per_token: int, fixed_bytes: int = 0) -> None:
         if fixed_bytes > budget_bytes:

@@ -18,7 +18,7 @@ import math
 import numpy as np
 import torch
 
-from .audio import SAMPLE_RATE  # noqa: E402  (one constant, torch-free)
+from . import SAMPLE_RATE  # noqa: E402  (one constant, torch-free)
 N_FFT = 400
 HOP_LENGTH = 160  # 10 ms
 N_MELS = 128

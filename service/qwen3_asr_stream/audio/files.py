@@ -8,7 +8,7 @@ import numpy as np
 
 from qwen3_asr_client.audio_files import AudioFileError, read_audio as read_audio_file
 
-from .audio import SAMPLE_RATE
+from . import SAMPLE_RATE
 
 __all__ = ["AudioFileError", "read_audio", "split_long_audio", "to_mono_16k"]
 
@@ -47,8 +47,8 @@ def read_audio(path: str | Path) -> np.ndarray:
     audio = read_audio_file(path)
     fmt = audio.format
     if not fmt.raw:  # a compressed file: decoded here by PyAV (the client sends it as it is)
-        from .audio.codecs import InvalidAudio
-        from .audio.containers import decode_file
+        from .codecs import InvalidAudio
+        from .containers import decode_file
 
         try:
             samples, rate = decode_file(audio.data, max_seconds=float("inf"))
@@ -58,7 +58,7 @@ def read_audio(path: str | Path) -> np.ndarray:
     if fmt.encoding == "LINEAR16":
         samples = np.frombuffer(audio.data, "<i2").astype(np.float32) * np.float32(1.0 / 32768.0)
     elif fmt.encoding in ("MULAW", "ALAW"):
-        from .audio import g711
+        from . import g711
 
         samples = g711.decode(audio.data, g711.ULAW if fmt.encoding == "MULAW" else g711.ALAW)
     else:
