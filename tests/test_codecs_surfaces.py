@@ -382,8 +382,7 @@ def riva_outcome(server, data: bytes, config, chunk: int = 300):
 RIVA_ENCODINGS = {"OGG_OPUS": raudio.OGGOPUS, "FLAC": raudio.FLAC}
 
 
-def test_riva_bad_inputs_streaming_and_offline(small_server, speech, bad_inputs, caplog):
-    server = small_server
+def test_riva_bad_inputs_streaming_and_offline(server, speech, bad_inputs, caplog):
     caplog.set_level(logging.INFO)
     audio, rate = speech
     asr = riva.client.ASRService(riva.client.Auth(uri=server.address))
