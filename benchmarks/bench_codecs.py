@@ -9,10 +9,11 @@ each, as a live stream sends them:
   through the streaming engine (interim updates at the default cadence, a final), measured in
   the same process on the same machine (goal: under 1%). LINEAR16 is the baseline row.
 - added latency of a streamed container (Ogg/Opus, WebM/Opus, FLAC), bytes in -> samples out,
-  p50 / p95 over the pieces: the compute time of one ``decode()`` call (wall), and the audio
-  held back, i.e. how far the samples out trail the audio the bytes in carry (bytes assumed to
-  arrive at a constant rate; this is the unit a container must complete: an Ogg page, a WebM
-  block, a FLAC frame until the next frame's header, plus the resampler's delay).
+  p50 / p95: the bytes are fed as a live producer writes them (each packet when its audio ends,
+  from FFmpeg's demuxer: packet positions and times; Ogg pages of 20 ms); per write, the compute
+  time of one ``decode()`` call (wall), and how far the samples out trail the audio written
+  (what the decoder holds: a FLAC frame until the next frame's header shows where it ends, the
+  Opus decoder's and the resampler's delays).
 
     python benchmarks/bench_codecs.py [--preset asr-0.6b] [--engine-seconds 8] [--repeats 5] [--quick]
 
@@ -64,7 +65,29 @@ def encoded(audio: np.ndarray, rate: int, fmt: str | None, codec_rate: int | Non
                                                -32768, 32767).astype(np.int16)
     if fmt is None:
         return pcm.astype("<i2").tobytes(), target
-    return encode(pcm, target, fmt), target
+    # Ogg pages of 20 ms, as a live producer flushes them (FFmpeg's default, 1 s pages, would hold
+    # up to 1 s of audio before a page can be checked and decoded).
+    return encode(pcm, target, fmt, muxer_options={"page_duration": "20000"} if fmt == "ogg_opus" else None), target
+
+
+def live_arrivals(data: bytes) -> list[tuple[int, float]]:
+    """(byte offset, seconds): the bytes up to the offset as a live producer has written them by
+    then, each packet when its audio ends (from FFmpeg's demuxer: packet positions and times)."""
+    import io
+
+    import av
+
+    with av.open(io.BytesIO(data)) as container:
+        stream = container.streams.audio[0]
+        packets = [(p.pos, float((p.pts + p.duration) * p.time_base)) for p in container.demux(stream)
+                   if p.pts is not None and p.pos is not None and p.pos >= 0]
+    out = []
+    for (_, end), (next_pos, _) in zip(packets, packets[1:] + [(len(data), 0.0)]):
+        if not out or next_pos > out[-1][0]:
+            out.append((next_pos, end))
+        else:
+            out[-1] = (out[-1][0], end)
+    return out
 
 
 def pieces_of(data: bytes, seconds: float) -> list[bytes]:
@@ -72,25 +95,32 @@ def pieces_of(data: bytes, seconds: float) -> list[bytes]:
     return [data[i:i + size] for i in range(0, len(data), size)]
 
 
-def decode_run(encoding: str, rate: int | None, pieces: list[bytes], seconds: float, latency: bool = False):
-    """CPU seconds to decode all pieces; with ``latency``, per piece (compute s, audio held s)."""
+def decode_run(encoding: str, rate: int | None, pieces: list[bytes]) -> float:
+    """CPU seconds to decode all pieces."""
     from qwen3_asr_stream.audio.input import AudioDecoder, AudioFormat
 
     decoder = AudioDecoder(AudioFormat(rate or 0, 1, encoding), max_file_bytes=64 << 20)
-    total = sum(len(p) for p in pieces)
-    fed, compute, held = 0, [], []
     cpu = time.process_time()
     for piece in pieces:
-        start = time.perf_counter()
         decoder.decode(piece)
-        if latency:
-            compute.append(time.perf_counter() - start)
-            fed += len(piece)
-            arrived = fed / total * seconds
-            if arrived > 1.0:  # past the headers
-                held.append(arrived - decoder.samples_out / 16000)
     decoder.finish()
-    return time.process_time() - cpu, compute, held
+    return time.process_time() - cpu
+
+
+def live_latency(encoding: str, data: bytes) -> tuple[list[float], list[float]]:
+    """The bytes fed as a live producer writes them: per write, the compute time of ``decode()``
+    (s) and how far the samples out trail the audio written (s)."""
+    from qwen3_asr_stream.audio.input import AudioDecoder, AudioFormat
+
+    decoder = AudioDecoder(AudioFormat(0, 1, encoding))
+    compute, held, fed = [], [], 0
+    for offset, written_s in live_arrivals(data):
+        start = time.perf_counter()
+        decoder.decode(data[fed:offset])
+        compute.append(time.perf_counter() - start)
+        fed = offset
+        held.append(written_s - decoder.samples_out / 16000)
+    return compute, held
 
 
 def engine_cpu_per_audio_s(preset: str, model: str | None, seconds: float) -> float:
@@ -133,13 +163,13 @@ def main() -> None:
         data, data_rate = encoded(audio, rate, fmt, codec_rate)
         pieces = pieces_of(data, seconds)
         raw_rate = data_rate if encoding in ("LINEAR16", "MULAW", "ALAW") else None
-        costs = [decode_run(encoding, raw_rate, pieces, seconds)[0] for _ in range(repeats + 1)][1:]
+        costs = [decode_run(encoding, raw_rate, pieces) for _ in range(repeats + 1)][1:]
         cost = statistics.median(costs) / seconds
         entry = {"codec": name, "bytes_per_s": len(data) / seconds, "decode_cpu_ms_per_audio_s": 1000 * cost,
                  "share_of_engine_pct": 100 * cost / engine_cost}
         rows.append([name, round(len(data) / seconds), 1000 * cost, entry["share_of_engine_pct"]])
         if encoding in STREAMED:
-            _, compute, held = decode_run(encoding, None, pieces, seconds, latency=True)
+            compute, held = live_latency(encoding, data)
             entry.update(compute_p50_us=1e6 * percentile(compute, 50), compute_p95_us=1e6 * percentile(compute, 95),
                          held_p50_ms=1e3 * percentile(held, 50), held_p95_ms=1e3 * percentile(held, 95))
             latency_rows.append([name, entry["compute_p50_us"], entry["compute_p95_us"], entry["held_p50_ms"],

@@ -24,8 +24,10 @@ FORMATS = {
 }
 
 
-def encode(samples: np.ndarray, rate: int, fmt: str, *, bit_rate: int | None = None) -> bytes:
-    """(n,) int16 mono samples at ``rate`` -> the bytes of ``fmt`` (a file, or raw G.711)."""
+def encode(samples: np.ndarray, rate: int, fmt: str, *, bit_rate: int | None = None,
+           muxer_options: dict | None = None) -> bytes:
+    """(n,) int16 mono samples at ``rate`` -> the bytes of ``fmt`` (a file, or raw G.711).
+    ``muxer_options``: e.g. {"page_duration": "20000"} for Ogg pages of 20 ms (a live producer)."""
     import av
 
     container, codec, codec_rate = FORMATS[fmt]
@@ -42,7 +44,7 @@ def encode(samples: np.ndarray, rate: int, fmt: str, *, bit_rate: int | None = N
         enc.sample_rate, enc.layout, enc.format = rate, "mono", "s16"
         return b"".join(bytes(p) for p in [*enc.encode(frame), *enc.encode(None)])
     buf = io.BytesIO()
-    with av.open(buf, "w", format=container) as out:
+    with av.open(buf, "w", format=container, options=muxer_options or {}) as out:
         stream = out.add_stream(codec, rate=codec_rate or rate, layout=layout)
         if bit_rate:
             stream.bit_rate = bit_rate
@@ -88,7 +90,7 @@ def video_only(container: str = "webm", seconds: float = 0.5) -> bytes:
     import av
 
     buf = io.BytesIO()
-    with av.open(buf, "w", format=container) as out:
+    with av.open(buf, "w", format=container, options=muxer_options or {}) as out:
         stream = out.add_stream("libvpx" if container == "webm" else "mpeg4", rate=10)
         stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
         for i in range(int(10 * seconds)):
