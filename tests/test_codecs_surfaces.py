@@ -432,3 +432,25 @@ def test_rest_bad_files(small_server, speech, caplog):
     for name, (_, status, words) in cases.items():
         assert outcomes[name][0] == status and words in outcomes[name][1], (name, outcomes[name])
     no_tracebacks(caplog)
+
+
+# -- the client sends a compressed file as it is --------------------------------------------------
+
+@pytest.mark.parametrize("name,fmt,encoding", [("call.opus", "ogg_opus", "OGG_OPUS"), ("meeting.mp3", "mp3", "CONTAINER"),
+                                               ("memo.webm", "webm_opus", "CONTAINER")])
+def test_cli_streams_a_compressed_file_as_it_is(server, speech, pcm_words, tmp_path, capsys, name, fmt, encoding):
+    from qwen3_asr_client import cli, read_audio
+
+    audio, rate = speech
+    path = tmp_path / name
+    path.write_bytes(encode(audio, rate, fmt))
+    assert read_audio(path).format == AudioFormat(0, 1, encoding) and read_audio(path).data == path.read_bytes()
+    code = cli.main(["stream", str(path), "--server", server.address, "--json", "--language", "English",
+                     "--no-interim"])
+    assert code == 0
+    import json
+
+    finals = [r for line in capsys.readouterr().out.splitlines() for r in json.loads(line).get("results", [])
+              if r.get("is_final")]
+    check_in_step([[w.get("end_ms", 0) for w in f.get("words", [])] for f in finals], pcm_words(rate),
+                  duration_ms(audio, rate))
