@@ -454,3 +454,19 @@ def test_cli_streams_a_compressed_file_as_it_is(server, speech, pcm_words, tmp_p
               if r.get("is_final")]
     check_in_step([[w.get("end_ms", 0) for w in f.get("words", [])] for f in finals], pcm_words(rate),
                   duration_ms(audio, rate))
+
+
+def test_rest_takes_mpeg_program_streams(server, speech):
+    """.mpeg (MPEG-1 Layer II in a program stream) is read too; Layer II's decoder delay (481
+    samples, ~22 ms at 22 kHz) is signaled by neither the codec nor the container, so it stays in
+    (the only format here whose timing is not exact)."""
+    audio, rate = speech
+
+    async def main():
+        return await sdk(server).audio.transcriptions.create(
+            model="whisper-1", file=("speech.mpeg", io.BytesIO(encode(audio, rate, "mpeg"))),
+            response_format="verbose_json")
+
+    verbose = asyncio.run(main())
+    assert 0 <= verbose.duration * 1000 - duration_ms(audio, rate) <= 1000 * 481 / rate + 5
+    assert len(verbose.segments) == 2

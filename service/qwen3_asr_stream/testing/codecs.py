@@ -5,7 +5,8 @@
     snr_db(reference, decoded)                     # after aligning the codec's delay
 
 Formats: ``mulaw`` / ``alaw`` (raw G.711 bytes at ``rate``), ``ogg_opus``, ``webm_opus``,
-``flac``, ``wav``, ``mp3``, ``m4a`` (AAC in MP4), ``ogg_vorbis``, ``mp4`` (AAC), ``webm_vorbis``.
+``flac``, ``wav``, ``mp3``, ``m4a`` (AAC in MP4), ``ogg_vorbis``, ``mp4`` (AAC), ``webm_vorbis``,
+``mpeg`` (MPEG-1 Layer II in an MPEG program stream).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ FORMATS = {
     "ogg_opus": ("ogg", "libopus", 48_000), "webm_opus": ("webm", "libopus", 48_000),
     "flac": ("flac", "flac", None), "wav": ("wav", "pcm_s16le", None), "mp3": ("mp3", "libmp3lame", None),
     "m4a": ("ipod", "aac", None), "mp4": ("mp4", "aac", None), "ogg_vorbis": ("ogg", "vorbis", None),
-    "webm_vorbis": ("webm", "vorbis", None), "mulaw": (None, "pcm_mulaw", None), "alaw": (None, "pcm_alaw", None),
+    "webm_vorbis": ("webm", "vorbis", None), "mpeg": ("mpeg", "mp2", None), "mulaw": (None, "pcm_mulaw", None), "alaw": (None, "pcm_alaw", None),
 }
 
 
