@@ -91,7 +91,7 @@ def video_only(container: str = "webm", seconds: float = 0.5) -> bytes:
     import av
 
     buf = io.BytesIO()
-    with av.open(buf, "w", format=container, options=muxer_options or {}) as out:
+    with av.open(buf, "w", format=container) as out:
         stream = out.add_stream("libvpx" if container == "webm" else "mpeg4", rate=10)
         stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
         for i in range(int(10 * seconds)):
