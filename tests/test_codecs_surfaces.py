@@ -31,7 +31,6 @@ from riva.client.proto import riva_audio_pb2 as raudio  # noqa: E402
 
 from conftest import synthesize  # noqa: E402
 from qwen3_asr_client import AsyncStreamingClient, AudioFormat, RecognitionOptions, Result  # noqa: E402
-from qwen3_asr_client.proto import asr_pb2  # noqa: E402
 from qwen3_asr_stream.testing.harness import ServerThread  # noqa: E402
 from qwen3_asr_stream.server.options import ServerOptions  # noqa: E402
 from qwen3_asr_stream.testing.codecs import corrupt_middle, cut_middle, encode, random_cuts, video_only  # noqa: E402

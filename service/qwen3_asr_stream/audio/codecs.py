@@ -11,15 +11,17 @@ LINEAR16    raw, 2 B/sample  numpy (little-endian int16)
 FLOAT32     raw, 4 B/sample  numpy (little-endian float32, NaN refused)
 MULAW       raw, 1 B/sample  G.711 table (``g711``), any rate
 ALAW        raw, 1 B/sample  G.711 table (``g711``), any rate
-OGG_OPUS    stream           Ogg pages -> Opus packets -> libavcodec (``containers``)
-WEBM_OPUS   stream           EBML blocks -> Opus packets -> libavcodec (``containers``)
-FLAC        stream           FLAC frames -> libavcodec (``containers``)
+OGG_OPUS    stream           Ogg pages -> Opus packets -> libavcodec (``ogg``)
+WEBM_OPUS   stream           EBML blocks -> Opus packets -> libavcodec (``webm``)
+FLAC        stream           FLAC frames -> libavcodec (``flac``)
 CONTAINER   detected         Ogg/Opus, WebM/Opus, FLAC, WAV as streams (by their first
                              bytes); anything else FFmpeg reads (MP3, M4A, MP4, MPEG, ...)
                              kept and decoded whole at the end of input
 ==========  ==============  ===========================================================
 
-Everything here is torch-free; PyAV is imported by ``containers`` only.
+Everything here is torch-free; PyAV is imported by the readers (``readers``, ``ogg``, ``webm``,
+``flac``, ``containers``: how streams are split and decoded, and the bounds, are in
+``containers``' docstring).
 """
 
 from __future__ import annotations
