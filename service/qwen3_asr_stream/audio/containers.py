@@ -56,6 +56,7 @@ from .ogg import OggOpusReader
 from .readers import MAX_CONTAINER_CHANNELS, MAX_UNIT_BYTES, StreamReader, frame_array
 from .webm import WebmOpusReader
 
+
 __all__ = ["MAX_UNIT_BYTES", "STREAM_READERS", "FlacReader", "OggOpusReader", "StreamReader", "WavReader",
            "WebmOpusReader", "WholeFileReader", "decode_file", "sniff"]
 

@@ -7,6 +7,7 @@ import av
 from .codecs import CorruptStream, InvalidAudio
 from .readers import MAX_UNIT_BYTES, StreamReader
 
+
 def _crc8(data: bytes) -> int:
     crc = 0
     for byte in data:

@@ -10,6 +10,7 @@ import av
 from .codecs import CorruptStream, InvalidAudio, NotStreamable
 from .readers import OPUS_RATE, StreamReader, opus_decoder
 
+
 _REVERSED = bytes(int(f"{i:08b}"[::-1], 2) for i in range(256))
 
 

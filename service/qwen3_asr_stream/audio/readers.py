@@ -12,6 +12,7 @@ import numpy as np
 
 from .codecs import CorruptStream, InvalidAudio
 
+
 MAX_UNIT_BYTES = 1 << 20
 MAX_CALL_SECONDS = 120.0
 OPUS_RATE = 48_000  # Opus always decodes at 48 kHz

@@ -9,6 +9,7 @@ import av
 from .codecs import CorruptStream, InvalidAudio, NotStreamable
 from .readers import MAX_UNIT_BYTES, OPUS_RATE, StreamReader, opus_decoder
 
+
 _ENTER = {0x18538067, 0x1F43B675, 0xA0}  # Segment, Cluster, BlockGroup
 _READ = {0x1A45DFA3, 0x1549A966, 0x1654AE6B, 0xE7, 0xA3, 0xA1, 0x75A2}  # EBML, Info, Tracks, Timecode, blocks
 _SKIP = {  # known elements that carry nothing we need
