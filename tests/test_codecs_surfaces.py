@@ -324,8 +324,10 @@ def bad_inputs(speech):
         "FLAC frame cut mid-stream": (cut_middle(flac), "FLAC", 0, "the stream is corrupt", True),
         "WebM with no audio track": (video_only("webm"), "WEBM_OPUS", 0, "no audio track", False),
         "rate contradicting the stream": (ogg, "OGG_OPUS", 16000, "says 16000 Hz", False),
-        "MP3 stream over the size limit": (encode(np.tile(audio, 3), rate, "mp3", bit_rate=320_000), "CONTAINER",
+        "M4A stream over the size limit": (encode(np.tile(audio, 3), rate, "m4a", bit_rate=128_000), "CONTAINER",
                                            0, "larger than", False),
+        "MP3 frames cut mid-stream": (cut_middle(encode(audio, rate, "mp3")), "CONTAINER", 0, "MP3: no frame header",
+                                      True),
     }
 
 

@@ -14,8 +14,8 @@ ALAW        raw, 1 B/sample  G.711 table (``g711``), any rate
 OGG_OPUS    stream           Ogg pages -> Opus packets -> libavcodec (``ogg``)
 WEBM_OPUS   stream           EBML blocks -> Opus packets -> libavcodec (``webm``)
 FLAC        stream           FLAC frames -> libavcodec (``flac``)
-CONTAINER   detected         Ogg/Opus, WebM/Opus, FLAC, WAV as streams (by their first
-                             bytes); anything else FFmpeg reads (MP3, M4A, MP4, MPEG, ...)
+CONTAINER   detected         Ogg/Opus, WebM/Opus, FLAC, WAV, MP3 as streams (by their first
+                             bytes); anything else FFmpeg reads (M4A, MP4, MPEG, Vorbis, ...)
                              kept and decoded whole at the end of input
 ==========  ==============  ===========================================================
 

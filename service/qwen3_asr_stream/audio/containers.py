@@ -25,6 +25,8 @@ each packet with a bare ``CodecContext`` (libavcodec's Opus and FLAC decoders):
   (so a sync code inside frame data is not taken for a header); each frame is decoded
   with CRC checking, so damage and lost frames are errors, not silence.
 - WAV (RIFF): the header says the format; the samples are PCM (16-bit, float, G.711).
+- MP3 (``mp3``, under CONTAINER): frames split by their headers' lengths; the LAME tag's
+  encoder delay and padding are removed (sample for sample what FFmpeg's demuxer gives).
 
 Cut the input at any byte offset: only whole pages / blocks / frames are decoded, and
 the output does not depend on the cut.
@@ -52,13 +54,14 @@ import numpy as np
 from . import g711
 from .codecs import AudioEncoding, AudioTooLong, InvalidAudio
 from .flac import FlacReader
+from .mp3 import Mp3Reader, frame_header
 from .ogg import OggOpusReader
 from .readers import MAX_CONTAINER_CHANNELS, MAX_UNIT_BYTES, StreamReader, frame_array
 from .webm import WebmOpusReader
 
 
 __all__ = ["MAX_UNIT_BYTES", "STREAM_READERS", "FlacReader", "OggOpusReader", "StreamReader", "WavReader",
-           "WebmOpusReader", "WholeFileReader", "decode_file", "sniff"]
+           "WebmOpusReader", "WholeFileReader", "Mp3Reader", "decode_file", "sniff"]
 
 
 # -- WAV -----------------------------------------------------------------------------------------
@@ -124,7 +127,7 @@ STREAM_READERS = {AudioEncoding.OGG_OPUS: OggOpusReader, AudioEncoding.WEBM_OPUS
 
 def sniff(head: bytes) -> type[StreamReader] | None:
     """The stream reader for data starting with ``head`` (at least 12 bytes); None for a
-    container that is read as a whole file (MP3, MP4 / M4A, ...)."""
+    container that is read as a whole file (MP4 / M4A, MPEG, ...)."""
     if head.startswith(b"OggS"):
         return OggOpusReader
     if head.startswith(b"\x1a\x45\xdf\xa3"):
@@ -133,11 +136,13 @@ def sniff(head: bytes) -> type[StreamReader] | None:
         return FlacReader
     if head[:4] == b"RIFF" and head[8:12] == b"WAVE":
         return WavReader
+    if head.startswith(b"ID3") or frame_header(head, 0):
+        return Mp3Reader  # (after an ID3 tag, something else falls back to the whole-file decode)
     return None
 
 
 class WholeFileReader(StreamReader):
-    """A container that cannot be decoded as it arrives (MP3, MP4 / M4A, MPEG, ...): the bytes
+    """A container that cannot be decoded as it arrives (MP4 / M4A, MPEG, Vorbis, ...): the bytes
     are kept (at most ``max_bytes``) and decoded whole at the end of input."""
 
     name = "audio file"
@@ -148,8 +153,8 @@ class WholeFileReader(StreamReader):
 
     def feed(self, data: bytes) -> np.ndarray:
         if len(self._buf) + len(data) > self.max_bytes:
-            raise InvalidAudio(f"this audio is in a container that is decoded whole (not Ogg, WebM, FLAC or "
-                               f"WAV) and is larger than {self.max_bytes} bytes; send it as Ogg/Opus, WebM/Opus "
+            raise InvalidAudio(f"this audio is in a container that is decoded whole (not Ogg, WebM, FLAC, "
+                               f"WAV or MP3) and is larger than {self.max_bytes} bytes; send it as Ogg/Opus, WebM/Opus "
                                f"or FLAC to stream it, or in shorter pieces")
         self._buf += data
         return np.zeros((0, 1), np.float32)

@@ -33,7 +33,7 @@ MIN_SAMPLE_RATE = 8_000
 MAX_SAMPLE_RATE = 48_000
 MAX_CHANNELS = 2
 DEFAULT_MAX_CHUNK_BYTES = 1 << 20  # 1 MiB: ~33 s of 16 kHz 16-bit mono
-DEFAULT_MAX_FILE_BYTES = 32 << 20  # a container decoded whole (MP3, M4A, ...) is kept up to this
+DEFAULT_MAX_FILE_BYTES = 32 << 20  # a container decoded whole (M4A, MP4, ...) is kept up to this
 DEFAULT_MAX_FILE_SECONDS = 3600.0
 RESAMPLER_QUALITY = "HQ"
 G711_TABLES = {AudioEncoding.MULAW: g711.ULAW, AudioEncoding.ALAW: g711.ALAW}
@@ -93,7 +93,7 @@ class AudioDecoder:
     input's own rate, and ``samples_out`` the 16 kHz samples returned; ``samples_out / 16``
     is the offset in ms from the start of the stream of the next returned sample.
     ``max_file_bytes`` / ``max_file_seconds`` bound a CONTAINER stream that is decoded
-    whole (MP3, M4A, ...).
+    whole (M4A, MP4, ...).
     """
 
     def __init__(self, fmt: AudioFormat, *, max_chunk_bytes: int = DEFAULT_MAX_CHUNK_BYTES,

@@ -91,7 +91,7 @@ class Session:
         self.engine = backend.engines[settings.model]
         self.max_message_bytes = max_message_bytes or limits.max_message_bytes
         self.max_stream_ms = max_stream_ms or limits.max_stream_seconds * 1000
-        # A container decoded whole (MP3, M4A, ... sent as CONTAINER) is bounded like a Recognize request.
+        # A container decoded whole (M4A, MP4, ... sent as CONTAINER) is bounded like a Recognize request.
         self.decoder = AudioDecoder(settings.audio, max_chunk_bytes=self.max_message_bytes,
                                     max_file_bytes=limits.max_recognize_bytes,
                                     max_file_seconds=min(self.max_stream_ms / 1000, 2**31))
