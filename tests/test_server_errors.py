@@ -12,9 +12,7 @@ import pytest
 
 from qwen3_asr_client import AsyncStreamingClient, AudioFormat, RecognitionOptions
 from qwen3_asr_client.proto import asr_pb2, asr_pb2_grpc
-from test_server_e2e import (  # noqa: F401 - module fixtures shared with the e2e tests
-    call_status, call_status_sync, collect, compose, finals, phrases,
-)
+from conftest import asr_audio as audio, asr_config as config, call_status, call_status_sync, collect, compose, finals
 
 pytest.importorskip("webrtcvad")
 from qwen3_asr_stream.testing.harness import ServerThread, load_engine  # noqa: E402
@@ -35,17 +33,6 @@ def server(engine, aligner):
 def speech(phrases):
     a, _, rate = phrases
     return compose([a], rate)
-
-
-def config(fmt: AudioFormat = AudioFormat(16000), **fields) -> asr_pb2.StreamingRecognizeRequest:
-    request = RecognitionOptions(interim_results=False, word_timestamps=False).streaming_request(fmt)
-    for name, value in fields.items():
-        setattr(request.streaming_config.config, name, value)
-    return request
-
-
-def audio(data: bytes) -> asr_pb2.StreamingRecognizeRequest:
-    return asr_pb2.StreamingRecognizeRequest(audio_content=data)
 
 
 def control(kind) -> asr_pb2.StreamingRecognizeRequest:

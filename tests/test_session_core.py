@@ -13,7 +13,7 @@ import time
 import numpy as np
 import pytest
 
-from test_server_e2e import compose, phrases  # noqa: F401 - module fixtures shared with the e2e tests
+from conftest import compose
 
 pytest.importorskip("webrtcvad")
 from qwen3_asr_stream.audio.input import AudioFormat  # noqa: E402
