@@ -93,6 +93,16 @@ def engine(checkpoints):
     engine.close()
 
 
+@pytest.fixture
+def fake_engine():
+    """A started ``FakeEngine`` (the engine's interface on a script, no model), per test."""
+    from qwen3_asr_stream.testing.fake_engine import FakeEngine
+
+    engine = FakeEngine().start()
+    yield engine
+    engine.close()
+
+
 @pytest.fixture(scope="module")
 def aligner(checkpoints):
     """The tiny forced aligner loaded as ``serve`` loads it, per module."""
