@@ -189,6 +189,19 @@ async def wait_until_async(condition: Callable[[], object], timeout: float = 10.
     return value
 
 
+def on_server_loop(server, read: Callable[[], object]) -> object:
+    """``read()`` evaluated on a ``ServerThread``'s event loop (a consistent view of its calls)."""
+    async def call():
+        return read()
+
+    return server.run(call, timeout=10)
+
+
+def speaking_sessions(server) -> int:
+    """How many of a ``ServerThread``'s sessions are inside an utterance now."""
+    return on_server_loop(server, lambda: sum(s.in_speech for s in server.server.calls.sessions))
+
+
 # -- speech: phrases spoken by eSpeak NG, composed into a stream with known speech spans -----------------
 
 SILENCE_S = 1.2

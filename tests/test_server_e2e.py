@@ -14,7 +14,7 @@ import grpc
 import pytest
 
 from conftest import (BOUNDARY_TOLERANCE_MS, Speech, call_status, call_status_sync, collect, compose, finals,
-                      free_port, self_signed)
+                      free_port, self_signed, wait_until_async)
 from qwen3_asr_client import FINALIZE, AsyncStreamingClient, RecognitionOptions, Result, SpeechEvent
 from qwen3_asr_client.proto import asr_pb2
 
@@ -210,7 +210,7 @@ def test_health_then_graceful_shutdown(engine, aligner, phrases):
                     items.append(await it.__anext__())
                 stopper = threading.Thread(target=server.stop)
                 stopper.start()
-                await asyncio.sleep(0.5)
+                await wait_until_async(lambda: server.server.calls.draining, what="the server draining")
                 config = RecognitionOptions().streaming_request(speech.format)
                 code, _, _ = await call_status(server.address, [config])  # no new streams while draining
                 assert code == grpc.StatusCode.UNAVAILABLE
