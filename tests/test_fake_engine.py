@@ -92,7 +92,8 @@ EXPECTED = [
 
 
 def test_the_fake_and_the_real_engine_deliver_the_same(checkpoints, monkeypatch):
-    real = load_engine(str(checkpoints["asr"]), ServerOptions(), max_utterances=MAX_UTTERANCES)
+    # Room in the cache for more than MAX_UTTERANCES: admission is by count here (the fake keeps no memory ledger).
+    real = load_engine(str(checkpoints["asr"]), ServerOptions(), kv_cache_gib=1.0, max_utterances=MAX_UTTERANCES)
     try:
         def break_real():
             def broken(batch):
