@@ -281,11 +281,9 @@ class Connection:
         return events
 
     def _delta(self, item: _Item, delta: str, t: Transcript) -> dict:
-        text, stable = t.text, t.stable_text if not t.is_final else t.text
         return {"type": "conversation.item.input_audio_transcription.delta", "item_id": item.item_id,
-                "content_index": 0, "delta": delta, "text": text, "stable_text": stable,
-                "unstable_text": text[len(stable):] if text.startswith(stable) else text,
-                "stability": 1.0 if t.is_final else (len(stable) / len(text) if text else 0.0),
+                "content_index": 0, "delta": delta, "text": t.text, "stable_text": t.stable_text,
+                "unstable_text": t.unstable_text, "stability": t.stability,
                 "audio_start_ms": t.start_ms, "audio_end_ms": t.end_ms, "language": t.language}
 
     def _completed(self, item: _Item, transcript: str, *, result: Transcript | None = None,
