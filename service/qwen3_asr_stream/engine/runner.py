@@ -24,16 +24,16 @@ import numpy as np
 import torch
 
 from .decoding import DecodeRow, StopRules, decode, right_pad
+from ..audio.frontend import N_FFT, scale_log_mel
 from ..model.kv_cache import RowCache
 from ..model.qwen3_asr import SpeechModel
 from .decode_graphs import DecodeGraphs
-from .features import floor_features
 from .kv_ledger import graph_shapes, utterance_slots
 from .options import EngineOptions, PolicyOptions
 from .policy import WholeCharacters, choose_prefix, record_interim
 from .utterance import TokenResult, Utterance
 
-MIN_SAMPLES = 400  # one STFT window: less audio than this gives no result
+MIN_SAMPLES = N_FFT  # one STFT window: less audio than this gives no result
 
 
 @dataclass
@@ -164,13 +164,13 @@ class ModelRunner:
             pad_to = model.encoder.chunk_padding(total_frames)
             final_frames = u.features.final_frames(w.audio.shape[0])
             for k in range(w.commit_from, w.complete):
-                mel = floor_features(u.features.windows[k].raw, floor)
+                mel = scale_log_mel(u.features.windows[k].raw, floor)
                 first_chunk = k * self.dims.chunks_per_window
                 pieces.append(self._embed_chunks(w, mel, first_chunk, floor, pad_to, final_frames))
                 owners.append((w, k))
                 w.encoder_frames += mel.shape[1]
             if open_window and open_raw.shape[1]:
-                mel = floor_features(open_raw, floor)
+                mel = scale_log_mel(open_raw, floor)
                 pieces.append(self._embed_chunks(w, mel, w.complete * self.dims.chunks_per_window, floor, pad_to,
                                                  final_frames))
                 owners.append((w, None))
