@@ -10,7 +10,7 @@ import torch
 
 from conftest import tone_mix
 from qwen3_asr_stream.checkpoint import load_model
-from qwen3_asr_stream.engine.decoding import GreedyOptions, greedy_generate
+from qwen3_asr_stream.engine.decoding import StopRules, greedy_generate
 from qwen3_asr_stream.engine.text_layer import EngineFull, StreamingEngine, _TextState, text_of
 from qwen3_asr_stream.engine.options import EngineOptions, PolicyOptions, UtteranceOptions
 from qwen3_asr_stream.engine.decoding import repetition_detected
@@ -48,7 +48,7 @@ def _from_scratch(model, tokenizer, audio, prefix, max_new, language=None):
     features = log_mel(torch.from_numpy(audio))
     encoded = model.encode_audio([features])[0]
     prompt = tokenizer.encode(asr_prompt_text(encoded.shape[0], "", language)) + list(prefix)
-    return greedy_generate(model, [prompt], [encoded], GreedyOptions(max_new_tokens=max_new))[0]
+    return greedy_generate(model, [prompt], [encoded], StopRules(tokenizer.end_of_text_ids(), max_new))[0]
 
 
 def _chunks(total: int, rng: np.random.Generator):

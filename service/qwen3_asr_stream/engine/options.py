@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .decoding import check_repetition_guard
+
 # Bounds of the interim cadence, audio seconds between updates (the server's limits derive from these).
 MIN_UPDATE_INTERVAL_S = 0.1
 MAX_UPDATE_INTERVAL_S = 30.0
@@ -38,12 +40,9 @@ class PolicyOptions:
             raise ValueError("unfixed_updates and rollback_tokens must not be negative")
         if self.max_tokens_per_update < 1 or self.max_tokens_final < 1:
             raise ValueError("token bounds must be at least 1")
-        if self.repetition_limit < 0 or self.repetition_limit == 1:
-            raise ValueError("repetition_limit must be 0 (off) or at least 2")
+        check_repetition_guard(self.repetition_limit, self.max_pattern_tokens)
         if self.draft_probe_tokens < 1:
             raise ValueError("draft_probe_tokens must be at least 1")
-        if self.max_pattern_tokens < 1:
-            raise ValueError("max_pattern_tokens must be at least 1")
 
 
 @dataclass(frozen=True)

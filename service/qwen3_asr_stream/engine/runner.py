@@ -17,7 +17,7 @@ An update of an utterance computes only what is new:
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable
 
 import numpy as np
@@ -74,7 +74,9 @@ class ModelRunner:
         self.model = model
         self.policy = policy
         self.options = options or EngineOptions(policy=policy)
-        self.end_ids = tuple(end_ids)
+        # The policy's stop rules; each update replaces the token bound.
+        self.stop = StopRules(tuple(end_ids), policy.max_tokens_final, policy.repetition_limit,
+                              policy.max_pattern_tokens)
         self.whole = whole
         self.dims = model.dims.audio
         self.audio_pad_id = model.dims.audio_token_id
@@ -267,8 +269,7 @@ class ModelRunner:
             ids = commit_ids + [self.audio_pad_id] * n_open + list(u.spec.tail_ids) + list(w.prefix)
             pieces = [a for a in (commit_audio, open_audio) if a is not None]
             audio = torch.cat(pieces) if pieces else None
-            stop = StopRules(self.end_ids, limit, policy.repetition_limit, policy.max_pattern_tokens)
-            w.row = DecodeRow(u.cache, ids, stop, audio, history=w.prefix, draft=draft)
+            w.row = DecodeRow(u.cache, ids, replace(self.stop, max_tokens=limit), audio, history=w.prefix, draft=draft)
             rows.append(w.row)
         decode(self.model, rows, self.graphs.stepper() if self.graphs is not None else None)
         for w in works:
