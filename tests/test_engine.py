@@ -323,7 +323,7 @@ def test_fixed_shape_decode_steps_give_the_tokens_of_the_dynamic_path(asr):
     static, runner = run(True)
     assert static == dynamic
     # Every bucket was prepared at warm-up, none while decoding.
-    assert runner.graphs is not None and runner.graphs.captures == len(runner.graphs._buckets) > 1
+    assert runner.graphs is not None and runner.graphs.captures == len(runner.graphs.shapes) > 1
 
 
 def test_finals_go_first_then_the_oldest_interim(asr):
