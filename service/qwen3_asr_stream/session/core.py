@@ -154,7 +154,7 @@ class Session:
             self.metrics.audio_seconds.labels(self.kind).inc(len(data) / (fmt.frame_bytes * fmt.sample_rate))
             self._handle(self.segmenter.push(samples))
         except Exception as exc:  # noqa: BLE001 - bad audio, the engine full or closed: the call ends
-            self._failed(exc)
+            self.fail(exc)
 
     def finalize(self) -> None:
         """End the utterance in progress now (asr.v1 FINALIZE, OpenAI commit, Riva force_eou)."""
@@ -165,7 +165,7 @@ class Session:
             self._handle(self.segmenter.push(self.decoder.drain()))
             self._handle(self.segmenter.finish(EndReason.FORCED))
         except Exception as exc:  # noqa: BLE001
-            self._failed(exc)
+            self.fail(exc)
 
     def clear(self) -> None:
         """Drop the utterance in progress and the audio held, without a final."""
@@ -205,7 +205,10 @@ class Session:
         self._check_drain()
 
     def fail(self, exc: BaseException) -> None:
-        """End the call now with the status of ``exc``; nothing more is sent."""
+        """End the call now with the status of ``exc``; nothing more is sent. An exception that
+        is not a client-facing condition (a bug) is logged with its traceback."""
+        if not is_expected(exc):
+            log.error("recognition call failed", exc_info=exc)
         self._close(status_of(exc), graceful=False)
 
     def close(self) -> None:
@@ -255,7 +258,7 @@ class Session:
             self._handle(self.segmenter.push(tail))
             self._handle(self.segmenter.finish(EndReason.END_OF_STREAM))
         except Exception as exc:  # noqa: BLE001 - e.g. the engine is full or closed
-            self._failed(exc)
+            self.fail(exc)
             return
         self._close(OK if reason is None else status_of(reason), graceful=True)
 
@@ -271,11 +274,6 @@ class Session:
             self._cancel_all()
             self.outbox.abort(status)
             self._final_delivered.set()
-
-    def _failed(self, exc: BaseException) -> None:
-        if not is_expected(exc):
-            log.exception("recognition call failed")
-        self.fail(exc)
 
     def _check_drain(self) -> None:
         if self.state is State.DRAINING and not self.in_speech:
