@@ -66,6 +66,9 @@ class State(enum.Enum):
 
 @dataclass(eq=False)
 class _Utterance:
+    """The session's record of one utterance of its call: the VAD's index, the engine utterance
+    that decodes it, audio kept for the aligner, and the outbox slot of its final."""
+
     index: int
     engine_id: int
     audio_start: int  # sample of the call where its audio starts (with pre-roll)
@@ -352,7 +355,7 @@ class Session:
         before = self.outbox.coalesced
         self.outbox.put_interim(u.index, Transcript(
             utterance_index=u.index, is_final=False, text=result.text, stable_text=result.stable_text,
-            language=self.settings.language_of(result.language),
+            language=self.settings.result_language(result.language),
             start_ms=u.audio_start // SAMPLES_PER_MS,
             end_ms=(u.audio_start + result.audio_samples) // SAMPLES_PER_MS,
             processed_ms=self.segmenter.received_ms, latency_ms=round(1000 * (now - arrived)),
@@ -368,7 +371,8 @@ class Session:
     async def _final_with_words(self, u: _Utterance, result: UpdateResult) -> None:
         assert self.backend.aligner is not None and u.ended is not None
         audio = np.concatenate(u.audio) if u.audio else np.zeros(0, np.float32)
-        words = await align_words(self.backend.aligner, audio, result.text, self.settings.language_of(result.language),
+        words = await align_words(self.backend.aligner, audio, result.text,
+                                  self.settings.result_language(result.language),
                                   u.audio_start, u.ended.audio_end_sample, f"utterance {u.index}")
         self._deliver_final(u, result, words)
 
@@ -377,7 +381,7 @@ class Session:
         latency = time.monotonic() - u.ended_at
         self.outbox.fill(u.slot, Transcript(
             utterance_index=u.index, is_final=True, text=result.text, stable_text=result.text,
-            language=self.settings.language_of(result.language),
+            language=self.settings.result_language(result.language),
             start_ms=u.audio_start // SAMPLES_PER_MS, end_ms=u.ended.audio_end_ms,
             processed_ms=self.segmenter.received_ms, latency_ms=round(1000 * latency),
             end_reason=u.ended.reason, words=words,

@@ -45,7 +45,7 @@ class RecognitionSettings:
     interim_results: bool = False
     update_interval_ms: int = 1000
 
-    def language_of(self, detected: str) -> str:
+    def result_language(self, detected: str) -> str:
         """A result's language: what the model detected, else what the client forced, else ''."""
         return detected or self.language or ""
 
