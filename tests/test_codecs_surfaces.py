@@ -384,9 +384,20 @@ RIVA_ENCODINGS = {"OGG_OPUS": raudio.OGGOPUS, "FLAC": raudio.FLAC}
 
 
 def test_riva_bad_inputs_streaming_and_offline(server, speech, bad_inputs, caplog):
+    import threading
+
     caplog.set_level(logging.INFO)
     audio, rate = speech
     asr = riva.client.ASRService(riva.client.Auth(uri=server.address))
+    # A healthy G.711 call streams in real time beside the bad ones and keeps all its results.
+    pcm8k = at_rate(speech, 8000)
+    g711 = encode(pcm8k, 8000, "mulaw")
+    chunks = [g711[i:i + 160] for i in range(0, len(g711), 160)]
+    alone = riva_stream(server, chunks, riva_config(raudio.MULAW, 8000))
+    beside = []
+    healthy = threading.Thread(target=lambda: beside.extend(
+        riva_stream(server, chunks, riva_config(raudio.MULAW, 8000), pace_s=duration_ms(pcm8k, 8000) / 1000)))
+    healthy.start()
     for name, (data, encoding, declared, words, results_before) in bad_inputs.items():
         if encoding not in RIVA_ENCODINGS:
             continue
@@ -400,6 +411,10 @@ def test_riva_bad_inputs_streaming_and_offline(server, speech, bad_inputs, caplo
         # Offline, a WAV file's header is read first: it is named for what it is.
         words = "a WAV file but encoding is OGGOPUS" if name == "WAV sent as Ogg Opus" else words
         assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT and words in error.value.details(), name
+    healthy.join()
+    assert [(r.alternatives[0].transcript, [(w.start_time, w.end_time) for w in r.alternatives[0].words])
+            for r in beside] == [(r.alternatives[0].transcript, [(w.start_time, w.end_time)
+                                                                 for w in r.alternatives[0].words]) for r in alone]
     no_tracebacks(caplog)
 
 
@@ -418,18 +433,24 @@ def test_rest_bad_files(small_server, speech, caplog):
         "large.flac": (encode(np.tile(audio, 3), rate, "flac"), 413, "larger than"),
     }
 
+    async def one(client, name, data):
+        try:
+            return (200, (await client.audio.transcriptions.create(
+                model="whisper-1", file=(name, io.BytesIO(data)), response_format="verbose_json")).text)
+        except openai.APIStatusError as exc:
+            return exc.status_code, exc.message
+
+    short = encode(audio[:int(1.9 * rate)], rate, "ogg_opus")  # a healthy file under the 2 s limit
+
     async def main():
         client = sdk(server)
-        outcomes = {}
-        for name, (data, _, _) in cases.items():
-            try:
-                await client.audio.transcriptions.create(model="whisper-1", file=(name, io.BytesIO(data)))
-                outcomes[name] = (200, "")
-            except openai.APIStatusError as exc:
-                outcomes[name] = (exc.status_code, exc.message)
-        return outcomes
+        alone = await one(client, "short.ogg", short)
+        results = await asyncio.gather(one(client, "short.ogg", short),
+                                       *(one(client, name, data) for name, (data, _, _) in cases.items()))
+        return alone, results[0], dict(zip(cases, results[1:]))
 
-    outcomes = asyncio.run(main())
+    alone, beside, outcomes = asyncio.run(main())
+    assert alone[0] == 200 and beside == alone
     for name, (_, status, words) in cases.items():
         assert outcomes[name][0] == status and words in outcomes[name][1], (name, outcomes[name])
     no_tracebacks(caplog)
