@@ -168,4 +168,4 @@ class FlacReader(StreamReader):
             raise InvalidAudio("FLAC: STREAMINFO gives a sample rate of 0")
         self._codec = av.CodecContext.create("flac", "r")
         self._codec.extradata = info
-        self._codec.options = {"err_detect": "crccheck"}
+        self._codec.options = {"err_detect": "crccheck+explode"}  # explode: a bad CRC-16 is an error, not a log line
