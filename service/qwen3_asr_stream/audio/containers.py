@@ -22,8 +22,10 @@ each packet with a bare ``CodecContext`` (libavcodec's Opus and FLAC decoders):
   bytes. CodecPrivate (the OpusHead) is the extradata; DiscardPadding trims the end.
 - FLAC (RFC 9639): the STREAMINFO block is the extradata; a frame ends where the next
   frame header starts whose CRC-8 holds and whose frame / sample number is the next one
-  (so a sync code inside frame data is not taken for a header); each frame is decoded
-  with CRC checking, so damage and lost frames are errors, not silence.
+  (so a sync code inside frame data is not taken for a header); before that header has
+  begun, the bytes held are tried as a whole frame (its CRC-16 must hold and its samples
+  be the header's block), so a frame comes out when its last byte does; each frame is
+  decoded with its CRC-16 checked, so damage and lost frames are errors, not silence.
 - WAV (RIFF): the header says the format; the samples are PCM (16-bit, float, G.711).
 - MP3 (``mp3``, under CONTAINER): frames split by their headers' lengths; the LAME tag's
   encoder delay and padding are removed (sample for sample what FFmpeg's demuxer gives).

@@ -5,7 +5,7 @@ from __future__ import annotations
 import av
 
 from .codecs import CorruptStream, InvalidAudio
-from .readers import MAX_UNIT_BYTES, StreamReader
+from .readers import MAX_UNIT_BYTES, StreamReader, frame_array
 
 
 def _crc8(data: bytes) -> int:
@@ -78,6 +78,7 @@ class FlacReader(StreamReader):
         self._variable = False
         self._scan = 2  # where to look for the next frame's header in _buf
         self.total = 0  # samples in STREAMINFO (0: unknown)
+        self._min_frame = 0  # STREAMINFO's smallest frame, bytes (0: unknown)
 
     def _unit(self) -> str:
         return "frame" if not self._in_metadata else "metadata block"
@@ -95,20 +96,50 @@ class FlacReader(StreamReader):
             self._check_number(here)
             end = self._next_frame(here)
             last = end is None
-            if last:
-                if not final or not self._buf:
+            early = None
+            if last and not final:
+                early = self._whole_frame(here)
+                if early is None:
+                    return
+                end, last = len(self._buf), False
+            elif last:
+                if not self._buf:
                     return
                 end = len(self._buf)  # the last frame runs to the end
             at = self.offset
-            try:
-                self._decode(self._codec, self._consume(end), f"frame at byte {at}")
-            except CorruptStream:
-                if not last:
-                    raise
-                raise CorruptStream(f"the FLAC stream ended inside a frame (the last {end} bytes from byte {at} "
-                                    "do not decode); the data was cut; results up to there were sent") from None
+            if early is not None:
+                self._consume(end)
+                for f in early:
+                    self._emit(frame_array(f))
+            else:
+                self._decode_frame(end, at, last)
             self._expect = here[0] + (here[1] if self._variable else 1)
             self._scan = 2
+
+    def _decode_frame(self, end: int, at: int, last: bool) -> None:
+        try:
+            self._decode(self._codec, self._consume(end), f"frame at byte {at}")
+        except CorruptStream:
+            if not last:
+                raise
+            raise CorruptStream(f"the FLAC stream ended inside a frame (the last {end} bytes from byte {at} "
+                                "do not decode); the data was cut; results up to there were sent") from None
+
+    def _whole_frame(self, header: tuple[int, int]) -> list | None:
+        """The decoded frames when _buf holds exactly one whole frame before the next header has
+        arrived (so it is decoded now, not a frame later); else None. Tried only when no next header
+        has begun after its start: a cut frame runs out of bits or fails its
+        CRC-16; a whole one gives its block of samples. FLAC frames are independent: a failed try
+        leaves the decoder as it was."""
+        # A next header begun is a sync code, or its first byte alone at the end.
+        if len(self._buf) < self._min_frame or self._buf.find(bytes(self._buf[:2]), 2) >= 0 \
+                or self._buf[-1] == 0xFF:
+            return None
+        try:
+            frames = self._codec.decode(av.Packet(bytes(self._buf)))
+        except av.FFmpegError:
+            return None
+        return frames if sum(f.samples for f in frames) == header[1] else None
 
     def _check_number(self, header: tuple[int, int]) -> None:
         if self._expect is not None and header[0] != self._expect:
@@ -163,6 +194,7 @@ class FlacReader(StreamReader):
         self.rate = bits >> 44
         self.channels = ((bits >> 41) & 0x7) + 1
         self.total = bits & ((1 << 36) - 1)
+        self._min_frame = int.from_bytes(info[4:7], "big")
         self._variable = int.from_bytes(info[0:2], "big") != int.from_bytes(info[2:4], "big")
         if not self.rate:
             raise InvalidAudio("FLAC: STREAMINFO gives a sample rate of 0")
