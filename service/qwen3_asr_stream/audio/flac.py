@@ -131,8 +131,9 @@ class FlacReader(StreamReader):
         has begun after its start: a cut frame runs out of bits or fails its
         CRC-16; a whole one gives its block of samples. FLAC frames are independent: a failed try
         leaves the decoder as it was."""
-        # A next header begun is a sync code, or its first byte alone at the end.
-        if len(self._buf) < self._min_frame or self._buf.find(bytes(self._buf[:2]), 2) >= 0 \
+        # A next header begun: a sync code _next_frame did not rule out (it moved _scan past the
+        # false ones), or its first byte alone at the end.
+        if len(self._buf) < self._min_frame or self._buf.find(bytes(self._buf[:2]), self._scan) >= 0 \
                 or self._buf[-1] == 0xFF:
             return None
         try:
