@@ -120,3 +120,78 @@ def test_an_upload_over_the_limit_is_refused_before_it_is_read(small_server):
 
     head, body = asyncio.run(main())
     assert head.startswith(b"HTTP/1.1 413") and b"payload_too_large" in body, head + body
+
+
+def raw_post(port: int, body: bytes, content_type: str, extra: str = "", path: str = "/v1/audio/transcriptions"):
+    """One raw HTTP request; (status, body as bytes)."""
+    async def main():
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write((f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: {content_type}\r\n"
+                      f"Content-Length: {len(body)}\r\nConnection: close\r\n{extra}\r\n").encode() + body)
+        await writer.drain()
+        answer = await asyncio.wait_for(reader.read(), 30)
+        writer.close()
+        return answer
+
+    answer = asyncio.run(main())
+    head, _, rest = answer.partition(b"\r\n\r\n")
+    return int(head.split(b" ")[1]), rest
+
+
+def field(name: str, value: bytes, headers: str = "") -> bytes:
+    return (f"--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n{headers}\r\n").encode() + value + b"\r\n"
+
+
+def test_malformed_forms_are_400_in_one_log_line(small_server, caplog):
+    """What the multipart parser (or a decoder under it) rejects is the client's 400, never a 500
+    with a traceback."""
+    caplog.set_level(logging.INFO)
+    port = small_server.server.http_port
+    wav = wav_bytes(0.5)
+    form = f"multipart/form-data; boundary={BOUNDARY}"
+    end = f"--{BOUNDARY}--\r\n".encode()
+    file_part = field("file", wav, "Content-Type: audio/wav\r\n").replace(b'name="file"', b'name="file"; filename="a.wav"')
+    cases = {
+        "the boundary never appears": (b"x" * 2000, form),
+        "no boundary parameter": (form_body(wav), "multipart/form-data"),
+        "no closing delimiter": (field("model", b"whisper-1") + file_part[:-2], form),
+        "an unknown charset": (field("model", b"whisper-1", "Content-Type: text/plain; charset=x-no-such\r\n")
+                               + file_part + end, form),
+        "a field that is not UTF-8": (field("language", b"\xff\xfe\xfa") + file_part + end, form),
+        "a gzip field that is not gzip": (field("model", b"plain", "Content-Encoding: gzip\r\n") + file_part + end, form),
+        "a part header without a colon": (f"--{BOUNDARY}\r\nno colon here\r\n\r\nx\r\n".encode() + end, form),
+    }
+    answers = {name: raw_post(port, body, content_type) for name, (body, content_type) in cases.items()}
+    for name, (status, body) in answers.items():
+        assert status == 400, (name, status, body)
+        assert b'"invalid_request_error"' in body, (name, body)
+    lines = [r for r in caplog.records if r.name.startswith("qwen3_asr_stream")]
+    assert not [r for r in lines if r.exc_info or r.levelno >= logging.WARNING], [r.getMessage() for r in lines]
+    assert sum("status=INVALID_ARGUMENT" in r.getMessage() for r in lines) == len(cases)
+
+
+def test_other_http_paths_do_not_answer_500(small_server, caplog):
+    """A sweep of the HTTP surface with what a library could choke on: none is a 500."""
+    caplog.set_level(logging.INFO)
+    port = small_server.server.http_port
+    base = f"http://127.0.0.1:{port}"
+
+    async def main():
+        out = {}
+        async with aiohttp.ClientSession() as http:
+            for path in ("/v1/models/%ff%fe", "/v1/models/" + "x" * 5000, "/web/..%2f..%2fsecret", "/web/%00",
+                         "/v1/realtime?intent=%ff", "/v1/realtime?intent=transcription&intent=x", "/readyz?x=%ff"):
+                async with http.get(base + path) as r:
+                    out[path] = r.status
+            gzip_headers = {"Content-Encoding": "gzip", "Content-Type": f"multipart/form-data; boundary={BOUNDARY}"}
+            async with http.post(base + "/v1/audio/transcriptions", data=b"not gzip at all", headers=gzip_headers) as r:
+                out["gzip body that is not gzip"] = r.status
+            async with http.post(base + "/v1/audio/transcriptions", data=b"x",
+                                 headers={"Content-Type": "multipart/form-data; boundary=\"unterminated"}) as r:
+                out["quoted boundary never closed"] = r.status
+        return out
+
+    statuses = asyncio.run(main())
+    assert all(s < 500 for s in statuses.values()), statuses
+    lines = [r for r in caplog.records if r.name.startswith("qwen3_asr_stream") or r.name.startswith("aiohttp")]
+    assert not [r for r in lines if r.exc_info or r.levelno >= logging.ERROR], [r.getMessage() for r in lines]

@@ -36,9 +36,14 @@ class BodyTooLarge(MessageTooLarge):
     """The request body is larger than the endpoint accepts (HTTP 413)."""
 
 
+class BodyUnreadable(InvalidRequest):
+    """The request body does not decode as its headers declare (Content-Encoding, chunks)."""
+
+
 async def read_body(request: web.Request, limit: int, idle_s: float, protocol: str) -> bytes:
     """The whole body of ``request``, at most ``limit`` bytes; raises BodyTooLarge, IdleTimeout (no
-    bytes for ``idle_s``) or Cancelled (the client went away), each logged in one line."""
+    bytes for ``idle_s``), Cancelled (the client went away) or InvalidRequest (a body that does not
+    decode: BodyUnreadable), each logged in one line."""
     try:
         declared = request.content_length
         if declared is not None and declared > limit:
@@ -61,17 +66,23 @@ async def read_body(request: web.Request, limit: int, idle_s: float, protocol: s
         exc = Cancelled("the client closed the connection during the upload")
         _log(protocol, request, exc)
         raise exc from None
+    except web.RequestPayloadError as exc:  # aiohttp's: a Content-Encoding that does not decode, bad chunks
+        bad = BodyUnreadable(f"the request body cannot be read ({exc.__cause__ or exc}); send it as declared "
+                             f"by its Content-Encoding and Transfer-Encoding")
+        _log(protocol, request, bad)
+        raise bad from None
     except (BodyTooLarge, IdleTimeout) as exc:
         _log(protocol, request, exc)
         raise
 
 
 async def refuse_upload(request: web.Request, exc: BaseException, response: web.StreamResponse) -> web.StreamResponse:
-    """Answer an upload that ``read_body`` refused with ``response``. After a stall the connection
-    is closed once the answer is out (aiohttp would wait up to its lingering time, 10 s, for the
-    rest of the body); a body too large keeps aiohttp's lingering, so that a client still sending
-    reads the answer instead of a reset."""
-    if isinstance(exc, IdleTimeout) and request.transport is not None:
+    """Answer an upload that ``read_body`` refused with ``response``. After a stall or a body that
+    does not decode the connection is closed once the answer is out (aiohttp would wait up to its
+    lingering time, 10 s, for the rest of the body, or fail reading it again); a body too large
+    keeps aiohttp's lingering, so that a client still sending reads the answer, not a reset."""
+    if isinstance(exc, (IdleTimeout, BodyUnreadable)) and request.transport is not None:
+        response.force_close()  # "Connection: close": the client must not reuse the connection
         await response.prepare(request)
         await response.write_eof()
         request.protocol.force_close()
@@ -117,5 +128,8 @@ async def form_parts(headers: Mapping[str, str], body: bytes, files: tuple[str, 
             value = await part.read(decode=False) if name in files else await part.text()
             parts.append(Part(name, part.filename, value))
         return parts
-    finally:
-        pass
+    except InvalidRequest:
+        raise
+    except Exception as exc:  # noqa: BLE001 - whatever the parser (or a decoder under it) raises, the body is the client's
+        raise InvalidRequest(f"the body is not valid multipart/form-data ({type(exc).__name__}: {exc}); "
+                             f"send a form with a 'file' part") from None
