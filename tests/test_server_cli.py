@@ -23,6 +23,11 @@ pytest.importorskip("webrtcvad")
 
 
 def serve(*args: str) -> subprocess.Popen:
+    """``qwen3-asr-stream serve`` with ``args``, on free ports: gRPC and HTTP on port 0 (any) unless
+    ``args`` name them (serve's defaults, 50051 and 8000, may be taken on the machine)."""
+    for option in ("--port", "--http-port"):
+        if option not in args:
+            args = (*args, option, "0")
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT / "service"), str(ROOT / "client")]))
     env.pop("QWEN3_ASR_TOKEN", None)
     return subprocess.Popen([sys.executable, "-m", "qwen3_asr_stream.cli", "serve", *args], env=env,
@@ -37,7 +42,7 @@ def test_bad_option_exits_with_the_reason():
 
 @pytest.mark.slow
 def test_serve_then_sigterm(checkpoints):
-    with socket.socket() as s:  # the HTTP port (serve's default, 8000, may be taken on a shared machine)
+    with socket.socket() as s:  # a free HTTP port, to ask /readyz there
         s.bind(("127.0.0.1", 0))
         http_port = s.getsockname()[1]
     process = serve("--model", str(checkpoints["asr"]), "--aligner", str(checkpoints["aligner"]),

@@ -94,19 +94,20 @@ def server_options(args: argparse.Namespace) -> ServerOptions:
 
 
 def check_port_free(host: str, port: int, what: str) -> None:
-    """Raise ValueError when ``port`` cannot be bound on ``host`` now (0: any port, nothing to check).
+    """Raise ValueError when ``host`` is no address here, or ``port`` cannot be bound on it now (0: any
+    port, only the host is checked).
 
     A bind without SO_REUSEPORT: a port another server listens on is refused here even
     where gRPC itself would share it.
     """
-    if port == 0:
-        return
     bare = host.strip("[]")
-    try:
+    try:  # the host is checked for port 0 too
         family, kind, proto, _, address = socket.getaddrinfo(bare, port, type=socket.SOCK_STREAM,
                                                              flags=socket.AI_PASSIVE)[0]
     except socket.gaierror as exc:
         raise ValueError(f"--host {host!r} is not an address of this machine ({exc.strerror})") from None
+    if port == 0:
+        return
     with socket.socket(family, kind, proto) as probe:
         # SO_REUSEADDR as the servers themselves bind: connections of a previous run in
         # TIME_WAIT do not block the port, a listening server does.
