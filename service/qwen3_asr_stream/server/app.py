@@ -115,7 +115,32 @@ class AsrServer:
     # -- lifecycle -----------------------------------------------------------------------------
 
     async def start(self) -> int:
-        """Start serving; returns the bound port."""
+        """Start serving; returns the bound port. A port that cannot be bound raises OSError
+        naming it, after what was started is stopped again."""
+        try:
+            return await self._start()
+        except BaseException:
+            await self._stop_started()
+            raise
+
+    async def _stop_started(self) -> None:
+        """Undo a start that failed half-way (without it, the half-started gRPC server is torn
+        down after the loop closed: "Event loop is closed" noise)."""
+        self.probes.ready = False
+        if self._server is not None:
+            await self._server.stop(0)
+            self._server = None
+        if self.http is not None:
+            await self.http.stop()
+        if self._metrics_http is not None:
+            self._metrics_http.close()
+            self._metrics_http = None
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
+        if self.backend.aligner is not None:
+            self.backend.aligner.close()
+
+    async def _start(self) -> int:
         options = self.options
         for engine in self.backend.engines.values():
             engine.start()
@@ -138,24 +163,28 @@ class AsrServer:
             [SERVICE_NAME, riva_service, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
              reflection.SERVICE_NAME], server)
         address = f"{options.host}:{options.port}"
+        self._server = server  # from here on, a failed start stops it
         try:
             if options.tls:
                 self.port = server.add_secure_port(address, self._credentials())
             else:
                 self.port = server.add_insecure_port(address)
         except RuntimeError as exc:
-            raise OSError(f"cannot listen on {address}: {exc} (is the port in use?)") from None
+            raise OSError(f"cannot listen for gRPC on {address} ({exc}; is the port in use?)") from None
         if not self.port:
-            raise OSError(f"cannot listen on {address} (is the port in use?)")
+            raise OSError(f"cannot listen for gRPC on {address} (is the port in use?)")
         await server.start()
-        self._server = server
         await self._health.set("", health_pb2.HealthCheckResponse.SERVING)
         await self._health.set(SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING)
         self._heartbeat = asyncio.get_running_loop().create_task(self.probes.run_heartbeat())
         self.probes.ready = True
         if options.metrics_port:
-            self._metrics_http = MetricsHttpServer(options.host.strip("[]"), options.metrics_port,
-                                                   self.metrics.registry, self.probes)
+            try:
+                self._metrics_http = MetricsHttpServer(options.host.strip("[]"), options.metrics_port,
+                                                       self.metrics.registry, self.probes)
+            except OSError as exc:
+                raise OSError(f"cannot listen for metrics on {options.host}:{options.metrics_port} "
+                              f"({exc.strerror or exc})") from None
             self.metrics_port = self._metrics_http.port
         if self.http is not None:
             tls = ssl_context(options.tls_cert, options.tls_key, options.tls_client_ca) if options.tls else None

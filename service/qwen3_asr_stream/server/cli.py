@@ -228,6 +228,10 @@ async def _run(options: ServerOptions, engines, aligner) -> None:
     from .app import AsrServer
 
     server = AsrServer(options, engines, aligner)
-    await server.start()
+    try:
+        await server.start()
+    except OSError as exc:  # a port taken after the pre-flight check (another replica started at once)
+        raise ValueError(f"{exc}: the port was taken after the start-up check; pick another (0 = any free "
+                         f"port)") from None
     server.stop_on_signals()
     await server.wait_for_termination()

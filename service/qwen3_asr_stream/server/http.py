@@ -59,7 +59,10 @@ class HttpServer:
         self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
         await self._runner.setup()
         site = web.TCPSite(self._runner, host.strip("[]"), port, ssl_context=ssl_context, reuse_port=False)
-        await site.start()
+        try:
+            await site.start()
+        except OSError as exc:
+            raise OSError(f"cannot listen for HTTP on {host}:{port} ({exc.strerror or exc})") from None
         self.port = self._runner.addresses[0][1]
         return self.port
 
