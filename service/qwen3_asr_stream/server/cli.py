@@ -17,6 +17,7 @@ from .options import DEFAULT_HTTP_PORT, ServerOptions, stage_conflicts
 from ..audio.vad import EndpointingOptions
 
 GIB = 1 << 30
+ENGINE_CLOSE_S = 0.2  # at exit, how long the engine's thread may take to finish its batch
 
 log = logging.getLogger("qwen3_asr_stream.server")
 
@@ -180,7 +181,7 @@ def _serve(args: argparse.Namespace, load: LoadOptions) -> int:
         asyncio.run(_run(options, engines, aligner))
     finally:
         for engine in engines.values():
-            engine.close()
+            engine.close(timeout=ENGINE_CLOSE_S)  # the process ends next: no waiting for a batch in flight
     _exit_now(0)
     return 0
 
