@@ -121,3 +121,21 @@ def test_a_long_utterance_prepares_no_graph_after_start_and_never_grows_its_cach
     assert graphs.captures == prepared  # nothing captured mid-utterance
     assert graphs.eager_batches == 0  # every batch fit a prepared bucket
     assert len(storages) == 1  # one cache, allocated once, never grown or replaced
+
+
+@pytest.mark.parametrize("language", [None, "English", "Indonesian"])
+def test_the_served_budget_admits_max_utterances_whatever_language_they_force(checkpoints, language):
+    """``load_engine`` (what ``serve`` uses) sizes the cache for the longest prompt a stream gets
+    without context: as many utterances as ``max_utterances`` fit with any language forced, and
+    the one after is refused by count."""
+    from qwen3_asr_stream.server.loading import load_engine
+    from qwen3_asr_stream.server.options import ServerOptions
+
+    engine = load_engine(str(checkpoints["asr"]), ServerOptions(), max_utterances=4)
+    try:
+        for _ in range(4):
+            engine.open(UtteranceOptions(language=language), lambda result: None)
+        with pytest.raises(EngineFull, match="utterances"):
+            engine.open(UtteranceOptions(language=language), lambda result: None)
+    finally:
+        engine.close()

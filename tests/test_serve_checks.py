@@ -6,7 +6,7 @@ import socket
 
 import pytest
 
-from test_server_cli import serve
+from conftest import run_cli, serve
 
 pytest.importorskip("webrtcvad")
 
@@ -99,7 +99,6 @@ def test_offline_missing_checkpoints_say_what_to_do(checkpoints, tmp_path):
     import numpy as np
     import soundfile
 
-    from test_cli import run_cli
 
     wav = tmp_path / "a.wav"
     soundfile.write(str(wav), np.zeros(1600, np.float32), 16000)
@@ -125,15 +124,14 @@ sys.exit(main(sys.argv[1:]))
 
 @pytest.mark.parametrize("option", ["--http-port", "--port", "--metrics-port"])
 def test_a_port_taken_after_the_check_is_one_line(checkpoints, listening, option):
-    import os
     import re
     import subprocess
     import sys
 
-    from test_server_cli import ROOT
+    from conftest import _env
 
     args = {"--port": "0", "--http-port": "0", option: str(listening)}
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT / "service"), str(ROOT / "client")]))
+    env = _env()
     done = subprocess.run([sys.executable, "-c", RACE_DRIVER, "serve", "--model", str(checkpoints["asr"]),
                            "--no-aligner", "--device", "cpu", *[x for kv in args.items() for x in kv]],
                           env=env, capture_output=True, text=True, timeout=180)

@@ -2,36 +2,20 @@
 
 from __future__ import annotations
 
-import os
 import re
 import signal
 import socket
-import subprocess
-import sys
 import threading
 import time
 import urllib.request
-from pathlib import Path
 
 import grpc
 import pytest
 
+from conftest import serve
 from qwen3_asr_client.proto import asr_pb2, asr_pb2_grpc
 
-ROOT = Path(__file__).resolve().parents[1]
 pytest.importorskip("webrtcvad")
-
-
-def serve(*args: str) -> subprocess.Popen:
-    """``qwen3-asr-stream serve`` with ``args``, on free ports: gRPC and HTTP on port 0 (any) unless
-    ``args`` name them (serve's defaults, 50051 and 8000, may be taken on the machine)."""
-    for option in ("--port", "--http-port"):
-        if option not in args:
-            args = (*args, option, "0")
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT / "service"), str(ROOT / "client")]))
-    env.pop("QWEN3_ASR_TOKEN", None)
-    return subprocess.Popen([sys.executable, "-m", "qwen3_asr_stream.cli", "serve", *args], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
 def test_bad_option_exits_with_the_reason():

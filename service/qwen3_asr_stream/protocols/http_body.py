@@ -2,10 +2,10 @@
 call is admitted; multipart forms parsed from the bytes read.
 
     try:
-        body = await read_body(request, limit, backend.options.idle_timeout_s, "openai.rest")
+        body = await read_body(request, limit, backend.limits.idle_timeout_s, "openai.rest")
     except Exception as exc:                  # BodyTooLarge, IdleTimeout, Cancelled (already logged)
         return await refuse_upload(request, exc, <the protocol's error response for status_of(exc)>)
-    with backend.calls.unary("openai.rest", peer):   # admission only once the upload is here
+    with calls.unary("openai.rest", peer):   # admission only once the upload is here
         parts = await form_parts(request.headers, body)   # InvalidRequest for a malformed form
 
 An upload is read before admission so that a client sending slowly (or stopping mid-body)
