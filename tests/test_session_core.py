@@ -444,3 +444,36 @@ def test_a_stopped_engine_ends_the_call_with_unavailable(fake_engine, speech):
 
     items, status = asyncio.run(run())
     assert status.code is Code.UNAVAILABLE and not finals(items)
+
+
+def test_a_call_without_a_session_is_watched_from_admission():
+    """Before its session opens, a call that hears nothing for the idle timeout ends with
+    DEADLINE_EXCEEDED, and a drain ends one at once with UNAVAILABLE; both release the admission
+    and wake the adapter waiting in ``before_session``."""
+    async def run():
+        calls = calls_of(None, idle_timeout_s=1.0, max_streams=2)
+        never = asyncio.get_running_loop().create_future()  # a client that sends nothing
+        with calls.stream("test", "idle") as idle_call:
+            started = time.monotonic()
+            message = await asyncio.wait_for(idle_call.before_session(never), 10)
+            idle = (message, idle_call.status, time.monotonic() - started, calls.active)
+        assert never.cancelled()
+        with calls.stream("test", "heard") as heard_call:
+            heard = await heard_call.before_session(asyncio.sleep(0.6, "config"))
+            await asyncio.sleep(0.5)  # 1.1 s since admission, 0.5 s since the last message
+            heard = (heard, heard_call.ended)
+            waiting = asyncio.ensure_future(heard_call.before_session(asyncio.get_running_loop().create_future()))
+            await asyncio.sleep(0.05)
+            drain = asyncio.ensure_future(calls.drain(20))
+            message = await asyncio.wait_for(waiting, 10)
+            drained = (message, heard_call.status, calls.active)
+        await asyncio.wait_for(drain, 10)
+        return idle, heard, drained
+
+    idle, heard, drained = asyncio.run(run())
+    message, status, waited, active = idle
+    assert message is None and status.code is Code.DEADLINE_EXCEEDED and "no audio" in status.message
+    assert 0.9 < waited < 10 and active == 0
+    assert heard == ("config", False)  # a message resets the idle time
+    message, status, active = drained
+    assert message is None and status.code is Code.UNAVAILABLE and active == 0
