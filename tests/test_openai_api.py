@@ -29,6 +29,7 @@ from openai import AsyncOpenAI  # noqa: E402
 
 from qwen3_asr_stream.testing.harness import ServerThread  # noqa: E402
 from qwen3_asr_stream.server.options import ServerOptions  # noqa: E402
+from qwen3_asr_stream.protocols.openai_realtime import APPEND_FRAME_BYTES, MAX_APPEND_BYTES  # noqa: E402
 
 TOKEN = "test-token"
 GAP_S, LEAD_S = 1.2, 0.5
@@ -404,23 +405,50 @@ def test_realtime_bad_input(server, phrases):
         await ws.send_json({"type": "input_audio_buffer.append", "audio": pcm})
         await ws.send_json({"type": "input_audio_buffer.clear"})
         assert (await asyncio.wait_for(ws.receive_json(), 10))["type"] == "input_audio_buffer.cleared"
-        # An oversize append ends the session with an error event and a close.
-        big = base64.b64encode(bytes(server.options.max_message_bytes + 2)).decode()
+        # An append over OpenAI's 15 MiB, and a frame larger than the largest append, are refused
+        # with an error event (not a close); the session goes on.
+        big = base64.b64encode(bytes(MAX_APPEND_BYTES + 2)).decode()
         await expect_error({"type": "input_audio_buffer.append", "audio": big})
-        closed = await asyncio.wait_for(ws.receive(), 10)
+        await expect_error("x" * (APPEND_FRAME_BYTES + 1))
+        await ws.send_json({"type": "input_audio_buffer.clear"})
+        cleared = await asyncio.wait_for(ws.receive_json(), 10)
         await http.close()
         good_events = await good
-        return errors, closed, good_events
+        return errors, cleared, good_events
 
-    errors, closed, good_events = asyncio.run(main())
+    errors, cleared, good_events = asyncio.run(main())
     codes = [e["code"] for e in errors]
     assert codes == ["session_not_configured", "invalid_json", "invalid_event_type", "invalid_event_type",
                      "unsupported_audio_format", "invalid_value", "invalid_value", "invalid_audio", "invalid_audio",
-                     "input_audio_buffer_commit_empty", "rate_limit_exceeded"]
+                     "input_audio_buffer_commit_empty", "payload_too_large", "payload_too_large"]
     assert errors[0]["event_id"] == "ev1"
     assert all(e["type"] and e["message"] for e in errors)
-    assert closed.type == aiohttp.WSMsgType.CLOSE
+    assert {e["type"] for e in errors[-2:]} == {"invalid_request_error"}
+    assert cleared["type"] == "input_audio_buffer.cleared"
     check_phrase_order(good_events, starts)
+
+
+def test_realtime_append_larger_than_a_grpc_message(server, phrases):
+    """OpenAI takes appends up to 15 MiB: the whole recording in one append (over --max-message-bytes)
+    is transcribed as if it came in pieces."""
+    data, starts = speech_at(phrases, 16000)
+    assert len(data) > 2 * server.options.max_message_bytes
+
+    async def main():
+        http, ws = await raw_session(server)
+        await ws.send_json({"type": "input_audio_buffer.append", "audio": base64.b64encode(data).decode()})
+        events = []
+        while sum(e["type"] == COMPLETED for e in events) < len(starts):
+            events.append(await asyncio.wait_for(ws.receive_json(), 60))
+        await http.close()
+        return events
+
+    events = asyncio.run(main())
+    assert not [e for e in events if e["type"] == "error"], events
+    started = [e["audio_start_ms"] for e in events if e["type"] == STARTED]
+    assert len(started) == len(starts) and all(abs(a - b) < 400 for a, b in zip(started, starts)), (started, starts)
+    completed = [e for e in events if e["type"] == COMPLETED]
+    assert [e["audio_end_ms"] > s for e, s in zip(completed, starts)] == [True] * len(starts)
 
 
 def test_realtime_wrong_token_and_intent(server):

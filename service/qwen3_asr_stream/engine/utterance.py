@@ -94,6 +94,8 @@ class Utterance:
     closed: bool = False  # final delivered or cancelled
     last_update_samples: int = 0
     interim_end: int = 0  # audio the requested interim covers (0: all there is when it runs)
+    held_until: float = 0.0  # an interim held for a window about to complete: computed anyway then (monotonic; 0: none)
+    last_push_at: float = 0.0  # when audio last arrived (monotonic)
     draft_kept: float = 1.0  # share of the last whole draft offered that greedy decoding kept
     probe_kept: bool = False  # the last probe (a draft cut to draft_probe_tokens) was kept whole
 

@@ -52,6 +52,11 @@ from .openai_realtime_config import BadEvent, SessionConfig, as_object, session_
 log = logging.getLogger(__name__)
 
 MESSAGE_OVERHEAD = 4096  # JSON around the base64 audio of one append
+MAX_APPEND_BYTES = 15 * 1024 * 1024  # audio in one append, as OpenAI accepts (the core takes it in pieces)
+APPEND_FRAME_BYTES = 4 * -(-MAX_APPEND_BYTES // 3) + MESSAGE_OVERHEAD  # the largest append's frame (base64)
+# Frames up to twice that are read and refused with an error event (the session goes on); larger
+# ones are closed with 1009 by the WebSocket layer before they are read.
+FRAME_LIMIT = 2 * APPEND_FRAME_BYTES
 BAD = error_for("INVALID_ARGUMENT")
 
 
@@ -132,6 +137,11 @@ class Connection:
                     await self._writer
 
     async def on_text(self, text: str) -> None:
+        if len(text) > APPEND_FRAME_BYTES:
+            await self.send_error(f"the event has {len(text)} bytes; an input_audio_buffer.append carries at most "
+                                  f"{MAX_APPEND_BYTES} bytes of audio ({APPEND_FRAME_BYTES} bytes of JSON): split "
+                                  f"the audio over several appends", code="payload_too_large", param="audio")
+            return
         try:
             event = json.loads(text)
         except ValueError as exc:
@@ -187,6 +197,9 @@ class Connection:
             data = base64.b64decode(audio, validate=True)
         except (binascii.Error, ValueError):
             raise BadEvent("'audio' is not valid base64", code="invalid_audio", param="audio") from None
+        if len(data) > MAX_APPEND_BYTES:
+            raise BadEvent(f"'audio' has {len(data)} bytes; one append carries at most {MAX_APPEND_BYTES}: split "
+                           f"the audio over several appends", code="payload_too_large", param="audio")
         if self.settings is None:
             raise BadEvent("configure the session first: send session.update (type transcription, audio format and "
                            "turn detection) before input_audio_buffer.append", code="session_not_configured")
@@ -194,7 +207,16 @@ class Connection:
         if len(data) % frame:
             raise BadEvent(f"'audio' has {len(data)} bytes; pcm16 audio has an even number (2 bytes a sample)",
                            code="invalid_audio", param="audio")
-        self.open().audio(data)
+        session = self.open()
+        # The core takes audio in messages of up to --max-message-bytes (a gRPC message's 20-100 ms);
+        # a larger append goes in in such pieces, with the core's back-pressure between them.
+        step = max(frame, self.backend.limits.max_message_bytes // frame * frame)
+        for start in range(0, len(data), step):
+            if start:
+                await session.wait_room(self.backend.limits.idle_timeout_s)
+            if not session.taking_input:
+                return
+            session.audio(data[start:start + step])
 
     async def on_commit(self, event: dict) -> None:
         if self.session is None or not self.session.in_speech:
@@ -312,9 +334,9 @@ class RealtimeApi:
         app.router.add_get("/v1/realtime", self.realtime)
 
     def _frame_limit(self) -> int:
-        """Largest WebSocket message: room for an append over the audio limit, so that the core
-        refuses it with an error event (base64 is 4/3 of the audio); larger ones close with 1009."""
-        return 2 * self.backend.limits.max_message_bytes + MESSAGE_OVERHEAD
+        """Largest WebSocket message read: twice the largest append, so that an append over the limit
+        gets an error event (``on_text``); larger ones close with 1009."""
+        return FRAME_LIMIT
 
     async def realtime(self, request: web.Request) -> web.StreamResponse:
         intent = request.query.get("intent", "transcription")

@@ -32,6 +32,7 @@ from ..session.errors import InvalidRequest, MessageTooLarge, status_of
 from ..session.recognize import recognize
 from ..session.settings import settings_from
 from ..session.types import Transcript
+from .http_body import form_parts, read_body, refuse_upload
 from .openai_common import NOT_FOUND, PAYLOAD_TOO_LARGE, OpenAIError, error_body, error_for, model_for
 
 BAD_REQUEST = error_for("INVALID_ARGUMENT")
@@ -71,29 +72,27 @@ class TranscriptionRequest:
 
 # -- request -------------------------------------------------------------------------------------
 
-async def read_form(request: web.Request, max_file_bytes: int) -> TranscriptionRequest:
-    """The multipart form, with the file's size capped as it arrives (413 beyond)."""
+def check_form_type(request: web.Request) -> None:
+    """The request must be a form (checked before its body is read)."""
     if not request.content_type.startswith("multipart/"):
         raise HttpError("send multipart/form-data with a 'file' part (and 'model')", param="file")
+
+
+async def read_form(headers, body: bytes, max_file_bytes: int) -> TranscriptionRequest:
+    """The multipart form from the body read (``http_body``), with the file's size capped (413 beyond)."""
     fields: dict[str, list[str]] = {}
     file, filename, extra = None, "", 0
-    reader = await request.multipart()
-    while (part := await reader.next()) is not None:
+    for part in await form_parts(headers, body, files=("file",)):
         if part.name == "file":
-            chunks, size = [], 0
-            while chunk := await part.read_chunk(64 * 1024):
-                size += len(chunk)
-                if size > max_file_bytes:
-                    raise HttpError(f"the file is larger than this server's limit of {max_file_bytes} bytes; "
-                                    f"send a shorter recording or stream it over /v1/realtime", PAYLOAD_TOO_LARGE, param="file")
-                chunks.append(chunk)
-            file, filename = b"".join(chunks), part.filename or ""
+            if len(part.value) > max_file_bytes:
+                raise HttpError(f"the file is larger than this server's limit of {max_file_bytes} bytes; "
+                                f"send a shorter recording or stream it over /v1/realtime", PAYLOAD_TOO_LARGE, param="file")
+            file, filename = part.value, part.filename or ""
         else:
-            value = await part.text()
-            extra += len(value)
+            extra += len(part.value)
             if extra > FORM_FIELDS_BYTES:
                 raise HttpError("the form fields are too large", PAYLOAD_TOO_LARGE, param=part.name)
-            fields.setdefault(part.name or "", []).append(value)
+            fields.setdefault(part.name, []).append(part.value)
     if file is None:
         raise HttpError("the 'file' part is missing: upload the audio as multipart field 'file'", param="file")
 
@@ -265,8 +264,18 @@ class RestApi:
     async def transcriptions(self, request: web.Request) -> web.StreamResponse:
         backend, limits = self.backend, self.backend.limits
         try:
+            check_form_type(request)
+            self.calls.check_open()
+            # the upload is read before admission: a slow or stalled one holds no slot
+            body = await read_body(request, limits.max_recognize_bytes + FORM_FIELDS_BYTES,
+                                   limits.idle_timeout_s, "openai.rest")
+        except HttpError as exc:
+            return exc.response()
+        except Exception as exc:  # noqa: BLE001 - the body's errors and a draining server
+            return await refuse_upload(request, exc, status_response(exc))
+        try:
             with self.calls.unary("openai.rest", request.remote or ""):
-                req = await read_form(request, limits.max_recognize_bytes)
+                req = await read_form(request.headers, body, limits.max_recognize_bytes)
                 model = model_for(req.model, backend.engines, backend.default_model)
                 if model is None:
                     raise HttpError(f"unknown model {req.model!r}; this server has {', '.join(backend.engines)} "

@@ -16,6 +16,8 @@ from ..checkpoint import DEFAULT_ALIGNER, DEFAULT_MODEL, LoadOptions, add_load_a
 from .loading import DEFAULT_MAX_BATCH, load_aligner, load_engine, model_name
 from .options import DEFAULT_HTTP_PORT, ServerOptions, stage_conflicts
 
+ENGINE_CLOSE_S = 0.2  # at exit, how long the engine's thread may take to finish its batch
+
 log = logging.getLogger("qwen3_asr_stream.server")
 
 
@@ -86,19 +88,20 @@ def server_options(args: argparse.Namespace) -> ServerOptions:
 
 
 def check_port_free(host: str, port: int, what: str) -> None:
-    """Raise ValueError when ``port`` cannot be bound on ``host`` now (0: any port, nothing to check).
+    """Raise ValueError when ``host`` is no address here, or ``port`` cannot be bound on it now (0: any
+    port, only the host is checked).
 
     A bind without SO_REUSEPORT: a port another server listens on is refused here even
     where gRPC itself would share it.
     """
-    if port == 0:
-        return
     bare = host.strip("[]")
-    try:
+    try:  # the host is checked for port 0 too
         family, kind, proto, _, address = socket.getaddrinfo(bare, port, type=socket.SOCK_STREAM,
                                                              flags=socket.AI_PASSIVE)[0]
     except socket.gaierror as exc:
         raise ValueError(f"--host {host!r} is not an address of this machine ({exc.strerror})") from None
+    if port == 0:
+        return
     with socket.socket(family, kind, proto) as probe:
         # SO_REUSEADDR as the servers themselves bind: connections of a previous run in
         # TIME_WAIT do not block the port, a listening server does.
@@ -170,7 +173,7 @@ def _serve(args: argparse.Namespace, load: LoadOptions) -> int:
         asyncio.run(_run(options, engines, aligner))
     finally:
         for engine in engines.values():
-            engine.close()
+            engine.close(timeout=ENGINE_CLOSE_S)  # the process ends next: no waiting for a batch in flight
     _exit_now(0)
     return 0
 
@@ -192,6 +195,10 @@ async def _run(options: ServerOptions, engines, aligner) -> None:
     from .app import AsrServer
 
     server = AsrServer(options, engines, aligner)
-    await server.start()
+    try:
+        await server.start()
+    except OSError as exc:  # a port taken after the pre-flight check (another replica started at once)
+        raise ValueError(f"{exc}: the port was taken after the start-up check; pick another (0 = any free "
+                         f"port)") from None
     server.stop_on_signals()
     await server.wait_for_termination()
