@@ -107,6 +107,9 @@ def test_riva_client_streams_a_file_in_real_time(server, speech, speech_wav):
     for final, span in zip(finals, speech.spans):
         assert list(final.alternatives[0].language_code) == ["en-US"]
         check_words_inside_speech(final, span)
+        # Confidence on the alternative and on each word (a real probability of random text: > 0).
+        assert 0 < final.alternatives[0].confidence <= 1
+        assert all(0 < w.confidence <= 1 for w in final.alternatives[0].words)
     processed = [r.audio_processed for r in results]
     assert processed == sorted(processed) and processed[-1] <= len(speech.pcm) / speech.rate + 0.05
 

@@ -144,9 +144,12 @@ def events(items) -> list[SpeechEvent]:
 
 
 def check_words(result: Result) -> None:
+    """Words inside the result, in order; the result and every word with a confidence in [0, 1]."""
     assert result.words, "the aligner gave no words"
+    assert result.confidence is not None and 0 <= result.confidence <= 1, result.confidence
     for word in result.words:
         assert result.start_ms <= word.start_ms <= word.end_ms <= result.end_ms, (word, result.start_ms, result.end_ms)
+        assert word.confidence is not None and 0 <= word.confidence <= 1, word
     starts = [w.start_ms for w in result.words]
     assert starts == sorted(starts)
 

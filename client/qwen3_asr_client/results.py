@@ -44,6 +44,7 @@ class Word:
     word: str
     start_ms: int  # from the start of the stream
     end_ms: int
+    confidence: float | None = None  # 0-1: exp(mean log-probability of the word's tokens); finals
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,7 @@ class Result:
     audio_processed_ms: int
     latency_ms: int
     end_reason: str  # "silence", "max_length", "forced", "end_of_stream"; "" for interim results
+    confidence: float | None = None  # finals: 0-1, exp(mean log-probability of the transcript's tokens)
 
     @classmethod
     def from_proto(cls, r: asr_pb2.StreamingRecognitionResult) -> "Result":
@@ -74,13 +76,15 @@ class Result:
             stable_text=r.stable_text,
             unstable_text=r.unstable_text,
             language=r.language_code,
-            words=tuple(Word(w.word, w.start_ms, w.end_ms) for w in r.words),
+            words=tuple(Word(w.word, w.start_ms, w.end_ms, w.confidence if w.HasField("confidence") else None)
+                        for w in r.words),
             utterance_index=r.utterance_index,
             start_ms=r.result_start_offset_ms,
             end_ms=r.result_end_offset_ms,
             audio_processed_ms=r.audio_processed_ms,
             latency_ms=r.processing_latency_ms,
             end_reason=reason.lower(),
+            confidence=r.confidence if r.HasField("confidence") else None,
         )
 
 

@@ -91,3 +91,21 @@ def token_ok(expected: str | None, headers: Mapping[str, str]) -> bool:
     return any(p.strip().startswith(KEY_SUBPROTOCOL_PREFIX)
                and token_matches(p.strip()[len(KEY_SUBPROTOCOL_PREFIX):], expected)
                for p in headers.get("Sec-WebSocket-Protocol", "").split(","))
+
+
+# -- result shapes both APIs share -------------------------------------------------------------
+
+def words_of(results: Iterable) -> list[dict]:
+    """Each word with its times in s and (our extension) its confidence, 0-1."""
+    words = []
+    for w in (w for t in results for w in t.words):
+        word = {"word": w.word, "start": w.start_ms / 1000, "end": w.end_ms / 1000}
+        if w.confidence is not None:
+            word["confidence"] = w.confidence
+        words.append(word)
+    return words
+
+
+def logprobs_of(tokens) -> list[dict]:
+    """OpenAI's ``logprobs``: each token's text, log-probability and bytes."""
+    return [{"token": t.token, "logprob": t.logprob, "bytes": list(t.bytes)} for t in tokens]

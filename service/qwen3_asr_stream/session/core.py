@@ -52,7 +52,7 @@ from ..audio.vad import EndReason, Segmenter, SpeechAudio, SpeechEnded, SpeechSt
 from ..engine.utterance import UpdateResult
 from .errors import OK, Cancelled, MessageTooLarge, RecognitionFailed, Status, StreamTooLong, is_expected, status_of
 from .outbox import Outbox, Slot
-from .types import Backend, RecognitionSettings, SpeechEvent, Transcript, Word, align_words
+from .types import Backend, RecognitionSettings, SpeechEvent, Transcript, Word, align_words, with_confidence
 
 log = logging.getLogger(__name__)
 
@@ -382,7 +382,8 @@ class Session:
             language=self.settings.language_of(result.language),
             start_ms=u.audio_start // SAMPLES_PER_MS, end_ms=u.ended.audio_end_ms,
             processed_ms=self.segmenter.received_ms, latency_ms=round(1000 * latency),
-            end_reason=u.ended.reason, words=words,
+            end_reason=u.ended.reason, words=with_confidence(words, result.transcript_tokens),
+            tokens=result.transcript_tokens,
         ))
         del self._utterances[u.index]
         self._final_delivered.set()

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -16,6 +16,7 @@ from qwen3_asr_client.results import SpeechEvent, Word  # shared with the client
 
 from ..engine.aligner import AlignRequest
 from ..text.alignment import WordTime, clamp_word_times
+from ..text.confidence import TokenLogprob, confidence_of, mean_logprob, word_confidences
 from ..audio.input import AudioFormat
 from ..audio.vad import SAMPLES_PER_MS, EndpointingOptions, EndReason
 from ..engine.text_layer import StreamingEngine
@@ -88,7 +89,18 @@ class Transcript:
     processed_ms: int
     latency_ms: int
     end_reason: EndReason | None = None
-    words: tuple[Word, ...] = ()
+    words: tuple[Word, ...] = ()  # finals with word times; each with its confidence
+    tokens: tuple[TokenLogprob, ...] = ()  # finals: the transcript's tokens and their log-probabilities
+
+    @property
+    def avg_logprob(self) -> float | None:
+        """Mean log-probability of the transcript's tokens (finals; None without tokens)."""
+        return mean_logprob(self.tokens)
+
+    @property
+    def confidence(self) -> float | None:
+        """exp(avg_logprob), in [0, 1] (finals; None without tokens)."""
+        return confidence_of(self.tokens)
 
 
 def words_in_stream(words: list[WordTime], start_sample: int, end_sample: int) -> tuple[Word, ...]:
@@ -96,6 +108,12 @@ def words_in_stream(words: list[WordTime], start_sample: int, end_sample: int) -
     utterance's audio and non-decreasing (``clamp_word_times``, shared with offline use)."""
     span = clamp_word_times(words, start_sample // SAMPLES_PER_MS, end_sample // SAMPLES_PER_MS)
     return tuple(Word(text, start, end) for text, start, end in span)
+
+
+def with_confidence(words: tuple[Word, ...], tokens: tuple[TokenLogprob, ...]) -> tuple[Word, ...]:
+    """The words, each with the confidence of the tokens that spell it."""
+    scores = word_confidences(tokens, [w.word for w in words])
+    return tuple(replace(w, confidence=c) for w, c in zip(words, scores))
 
 
 async def align_words(aligner: AlignerWorker, audio: np.ndarray, text: str, language: str,

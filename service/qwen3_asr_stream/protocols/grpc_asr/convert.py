@@ -64,10 +64,12 @@ def result_proto(t: Transcript) -> asr_pb2.StreamingRecognitionResult:
         transcript=t.text, is_final=t.is_final,
         stability=1.0 if t.is_final else (len(stable) / len(t.text) if t.text else 0.0),
         stable_text=stable, unstable_text=t.text[len(stable):], language_code=t.language,
-        words=[asr_pb2.WordInfo(word=w.word, start_ms=w.start_ms, end_ms=w.end_ms) for w in t.words],
+        words=[asr_pb2.WordInfo(word=w.word, start_ms=w.start_ms, end_ms=w.end_ms, confidence=w.confidence)
+               for w in t.words],
         utterance_index=t.utterance_index, result_start_offset_ms=t.start_ms, result_end_offset_ms=t.end_ms,
         audio_processed_ms=t.processed_ms, processing_latency_ms=t.latency_ms,
-        end_reason=END_REASONS[t.end_reason] if t.end_reason else asr_pb2.END_REASON_UNSPECIFIED)
+        end_reason=END_REASONS[t.end_reason] if t.end_reason else asr_pb2.END_REASON_UNSPECIFIED,
+        confidence=t.confidence)  # None (unset) for interims and empty finals
 
 
 def response_proto(item: Transcript | SpeechEvent) -> asr_pb2.StreamingRecognizeResponse:

@@ -211,12 +211,14 @@ def force_eou(request: rasr.StreamingRecognizeRequest) -> bool:
 
 def alternative(t: Transcript) -> rasr.SpeechRecognitionAlternative:
     """The one alternative of a transcript; words (finals with word times) in ms from the stream
-    start; the language as a BCP-47 tag on the alternative and on each word. No confidence
-    is computed (0)."""
+    start; the language as a BCP-47 tag on the alternative and on each word. ``confidence``
+    (alternative and words, 0-1) on finals; Riva's proto has no presence for it, so an interim's
+    reads 0."""
     code = bcp47_of(t.language) if t.language else ""
     return rasr.SpeechRecognitionAlternative(
-        transcript=t.text, language_code=[code] if code else [],
-        words=[rasr.WordInfo(word=w.word, start_time=w.start_ms, end_time=w.end_ms, language_code=code)
+        transcript=t.text, language_code=[code] if code else [], confidence=t.confidence or 0.0,
+        words=[rasr.WordInfo(word=w.word, start_time=w.start_ms, end_time=w.end_ms, language_code=code,
+                             confidence=w.confidence or 0.0)
                for w in t.words])
 
 

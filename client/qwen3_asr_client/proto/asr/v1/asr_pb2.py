@@ -14,17 +14,17 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x10\x61sr/v1/asr.proto\x12\x06\x61sr.v1\"\xaf\x02\n\x11\x45ndpointingConfig\x12\x1f\n\x12vad_aggressiveness\x18\x01 \x01(\x05H\x00\x88\x01\x01\x12\x18\n\x10start_history_ms\x18\x02 \x01(\x05\x12\x17\n\x0fstart_threshold\x18\x03 \x01(\x02\x12\x17\n\x0fstop_history_ms\x18\x04 \x01(\x05\x12\x16\n\x0estop_threshold\x18\x05 \x01(\x02\x12\x18\n\x0bpre_roll_ms\x18\x06 \x01(\x05H\x01\x88\x01\x01\x12\x18\n\x0bhangover_ms\x18\x07 \x01(\x05H\x02\x88\x01\x01\x12\x18\n\x10max_utterance_ms\x18\x08 \x01(\x05\x12\x10\n\x08\x66rame_ms\x18\t \x01(\x05\x42\x15\n\x13_vad_aggressivenessB\x0e\n\x0c_pre_roll_msB\x0e\n\x0c_hangover_ms\"\x90\x02\n\x11RecognitionConfig\x12\'\n\x08\x65ncoding\x18\x01 \x01(\x0e\x32\x15.asr.v1.AudioEncoding\x12\x19\n\x11sample_rate_hertz\x18\x02 \x01(\x05\x12\x1b\n\x13\x61udio_channel_count\x18\x03 \x01(\x05\x12\x15\n\rlanguage_code\x18\x04 \x01(\t\x12\r\n\x05model\x18\x05 \x01(\t\x12\x0f\n\x07\x63ontext\x18\x06 \x01(\t\x12\x11\n\thot_words\x18\x07 \x03(\t\x12 \n\x18\x65nable_word_time_offsets\x18\x08 \x01(\x08\x12.\n\x0b\x65ndpointing\x18\t \x01(\x0b\x32\x19.asr.v1.EndpointingConfig\"|\n\x1aStreamingRecognitionConfig\x12)\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\x19.asr.v1.RecognitionConfig\x12\x17\n\x0finterim_results\x18\x02 \x01(\x08\x12\x1a\n\x12update_interval_ms\x18\x03 \x01(\x05\"Y\n\x07\x43ontrol\x12\"\n\x04kind\x18\x01 \x01(\x0e\x32\x14.asr.v1.Control.Kind\"*\n\x04Kind\x12\x14\n\x10KIND_UNSPECIFIED\x10\x00\x12\x0c\n\x08\x46INALIZE\x10\x01\"\xad\x01\n\x19StreamingRecognizeRequest\x12>\n\x10streaming_config\x18\x01 \x01(\x0b\x32\".asr.v1.StreamingRecognitionConfigH\x00\x12\x17\n\raudio_content\x18\x02 \x01(\x0cH\x00\x12\"\n\x07\x63ontrol\x18\x03 \x01(\x0b\x32\x0f.asr.v1.ControlH\x00\x42\x13\n\x11streaming_request\":\n\x08WordInfo\x12\x0c\n\x04word\x18\x01 \x01(\t\x12\x10\n\x08start_ms\x18\x02 \x01(\x05\x12\x0e\n\x06\x65nd_ms\x18\x03 \x01(\x05\"\xf2\x02\n\x1aStreamingRecognitionResult\x12\x12\n\ntranscript\x18\x01 \x01(\t\x12\x10\n\x08is_final\x18\x02 \x01(\x08\x12\x11\n\tstability\x18\x03 \x01(\x02\x12\x13\n\x0bstable_text\x18\x04 \x01(\t\x12\x15\n\runstable_text\x18\x05 \x01(\t\x12\x15\n\rlanguage_code\x18\x06 \x01(\t\x12\x1f\n\x05words\x18\x07 \x03(\x0b\x32\x10.asr.v1.WordInfo\x12\x17\n\x0futterance_index\x18\x08 \x01(\x05\x12\x1e\n\x16result_start_offset_ms\x18\t \x01(\x05\x12\x1c\n\x14result_end_offset_ms\x18\n \x01(\x05\x12\x1a\n\x12\x61udio_processed_ms\x18\x0b \x01(\x05\x12\x1d\n\x15processing_latency_ms\x18\x0c \x01(\x05\x12%\n\nend_reason\x18\r \x01(\x0e\x32\x11.asr.v1.EndReason\"\xd0\x01\n\x0bSpeechEvent\x12&\n\x04type\x18\x01 \x01(\x0e\x32\x18.asr.v1.SpeechEvent.Type\x12\x11\n\toffset_ms\x18\x02 \x01(\x05\x12\x17\n\x0futterance_index\x18\x03 \x01(\x05\x12%\n\nend_reason\x18\x04 \x01(\x0e\x32\x11.asr.v1.EndReason\"F\n\x04Type\x12\x1c\n\x18SPEECH_EVENT_UNSPECIFIED\x10\x00\x12\x10\n\x0cSPEECH_START\x10\x01\x12\x0e\n\nSPEECH_END\x10\x02\"|\n\x1aStreamingRecognizeResponse\x12\x33\n\x07results\x18\x01 \x03(\x0b\x32\".asr.v1.StreamingRecognitionResult\x12)\n\x0cspeech_event\x18\x02 \x01(\x0b\x32\x13.asr.v1.SpeechEvent\"L\n\x10RecognizeRequest\x12)\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\x19.asr.v1.RecognitionConfig\x12\r\n\x05\x61udio\x18\x02 \x01(\x0c\"\x7f\n\x11RecognizeResponse\x12\x33\n\x07results\x18\x01 \x03(\x0b\x32\".asr.v1.StreamingRecognitionResult\x12\x19\n\x11\x61udio_duration_ms\x18\x02 \x01(\x05\x12\x1a\n\x12processing_time_ms\x18\x03 \x01(\x05\"#\n!GetSpeechRecognitionConfigRequest\"[\n\tModelInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\tlanguages\x18\x02 \x03(\t\x12\x19\n\x11word_time_offsets\x18\x03 \x01(\x08\x12\x12\n\nis_default\x18\x04 \x01(\x08\"q\n\x06Limits\x12\x1a\n\x12max_stream_seconds\x18\x01 \x01(\x05\x12\x19\n\x11max_message_bytes\x18\x02 \x01(\x05\x12\x13\n\x0bmax_streams\x18\x03 \x01(\x05\x12\x1b\n\x13max_recognize_bytes\x18\x04 \x01(\x05\"\xd6\x02\n\"GetSpeechRecognitionConfigResponse\x12!\n\x06models\x18\x01 \x03(\x0b\x32\x11.asr.v1.ModelInfo\x12\x11\n\tlanguages\x18\x02 \x03(\t\x12\x1d\n\x15min_sample_rate_hertz\x18\x03 \x01(\x05\x12\x1d\n\x15max_sample_rate_hertz\x18\x04 \x01(\x05\x12(\n\tencodings\x18\x05 \x03(\x0e\x32\x15.asr.v1.AudioEncoding\x12\x16\n\x0e\x63hannel_counts\x18\x06 \x03(\x05\x12\x1e\n\x06limits\x18\x07 \x01(\x0b\x32\x0e.asr.v1.Limits\x12\x36\n\x13\x64\x65\x66\x61ult_endpointing\x18\x08 \x01(\x0b\x32\x19.asr.v1.EndpointingConfig\x12\"\n\x1a\x64\x65\x66\x61ult_update_interval_ms\x18\t \x01(\x05*L\n\rAudioEncoding\x12\x1e\n\x1a\x41UDIO_ENCODING_UNSPECIFIED\x10\x00\x12\x0e\n\nLINEAR_PCM\x10\x01\x12\x0b\n\x07\x46LOAT32\x10\x02*c\n\tEndReason\x12\x1a\n\x16\x45ND_REASON_UNSPECIFIED\x10\x00\x12\x0b\n\x07SILENCE\x10\x01\x12\x0e\n\nMAX_LENGTH\x10\x02\x12\n\n\x06\x46ORCED\x10\x03\x12\x11\n\rEND_OF_STREAM\x10\x04\x32\xab\x02\n\x11SpeechRecognition\x12_\n\x12StreamingRecognize\x12!.asr.v1.StreamingRecognizeRequest\x1a\".asr.v1.StreamingRecognizeResponse(\x01\x30\x01\x12@\n\tRecognize\x12\x18.asr.v1.RecognizeRequest\x1a\x19.asr.v1.RecognizeResponse\x12s\n\x1aGetSpeechRecognitionConfig\x12).asr.v1.GetSpeechRecognitionConfigRequest\x1a*.asr.v1.GetSpeechRecognitionConfigResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x10\x61sr/v1/asr.proto\x12\x06\x61sr.v1\"\xaf\x02\n\x11\x45ndpointingConfig\x12\x1f\n\x12vad_aggressiveness\x18\x01 \x01(\x05H\x00\x88\x01\x01\x12\x18\n\x10start_history_ms\x18\x02 \x01(\x05\x12\x17\n\x0fstart_threshold\x18\x03 \x01(\x02\x12\x17\n\x0fstop_history_ms\x18\x04 \x01(\x05\x12\x16\n\x0estop_threshold\x18\x05 \x01(\x02\x12\x18\n\x0bpre_roll_ms\x18\x06 \x01(\x05H\x01\x88\x01\x01\x12\x18\n\x0bhangover_ms\x18\x07 \x01(\x05H\x02\x88\x01\x01\x12\x18\n\x10max_utterance_ms\x18\x08 \x01(\x05\x12\x10\n\x08\x66rame_ms\x18\t \x01(\x05\x42\x15\n\x13_vad_aggressivenessB\x0e\n\x0c_pre_roll_msB\x0e\n\x0c_hangover_ms\"\x90\x02\n\x11RecognitionConfig\x12\'\n\x08\x65ncoding\x18\x01 \x01(\x0e\x32\x15.asr.v1.AudioEncoding\x12\x19\n\x11sample_rate_hertz\x18\x02 \x01(\x05\x12\x1b\n\x13\x61udio_channel_count\x18\x03 \x01(\x05\x12\x15\n\rlanguage_code\x18\x04 \x01(\t\x12\r\n\x05model\x18\x05 \x01(\t\x12\x0f\n\x07\x63ontext\x18\x06 \x01(\t\x12\x11\n\thot_words\x18\x07 \x03(\t\x12 \n\x18\x65nable_word_time_offsets\x18\x08 \x01(\x08\x12.\n\x0b\x65ndpointing\x18\t \x01(\x0b\x32\x19.asr.v1.EndpointingConfig\"|\n\x1aStreamingRecognitionConfig\x12)\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\x19.asr.v1.RecognitionConfig\x12\x17\n\x0finterim_results\x18\x02 \x01(\x08\x12\x1a\n\x12update_interval_ms\x18\x03 \x01(\x05\"Y\n\x07\x43ontrol\x12\"\n\x04kind\x18\x01 \x01(\x0e\x32\x14.asr.v1.Control.Kind\"*\n\x04Kind\x12\x14\n\x10KIND_UNSPECIFIED\x10\x00\x12\x0c\n\x08\x46INALIZE\x10\x01\"\xad\x01\n\x19StreamingRecognizeRequest\x12>\n\x10streaming_config\x18\x01 \x01(\x0b\x32\".asr.v1.StreamingRecognitionConfigH\x00\x12\x17\n\raudio_content\x18\x02 \x01(\x0cH\x00\x12\"\n\x07\x63ontrol\x18\x03 \x01(\x0b\x32\x0f.asr.v1.ControlH\x00\x42\x13\n\x11streaming_request\"b\n\x08WordInfo\x12\x0c\n\x04word\x18\x01 \x01(\t\x12\x10\n\x08start_ms\x18\x02 \x01(\x05\x12\x0e\n\x06\x65nd_ms\x18\x03 \x01(\x05\x12\x17\n\nconfidence\x18\x04 \x01(\x02H\x00\x88\x01\x01\x42\r\n\x0b_confidence\"\x9a\x03\n\x1aStreamingRecognitionResult\x12\x12\n\ntranscript\x18\x01 \x01(\t\x12\x10\n\x08is_final\x18\x02 \x01(\x08\x12\x11\n\tstability\x18\x03 \x01(\x02\x12\x13\n\x0bstable_text\x18\x04 \x01(\t\x12\x15\n\runstable_text\x18\x05 \x01(\t\x12\x15\n\rlanguage_code\x18\x06 \x01(\t\x12\x1f\n\x05words\x18\x07 \x03(\x0b\x32\x10.asr.v1.WordInfo\x12\x17\n\x0futterance_index\x18\x08 \x01(\x05\x12\x1e\n\x16result_start_offset_ms\x18\t \x01(\x05\x12\x1c\n\x14result_end_offset_ms\x18\n \x01(\x05\x12\x1a\n\x12\x61udio_processed_ms\x18\x0b \x01(\x05\x12\x1d\n\x15processing_latency_ms\x18\x0c \x01(\x05\x12%\n\nend_reason\x18\r \x01(\x0e\x32\x11.asr.v1.EndReason\x12\x17\n\nconfidence\x18\x0e \x01(\x02H\x00\x88\x01\x01\x42\r\n\x0b_confidence\"\xd0\x01\n\x0bSpeechEvent\x12&\n\x04type\x18\x01 \x01(\x0e\x32\x18.asr.v1.SpeechEvent.Type\x12\x11\n\toffset_ms\x18\x02 \x01(\x05\x12\x17\n\x0futterance_index\x18\x03 \x01(\x05\x12%\n\nend_reason\x18\x04 \x01(\x0e\x32\x11.asr.v1.EndReason\"F\n\x04Type\x12\x1c\n\x18SPEECH_EVENT_UNSPECIFIED\x10\x00\x12\x10\n\x0cSPEECH_START\x10\x01\x12\x0e\n\nSPEECH_END\x10\x02\"|\n\x1aStreamingRecognizeResponse\x12\x33\n\x07results\x18\x01 \x03(\x0b\x32\".asr.v1.StreamingRecognitionResult\x12)\n\x0cspeech_event\x18\x02 \x01(\x0b\x32\x13.asr.v1.SpeechEvent\"L\n\x10RecognizeRequest\x12)\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\x19.asr.v1.RecognitionConfig\x12\r\n\x05\x61udio\x18\x02 \x01(\x0c\"\x7f\n\x11RecognizeResponse\x12\x33\n\x07results\x18\x01 \x03(\x0b\x32\".asr.v1.StreamingRecognitionResult\x12\x19\n\x11\x61udio_duration_ms\x18\x02 \x01(\x05\x12\x1a\n\x12processing_time_ms\x18\x03 \x01(\x05\"#\n!GetSpeechRecognitionConfigRequest\"[\n\tModelInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\tlanguages\x18\x02 \x03(\t\x12\x19\n\x11word_time_offsets\x18\x03 \x01(\x08\x12\x12\n\nis_default\x18\x04 \x01(\x08\"q\n\x06Limits\x12\x1a\n\x12max_stream_seconds\x18\x01 \x01(\x05\x12\x19\n\x11max_message_bytes\x18\x02 \x01(\x05\x12\x13\n\x0bmax_streams\x18\x03 \x01(\x05\x12\x1b\n\x13max_recognize_bytes\x18\x04 \x01(\x05\"\xd6\x02\n\"GetSpeechRecognitionConfigResponse\x12!\n\x06models\x18\x01 \x03(\x0b\x32\x11.asr.v1.ModelInfo\x12\x11\n\tlanguages\x18\x02 \x03(\t\x12\x1d\n\x15min_sample_rate_hertz\x18\x03 \x01(\x05\x12\x1d\n\x15max_sample_rate_hertz\x18\x04 \x01(\x05\x12(\n\tencodings\x18\x05 \x03(\x0e\x32\x15.asr.v1.AudioEncoding\x12\x16\n\x0e\x63hannel_counts\x18\x06 \x03(\x05\x12\x1e\n\x06limits\x18\x07 \x01(\x0b\x32\x0e.asr.v1.Limits\x12\x36\n\x13\x64\x65\x66\x61ult_endpointing\x18\x08 \x01(\x0b\x32\x19.asr.v1.EndpointingConfig\x12\"\n\x1a\x64\x65\x66\x61ult_update_interval_ms\x18\t \x01(\x05*L\n\rAudioEncoding\x12\x1e\n\x1a\x41UDIO_ENCODING_UNSPECIFIED\x10\x00\x12\x0e\n\nLINEAR_PCM\x10\x01\x12\x0b\n\x07\x46LOAT32\x10\x02*c\n\tEndReason\x12\x1a\n\x16\x45ND_REASON_UNSPECIFIED\x10\x00\x12\x0b\n\x07SILENCE\x10\x01\x12\x0e\n\nMAX_LENGTH\x10\x02\x12\n\n\x06\x46ORCED\x10\x03\x12\x11\n\rEND_OF_STREAM\x10\x04\x32\xab\x02\n\x11SpeechRecognition\x12_\n\x12StreamingRecognize\x12!.asr.v1.StreamingRecognizeRequest\x1a\".asr.v1.StreamingRecognizeResponse(\x01\x30\x01\x12@\n\tRecognize\x12\x18.asr.v1.RecognizeRequest\x1a\x19.asr.v1.RecognizeResponse\x12s\n\x1aGetSpeechRecognitionConfig\x12).asr.v1.GetSpeechRecognitionConfigRequest\x1a*.asr.v1.GetSpeechRecognitionConfigResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'asr.v1.asr_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_AUDIOENCODING']._serialized_start=2569
-  _globals['_AUDIOENCODING']._serialized_end=2645
-  _globals['_ENDREASON']._serialized_start=2647
-  _globals['_ENDREASON']._serialized_end=2746
+  _globals['_AUDIOENCODING']._serialized_start=2649
+  _globals['_AUDIOENCODING']._serialized_end=2725
+  _globals['_ENDREASON']._serialized_start=2727
+  _globals['_ENDREASON']._serialized_end=2826
   _globals['_ENDPOINTINGCONFIG']._serialized_start=29
   _globals['_ENDPOINTINGCONFIG']._serialized_end=332
   _globals['_RECOGNITIONCONFIG']._serialized_start=335
@@ -38,27 +38,27 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_STREAMINGRECOGNIZEREQUEST']._serialized_start=827
   _globals['_STREAMINGRECOGNIZEREQUEST']._serialized_end=1000
   _globals['_WORDINFO']._serialized_start=1002
-  _globals['_WORDINFO']._serialized_end=1060
-  _globals['_STREAMINGRECOGNITIONRESULT']._serialized_start=1063
-  _globals['_STREAMINGRECOGNITIONRESULT']._serialized_end=1433
-  _globals['_SPEECHEVENT']._serialized_start=1436
-  _globals['_SPEECHEVENT']._serialized_end=1644
-  _globals['_SPEECHEVENT_TYPE']._serialized_start=1574
-  _globals['_SPEECHEVENT_TYPE']._serialized_end=1644
-  _globals['_STREAMINGRECOGNIZERESPONSE']._serialized_start=1646
-  _globals['_STREAMINGRECOGNIZERESPONSE']._serialized_end=1770
-  _globals['_RECOGNIZEREQUEST']._serialized_start=1772
-  _globals['_RECOGNIZEREQUEST']._serialized_end=1848
-  _globals['_RECOGNIZERESPONSE']._serialized_start=1850
-  _globals['_RECOGNIZERESPONSE']._serialized_end=1977
-  _globals['_GETSPEECHRECOGNITIONCONFIGREQUEST']._serialized_start=1979
-  _globals['_GETSPEECHRECOGNITIONCONFIGREQUEST']._serialized_end=2014
-  _globals['_MODELINFO']._serialized_start=2016
-  _globals['_MODELINFO']._serialized_end=2107
-  _globals['_LIMITS']._serialized_start=2109
-  _globals['_LIMITS']._serialized_end=2222
-  _globals['_GETSPEECHRECOGNITIONCONFIGRESPONSE']._serialized_start=2225
-  _globals['_GETSPEECHRECOGNITIONCONFIGRESPONSE']._serialized_end=2567
-  _globals['_SPEECHRECOGNITION']._serialized_start=2749
-  _globals['_SPEECHRECOGNITION']._serialized_end=3048
+  _globals['_WORDINFO']._serialized_end=1100
+  _globals['_STREAMINGRECOGNITIONRESULT']._serialized_start=1103
+  _globals['_STREAMINGRECOGNITIONRESULT']._serialized_end=1513
+  _globals['_SPEECHEVENT']._serialized_start=1516
+  _globals['_SPEECHEVENT']._serialized_end=1724
+  _globals['_SPEECHEVENT_TYPE']._serialized_start=1654
+  _globals['_SPEECHEVENT_TYPE']._serialized_end=1724
+  _globals['_STREAMINGRECOGNIZERESPONSE']._serialized_start=1726
+  _globals['_STREAMINGRECOGNIZERESPONSE']._serialized_end=1850
+  _globals['_RECOGNIZEREQUEST']._serialized_start=1852
+  _globals['_RECOGNIZEREQUEST']._serialized_end=1928
+  _globals['_RECOGNIZERESPONSE']._serialized_start=1930
+  _globals['_RECOGNIZERESPONSE']._serialized_end=2057
+  _globals['_GETSPEECHRECOGNITIONCONFIGREQUEST']._serialized_start=2059
+  _globals['_GETSPEECHRECOGNITIONCONFIGREQUEST']._serialized_end=2094
+  _globals['_MODELINFO']._serialized_start=2096
+  _globals['_MODELINFO']._serialized_end=2187
+  _globals['_LIMITS']._serialized_start=2189
+  _globals['_LIMITS']._serialized_end=2302
+  _globals['_GETSPEECHRECOGNITIONCONFIGRESPONSE']._serialized_start=2305
+  _globals['_GETSPEECHRECOGNITIONCONFIGRESPONSE']._serialized_end=2647
+  _globals['_SPEECHRECOGNITION']._serialized_start=2829
+  _globals['_SPEECHRECOGNITION']._serialized_end=3128
 # @@protoc_insertion_point(module_scope)

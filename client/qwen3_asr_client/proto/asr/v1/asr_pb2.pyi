@@ -105,17 +105,19 @@ class StreamingRecognizeRequest(_message.Message):
     def __init__(self, streaming_config: _Optional[_Union[StreamingRecognitionConfig, _Mapping]] = ..., audio_content: _Optional[bytes] = ..., control: _Optional[_Union[Control, _Mapping]] = ...) -> None: ...
 
 class WordInfo(_message.Message):
-    __slots__ = ("word", "start_ms", "end_ms")
+    __slots__ = ("word", "start_ms", "end_ms", "confidence")
     WORD_FIELD_NUMBER: _ClassVar[int]
     START_MS_FIELD_NUMBER: _ClassVar[int]
     END_MS_FIELD_NUMBER: _ClassVar[int]
+    CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
     word: str
     start_ms: int
     end_ms: int
-    def __init__(self, word: _Optional[str] = ..., start_ms: _Optional[int] = ..., end_ms: _Optional[int] = ...) -> None: ...
+    confidence: float
+    def __init__(self, word: _Optional[str] = ..., start_ms: _Optional[int] = ..., end_ms: _Optional[int] = ..., confidence: _Optional[float] = ...) -> None: ...
 
 class StreamingRecognitionResult(_message.Message):
-    __slots__ = ("transcript", "is_final", "stability", "stable_text", "unstable_text", "language_code", "words", "utterance_index", "result_start_offset_ms", "result_end_offset_ms", "audio_processed_ms", "processing_latency_ms", "end_reason")
+    __slots__ = ("transcript", "is_final", "stability", "stable_text", "unstable_text", "language_code", "words", "utterance_index", "result_start_offset_ms", "result_end_offset_ms", "audio_processed_ms", "processing_latency_ms", "end_reason", "confidence")
     TRANSCRIPT_FIELD_NUMBER: _ClassVar[int]
     IS_FINAL_FIELD_NUMBER: _ClassVar[int]
     STABILITY_FIELD_NUMBER: _ClassVar[int]
@@ -129,6 +131,7 @@ class StreamingRecognitionResult(_message.Message):
     AUDIO_PROCESSED_MS_FIELD_NUMBER: _ClassVar[int]
     PROCESSING_LATENCY_MS_FIELD_NUMBER: _ClassVar[int]
     END_REASON_FIELD_NUMBER: _ClassVar[int]
+    CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
     transcript: str
     is_final: bool
     stability: float
@@ -142,7 +145,8 @@ class StreamingRecognitionResult(_message.Message):
     audio_processed_ms: int
     processing_latency_ms: int
     end_reason: EndReason
-    def __init__(self, transcript: _Optional[str] = ..., is_final: bool = ..., stability: _Optional[float] = ..., stable_text: _Optional[str] = ..., unstable_text: _Optional[str] = ..., language_code: _Optional[str] = ..., words: _Optional[_Iterable[_Union[WordInfo, _Mapping]]] = ..., utterance_index: _Optional[int] = ..., result_start_offset_ms: _Optional[int] = ..., result_end_offset_ms: _Optional[int] = ..., audio_processed_ms: _Optional[int] = ..., processing_latency_ms: _Optional[int] = ..., end_reason: _Optional[_Union[EndReason, str]] = ...) -> None: ...
+    confidence: float
+    def __init__(self, transcript: _Optional[str] = ..., is_final: bool = ..., stability: _Optional[float] = ..., stable_text: _Optional[str] = ..., unstable_text: _Optional[str] = ..., language_code: _Optional[str] = ..., words: _Optional[_Iterable[_Union[WordInfo, _Mapping]]] = ..., utterance_index: _Optional[int] = ..., result_start_offset_ms: _Optional[int] = ..., result_end_offset_ms: _Optional[int] = ..., audio_processed_ms: _Optional[int] = ..., processing_latency_ms: _Optional[int] = ..., end_reason: _Optional[_Union[EndReason, str]] = ..., confidence: _Optional[float] = ...) -> None: ...
 
 class SpeechEvent(_message.Message):
     __slots__ = ("type", "offset_ms", "utterance_index", "end_reason")
