@@ -372,7 +372,8 @@ RIVA_ONLY = {  # features we do not have: INVALID_ARGUMENT naming them
     "encoding MULAW": {"encoding": raudio.MULAW},
     "encoding OGGOPUS": {"encoding": raudio.OGGOPUS},
     "max_alternatives 2": {"max_alternatives": 2},
-    "speaker diarization": {"diarization_config": rasr.SpeakerDiarizationConfig(enable_speaker_diarization=True)},
+    # This server runs without a speaker model: the message names the flag that gives one.
+    "--speaker-model": {"diarization_config": rasr.SpeakerDiarizationConfig(enable_speaker_diarization=True)},
     "stop_history_eou": {"endpointing_config": rasr.EndpointingConfig(stop_history_eou=300)},
 }
 

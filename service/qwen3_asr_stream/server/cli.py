@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..checkpoint import DEFAULT_ALIGNER, DEFAULT_MODEL, LoadOptions
+from ..engine.speakers import SPEAKER_MODELS
 from .options import DEFAULT_HTTP_PORT, ServerOptions, stage_conflicts
 from ..audio.vad import EndpointingOptions
 
@@ -69,6 +70,11 @@ def add_serve_command(commands, add_load_options: Callable[[argparse.ArgumentPar
     p.add_argument("--max-utterance-ms", type=int, default=e.max_utterance_ms,
                    help="longest utterance, cut at a quiet point; also the most a stream may ask for "
                         "(default: %(default)s)")
+    p.add_argument("--speaker-model", choices=SPEAKER_MODELS, default=None,
+                   help="speaker model for diarization (clients ask for it per stream); resemblyzer: the GE2E "
+                        "encoder shipped in the resemblyzer wheel, no download (default: none, diarization off)")
+    p.add_argument("--max-speakers", type=int, default=d.max_speakers,
+                   help="diarization: the most speakers a stream may ask for (default: %(default)s)")
     p.add_argument("--riva-any-model", action="store_true",
                    help="Riva API: a request naming a model this server does not have (LiveKit's nvidia plugin "
                         "sends a Parakeet name by default) gets the default model instead of INVALID_ARGUMENT")
@@ -90,7 +96,8 @@ def server_options(args: argparse.Namespace) -> ServerOptions:
         idle_timeout_s=args.idle_timeout, grace_s=args.grace, tls_cert=args.tls_cert, tls_key=args.tls_key,
         tls_client_ca=args.tls_client_ca, auth_token=args.auth_token or None, metrics_port=args.metrics_port,
         http_port=args.http_port, max_lead_s=args.max_lead_seconds,
-        endpointing=endpointing, update_interval_ms=args.update_interval_ms, riva_any_model=args.riva_any_model)
+        endpointing=endpointing, update_interval_ms=args.update_interval_ms, riva_any_model=args.riva_any_model,
+        max_speakers=args.max_speakers)
 
 
 def check_port_free(host: str, port: int, what: str) -> None:
@@ -175,8 +182,14 @@ def _serve(args: argparse.Namespace, load: LoadOptions) -> int:
                                     args.kv_cache_gib)
     if aligner_folder is not None:
         aligner = load_aligner(str(aligner_folder), load)
+    speakers = None
+    if args.speaker_model:
+        from ..engine.speakers import load_speaker_model
+
+        log.info("loading speaker model %s", args.speaker_model)
+        speakers = load_speaker_model(args.speaker_model)
     try:
-        asyncio.run(_run(options, engines, aligner))
+        asyncio.run(_run(options, engines, aligner, speakers))
     finally:
         for engine in engines.values():
             engine.close()
@@ -223,10 +236,10 @@ def load_aligner(path: str, load: LoadOptions):
     return ForcedAligner(*load_pretrained(path, load, "aligner"))
 
 
-async def _run(options: ServerOptions, engines, aligner) -> None:
+async def _run(options: ServerOptions, engines, aligner, speakers=None) -> None:
     from .app import AsrServer
 
-    server = AsrServer(options, engines, aligner)
+    server = AsrServer(options, engines, aligner, speakers)
     await server.start()
     server.stop_on_signals()
     await server.wait_for_termination()

@@ -55,13 +55,18 @@ class ServerOptions:
     # Riva requests naming a model this server does not have (LiveKit's nvidia plugin sends a
     # Parakeet name by default) get the default model instead of INVALID_ARGUMENT.
     riva_any_model: bool = False
+    max_speakers: int = 8  # diarization: the most speakers a stream may ask for (labels 1..this)
 
     def __post_init__(self) -> None:
+        from ..engine.speakers import MAX_SPEAKERS
+
         def need(ok: bool, message: str) -> None:
             if not ok:
                 raise ValueError(f"server options: {message}")
 
         need(isinstance(self.host, str) and self.host.strip() != "", "host must be a host name or address")
+        need(_int(self.max_speakers) and 1 <= self.max_speakers <= MAX_SPEAKERS,
+             f"max_speakers must be 1-{MAX_SPEAKERS}, got {self.max_speakers!r}")
         need(_int(self.port) and 0 <= self.port <= 65535, f"port must be 0-65535, got {self.port!r}")
         need(_int(self.max_streams) and self.max_streams >= 1, f"max_streams must be at least 1, got {self.max_streams!r}")
         need(_int(self.max_message_bytes) and KIB <= self.max_message_bytes <= 4 * MIB,

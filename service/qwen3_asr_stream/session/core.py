@@ -2,7 +2,9 @@
 
     AudioDecoder -> Segmenter -> one engine utterance per detected utterance
                                   -> interim results at the call's cadence
-                                  -> the final result (+ words from the aligner)
+                                  -> the final result (+ words from the aligner,
+                                     + speakers: windows embedded from the utterance's end,
+                                       decided in utterance order; ``diarization``)
                  -> Outbox (call order; unread interims coalesced) -> ``next()``
 
 A protocol adapter feeds ``audio`` / ``finalize`` / ``clear`` / ``end_input`` from
@@ -42,7 +44,7 @@ import enum
 import functools
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -52,7 +54,10 @@ from ..audio.vad import EndReason, Segmenter, SpeechAudio, SpeechEnded, SpeechSt
 from ..engine.utterance import UpdateResult
 from .errors import OK, Cancelled, MessageTooLarge, RecognitionFailed, Status, StreamTooLong, is_expected, status_of
 from .outbox import Outbox, Slot
-from .types import Backend, RecognitionSettings, SpeechEvent, Transcript, Word, align_words, with_confidence
+from ..text.alignment import unit_offsets
+from .diarization import SpeakerClusters, UtteranceSpeakers, decide
+from .types import (Backend, RecognitionSettings, SpeakerTurn, SpeechEvent, Transcript, Word, align_words,
+                    with_confidence)
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +84,7 @@ class _Utterance:
     ended: SpeechEnded | None = None
     ended_at: float = 0.0
     slot: Slot | None = None
+    speaker_windows: asyncio.Future | None = None  # (embeddings, spans) of its audio, from the speaker worker
 
 
 class Session:
@@ -102,6 +108,9 @@ class Session:
         self._loop = asyncio.get_running_loop()
         self._final_delivered = asyncio.Event()
         self._word_times = settings.word_times and backend.aligner is not None
+        self._diarize = settings.diarization is not None and backend.speakers is not None
+        self._clusters = SpeakerClusters(settings.diarization) if self._diarize else None
+        self._speaker_chain: asyncio.Future | None = None  # the last final's speaker decision
         self._utterances: dict[int, _Utterance] = {}
         self._tasks: set[asyncio.Task] = set()
         self._drain_reason: BaseException | None = None
@@ -299,7 +308,7 @@ class Session:
         interim = self.settings.interim_results
         engine_id = self.engine.open(self.settings.utterance_options(interim), callback)
         self._utterances[index] = _Utterance(index, engine_id, event.audio_start_sample, time.monotonic(),
-                                             keep_audio=self._word_times, interim=interim)
+                                             keep_audio=self._word_times or self._diarize, interim=interim)
         self.utterances += 1
         self.outbox.put(SpeechEvent("start", event.offset_ms, index))
 
@@ -321,6 +330,9 @@ class Session:
         self.outbox.put(SpeechEvent("end", event.offset_ms, u.index, event.reason))
         u.slot = self.outbox.reserve()
         self.metrics.utterances.labels(event.reason.value).inc()
+        if self._diarize:
+            assert self.backend.speakers is not None
+            u.speaker_windows = asyncio.wrap_future(self.backend.speakers.submit(self._audio_of(u)))
 
     # -- results (on the loop, from the engine thread) ----------------------------------
 
@@ -338,7 +350,7 @@ class Session:
                 self._on_interim(u, result)
             return
         self.metrics.engine_compute.labels("final").observe(result.compute_s)
-        if self._word_times and result.text.strip():
+        if (self._word_times or self._diarize) and result.text.strip():
             task = self._loop.create_task(self._final_with_words(u, result))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
@@ -367,14 +379,44 @@ class Session:
             u.first_partial = True
             self.metrics.first_partial_latency.observe(now - u.started_at)
 
-    async def _final_with_words(self, u: _Utterance, result: UpdateResult) -> None:
-        assert self.backend.aligner is not None and u.ended is not None
-        audio = np.concatenate(u.audio) if u.audio else np.zeros(0, np.float32)
-        words = await align_words(self.backend.aligner, audio, result.text, self.settings.language_of(result.language),
-                                  u.audio_start, u.ended.audio_end_sample, f"utterance {u.index}")
-        self._deliver_final(u, result, words)
+    @staticmethod
+    def _audio_of(u: _Utterance) -> np.ndarray:
+        return np.concatenate(u.audio) if u.audio else np.zeros(0, np.float32)
 
-    def _deliver_final(self, u: _Utterance, result: UpdateResult, words: tuple[Word, ...]) -> None:
+    async def _final_with_words(self, u: _Utterance, result: UpdateResult) -> None:
+        """Words (aligner; also for diarization, which splits at them) and speakers, then the final."""
+        assert u.ended is not None
+        words: tuple[Word, ...] = ()
+        if self.backend.aligner is not None:
+            words = await align_words(self.backend.aligner, self._audio_of(u), result.text,
+                                      self.settings.language_of(result.language), u.audio_start,
+                                      u.ended.audio_end_sample, f"utterance {u.index}")
+        speaker, turns = None, ()
+        if self._diarize:
+            words, speaker, turns = await self._speakers(u, result.text, words)
+        self._deliver_final(u, result, words if self._word_times else (), speaker, turns)
+
+    async def _speakers(self, u: _Utterance, text: str, words: tuple[Word, ...]
+                        ) -> tuple[tuple[Word, ...], int, tuple[SpeakerTurn, ...]]:
+        """The speaker stage: decided after every earlier utterance's, with the stream's clusters."""
+        assert u.speaker_windows is not None and self._clusters is not None and u.ended is not None
+        previous, mine = self._speaker_chain, self._loop.create_future()
+        self._speaker_chain = mine
+        try:
+            embeddings, spans, seconds = await u.speaker_windows
+            self.metrics.speaker_seconds.observe(seconds)
+            if previous is not None:
+                await previous
+            base = u.audio_start
+            spans_of_words = [(w.start_ms * SAMPLES_PER_MS - base, w.end_ms * SAMPLES_PER_MS - base) for w in words]
+            decided = decide(self._clusters, embeddings, spans, spans_of_words, u.ended.audio_end_sample - base)
+        finally:
+            mine.set_result(None)
+        words = tuple(replace(w, speaker=s) for w, s in zip(words, decided.word_speakers))
+        return words, decided.speaker, speaker_turns(text, words, decided, base)
+
+    def _deliver_final(self, u: _Utterance, result: UpdateResult, words: tuple[Word, ...],
+                       speaker: int | None = None, turns: tuple[SpeakerTurn, ...] = ()) -> None:
         assert u.ended is not None and u.slot is not None
         latency = time.monotonic() - u.ended_at
         self.outbox.fill(u.slot, Transcript(
@@ -383,7 +425,7 @@ class Session:
             start_ms=u.audio_start // SAMPLES_PER_MS, end_ms=u.ended.audio_end_ms,
             processed_ms=self.segmenter.received_ms, latency_ms=round(1000 * latency),
             end_reason=u.ended.reason, words=with_confidence(words, result.transcript_tokens),
-            tokens=result.transcript_tokens,
+            tokens=result.transcript_tokens, speaker=speaker, turns=turns,
         ))
         del self._utterances[u.index]
         self._final_delivered.set()
@@ -397,3 +439,25 @@ class Session:
         self._utterances.clear()
         for task in list(self._tasks):
             task.cancel()
+
+
+def speaker_turns(text: str, words: tuple[Word, ...], decided: UtteranceSpeakers, base: int
+                  ) -> tuple[SpeakerTurn, ...]:
+    """The final's turns in ms from the stream start (``base``: the utterance's first sample), each
+    with its part of the text: from its first word to the next turn's first word. Without words
+    the text cannot be split: the longest turn has it, the others an empty text."""
+    offsets = unit_offsets(text, [w.word for w in words])
+    firsts = [next((i for i, w in enumerate(words) if w.speaker == speaker and a <= (w.start_ms + w.end_ms) // 2
+                    * SAMPLES_PER_MS - base < b), None) for speaker, a, b in decided.turns]
+    longest = max(range(len(decided.turns)), key=lambda i: decided.turns[i][2] - decided.turns[i][1])
+    out = []
+    for i, (speaker, start, end) in enumerate(decided.turns):
+        if words:
+            begin = 0 if i == 0 or firsts[i] is None else offsets[firsts[i]]
+            following = [f for f in firsts[i + 1:] if f is not None]
+            part = text[begin: offsets[following[0]] if following else len(text)].strip()
+        else:
+            part = text if i == longest else ""
+        out.append(SpeakerTurn(speaker, (base + start) // SAMPLES_PER_MS, (base + end) // SAMPLES_PER_MS, part))
+    return tuple(out)
+

@@ -24,6 +24,8 @@ from ..engine.options import UtteranceOptions
 from .metrics import Metrics
 from ..server.options import ServerOptions
 from .aligner_worker import AlignerWorker
+from .diarization import DiarizationOptions
+from .speaker_worker import SpeakerWorker
 
 if TYPE_CHECKING:
     from .calls import Calls
@@ -45,6 +47,7 @@ class RecognitionSettings:
     endpointing: EndpointingOptions
     interim_results: bool = False
     update_interval_ms: int = 1000
+    diarization: DiarizationOptions | None = None  # speaker labels on finals and words (None: off)
 
     def language_of(self, detected: str) -> str:
         """A result's language: what the model detected, else what the client forced, else ''."""
@@ -64,6 +67,7 @@ class Backend:
     engines: dict[str, StreamingEngine]
     aligner: AlignerWorker | None
     metrics: Metrics
+    speakers: SpeakerWorker | None = None  # the speaker model (None: no diarization)
     calls: "Calls" = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -73,6 +77,16 @@ class Backend:
     @property
     def default_model(self) -> str:
         return next(iter(self.engines))
+
+
+@dataclass(frozen=True)
+class SpeakerTurn:
+    """A stretch of one final spoken by one speaker (ms from the stream start)."""
+
+    speaker: int
+    start_ms: int
+    end_ms: int
+    text: str
 
 
 @dataclass(frozen=True)
@@ -91,6 +105,8 @@ class Transcript:
     end_reason: EndReason | None = None
     words: tuple[Word, ...] = ()  # finals with word times; each with its confidence
     tokens: tuple[TokenLogprob, ...] = ()  # finals: the transcript's tokens and their log-probabilities
+    speaker: int | None = None  # finals with diarization: 1, 2, ... (stable for the stream)
+    turns: tuple[SpeakerTurn, ...] = ()  # finals with diarization: the speakers in order (a change splits)
 
     @property
     def avg_logprob(self) -> float | None:

@@ -147,8 +147,6 @@ def unsupported(config: rasr.RecognitionConfig) -> None:
     if config.max_alternatives > 1:
         raise InvalidRequest(f"max_alternatives {config.max_alternatives} is not supported: this server gives "
                              "one alternative; set 0 or 1")
-    if config.diarization_config.enable_speaker_diarization:
-        raise InvalidRequest("speaker diarization (diarization_config) is not supported by this server")
     if config.enable_separate_recognition_per_channel:
         raise InvalidRequest("enable_separate_recognition_per_channel is not supported: two channels are "
                              "mixed into one")
@@ -180,7 +178,11 @@ def config_kwargs(config: rasr.RecognitionConfig, default_endpointing: Endpointi
         "channels": channels or 1,
         "language": language_code(config),
         "hot_words": [phrase for context in config.speech_contexts for phrase in context.phrases],
-        "word_times": config.enable_word_time_offsets,
+        # Riva gives speakers as words' speaker_tag: diarization brings the words.
+        "word_times": config.enable_word_time_offsets or config.diarization_config.enable_speaker_diarization,
+        "diarization": config.diarization_config.enable_speaker_diarization,
+        "max_speakers": (config.diarization_config.max_speaker_count
+                         if config.diarization_config.enable_speaker_diarization else 0),
         "endpointing": endpointing_of(config, default_endpointing),
         **custom_of(config),
     }
@@ -218,7 +220,7 @@ def alternative(t: Transcript) -> rasr.SpeechRecognitionAlternative:
     return rasr.SpeechRecognitionAlternative(
         transcript=t.text, language_code=[code] if code else [], confidence=t.confidence or 0.0,
         words=[rasr.WordInfo(word=w.word, start_time=w.start_ms, end_time=w.end_ms, language_code=code,
-                             confidence=w.confidence or 0.0)
+                             confidence=w.confidence or 0.0, speaker_tag=w.speaker or 0)
                for w in t.words])
 
 
