@@ -125,3 +125,156 @@ def test_asr_v1_meeting(server, meeting):
     assert [len(f.speaker_turns) for f in finals] == [1, 1, 1, 2, 1, 1]  # the fourth changes speaker
     turns = [(t.speaker, t.start_ms, t.end_ms) for f in finals for t in f.speaker_turns]
     print("DER", check_meeting(meeting, turns))
+
+
+@pytest.fixture(scope="module")
+def server_with_words(engine, aligner):
+    with ServerThread(ServerOptions(port=0), {"tiny": engine}, aligner, ResemblyzerEncoder()) as server:
+        yield server
+
+
+def test_riva_client_meeting(server_with_words, meeting, tmp_path):
+    """nvidia-riva-client unchanged, diarization through its own helper: speaker_tag on every word.
+    The random aligner's word times put the words anywhere in their utterance, so the check is
+    per utterance: its words' tags are the voice's one label (both labels in the changing one)."""
+    import wave
+
+    import riva.client
+
+    path = tmp_path / "meeting.wav"
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1), w.setsampwidth(2), w.setframerate(RATE)
+        w.writeframes(meeting.pcm)
+    asr = riva.client.ASRService(riva.client.Auth(uri=server_with_words.address))
+    config = riva.client.StreamingRecognitionConfig(config=riva.client.RecognitionConfig(
+        encoding=riva.client.AudioEncoding.LINEAR_PCM, language_code="en-US", max_alternatives=1),
+        interim_results=False)
+    riva.client.add_audio_file_specs_to_config(config, str(path))
+    riva.client.add_speaker_diarization_to_config(config, True, 4)
+    with riva.client.AudioChunkFileIterator(str(path), 1600, riva.client.sleep_audio_length) as chunks:
+        responses = list(asr.streaming_response_generator(chunks, config))
+    finals = [r.results[0] for r in responses if r.results and r.results[0].is_final]
+    tags = [[w.speaker_tag for w in f.alternatives[0].words] for f in finals]
+    assert len(finals) == 6, tags
+    # The random model's text has no word units in some utterances (no words, no tags there).
+    voices = ["A", "B", "C", "A+B", "C", "A"]
+    label: dict[str, set[int]] = {}
+    for voice, utterance in zip(voices, tags):
+        if utterance and "+" not in voice:
+            label.setdefault(voice, set()).update(utterance)
+    assert sorted(label) == ["A", "B", "C"], tags  # every voice tagged somewhere
+    assert all(len(v) == 1 for v in label.values()) and len(set().union(*label.values())) == 3, tags
+    assert label["A"] == {1}, tags  # the first voice is speaker 1
+    assert set(tags[3]) <= label["A"] | label["B"], tags
+
+
+@pytest.fixture(scope="module")
+def http_server(engine):
+    from test_openai_api import free_port
+
+    with ServerThread(ServerOptions(port=0, http_port=free_port()), {"tiny": engine}, None,
+                      ResemblyzerEncoder()) as server:
+        yield server
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")  # the SDK's serializer on a transcription session
+def test_realtime_meeting(http_server, meeting):
+    """The OpenAI Realtime WebSocket (the official SDK) with a "-diarize" model name: each completed
+    item has its speaker and diarized segments."""
+    import base64
+
+    from openai import AsyncOpenAI
+
+    from test_openai_api import ga_session
+
+    options = http_server.options
+    data = (np.clip(soxr.resample(meeting.audio, RATE, 24000), -1, 1) * 32767).astype("<i2").tobytes()
+
+    async def run(server):
+        client = AsyncOpenAI(base_url=f"http://127.0.0.1:{options.http_port}/v1", api_key="x", max_retries=0)
+        events = []
+        async with client.realtime.connect(extra_query={"intent": "transcription"}) as conn:
+            await conn.session.update(session=ga_session(24000, words=False, model="gpt-4o-transcribe-diarize"))
+            step = 24000 * 2 // 10
+
+            async def send():
+                for i in range(0, len(data), step):
+                    await conn.input_audio_buffer.append(audio=base64.b64encode(data[i:i + step]).decode())
+                    await asyncio.sleep(0.1)  # real time
+
+            sender = asyncio.create_task(send())
+            while sum(e["type"].endswith("transcription.completed") for e in events) < 6:
+                event = (await asyncio.wait_for(conn.recv(), 60)).to_dict()
+                assert event["type"] != "error", event
+                events.append(event)
+            await sender
+        return [e for e in events if e["type"].endswith("transcription.completed")]
+
+    completed = asyncio.run(run(http_server))
+    assert [len(c.get("segments", [])) for c in completed] == [1, 1, 1, 2, 1, 1], completed
+    turns = [(ord(s["speaker"]) - ord("A") + 1, round(1000 * s["start"]), round(1000 * s["end"]))
+             for c in completed for s in c["segments"]]
+    print("DER", check_meeting(meeting, turns))
+
+
+def test_rest_diarized_json(http_server, meeting, tmp_path):
+    """OpenAI REST ``response_format=diarized_json``: speaker-labelled segments of the whole file."""
+    import aiohttp
+
+    async def post(**fields):
+        form = aiohttp.FormData()
+        form.add_field("file", wav_bytes(meeting.pcm), filename="meeting.wav")
+        for key, value in fields.items():
+            form.add_field(key, value)
+        async with aiohttp.ClientSession() as http:
+            async with http.post(f"http://127.0.0.1:{http_server.options.http_port}/v1/audio/transcriptions",
+                                 data=form) as response:
+                return response.status, await response.json()
+
+    status, body = asyncio.run(post(model="gpt-4o-transcribe-diarize", response_format="diarized_json",
+                                    chunking_strategy="auto"))
+    assert status == 200, body
+    segments = body["segments"]
+    assert all(s["type"] == "transcript.text.segment" and s["speaker"] in "ABC" for s in segments)
+    turns = [(ord(s["speaker"]) - ord("A") + 1, round(1000 * s["start"]), round(1000 * s["end"])) for s in segments]
+    check_meeting(meeting, turns)
+    status, body = asyncio.run(post(response_format="diarized_json", **{"known_speaker_names[]": "alice"}))
+    assert status == 400 and "known speakers" in body["error"]["message"]
+
+
+def wav_bytes(pcm: bytes) -> bytes:
+    import io
+    import wave
+
+    out = io.BytesIO()
+    with wave.open(out, "wb") as w:
+        w.setnchannels(1), w.setsampwidth(2), w.setframerate(RATE)
+        w.writeframes(pcm)
+    return out.getvalue()
+
+
+def test_bad_diarization_requests(server, engine):
+    """min above max, max beyond the server's limit, and a server without a speaker model (the message
+    names the flag): INVALID_ARGUMENT, through asr.v1 and Riva alike."""
+    import grpc
+    from riva.client.proto import riva_asr_pb2 as rasr
+
+    from test_riva_service import riva_recognize
+    from test_server_e2e import call_status_sync
+    from qwen3_asr_client.proto import asr_pb2
+
+    def asr_call(address, **diarization):
+        config = asr_pb2.RecognitionConfig(sample_rate_hertz=RATE, diarization=asr_pb2.DiarizationConfig(**diarization))
+        first = asr_pb2.StreamingRecognizeRequest(streaming_config=asr_pb2.StreamingRecognitionConfig(config=config))
+        code, details, _ = call_status_sync(address, [first, asr_pb2.StreamingRecognizeRequest(audio_content=b"\0" * 3200)])
+        return code, details
+
+    bad = grpc.StatusCode.INVALID_ARGUMENT
+    assert asr_call(server.address, enable=True, min_speakers=3, max_speakers=2)[0] == bad
+    code, details = asr_call(server.address, enable=True, max_speakers=9)
+    assert code == bad and "limit of 8" in details and "--max-speakers" in details
+    with ServerThread(ServerOptions(port=0), {"tiny": engine}) as plain:
+        code, details = asr_call(plain.address, enable=True)
+        assert code == bad and "--speaker-model" in details
+        assert riva_recognize(plain.address, b"\0" * 3200, sample_rate_hertz=RATE, diarization_config=
+                              rasr.SpeakerDiarizationConfig(enable_speaker_diarization=True)) == bad

@@ -23,7 +23,10 @@ revised the stable text: then ``revised`` is true). Every interim also sends a d
 ``language``. ``completed`` adds ``words`` (``{word, start, end, confidence}``, times in s from
 the session's first audio), OpenAI's ``logprobs`` (``{token, logprob, bytes}`` of the
 transcript's tokens) when ``include`` names ``item.input_audio_transcription.logprobs``,
-``confidence`` (0-1, exp of their mean log-probability), ``audio_start_ms``, ``audio_end_ms``, ``language``, ``latency_ms``.
+``confidence`` (0-1, exp of their mean log-probability), with diarization (``include``
+``item.input_audio_transcription.speakers`` or a ``...-diarize`` model) ``speaker`` ("A", "B",
+... in the order speakers first spoke) and ``segments`` (OpenAI's diarized segments, one per
+speaker turn), ``audio_start_ms``, ``audio_end_ms``, ``language``, ``latency_ms``.
 OpenAI clients ignore these extra fields.
 
 Everything about admission, limits, idle time, drain, order and finals is the core's
@@ -49,7 +52,7 @@ from ..session.errors import IdleTimeout, InvalidRequest, ShuttingDown, Status, 
 from ..session.settings import settings_from
 from ..session.types import RecognitionSettings, SpeechEvent, Transcript
 from .openai_common import (SUBPROTOCOL, EventIds, OpenAIError, error_body, error_event, error_for, logprobs_of,
-                            model_for, words_of)
+                            model_for, speaker_name, speaker_segments, words_of)
 from .openai_realtime_config import BadEvent, SessionConfig, as_object, session_object, update_beta, update_ga
 
 log = logging.getLogger(__name__)
@@ -192,7 +195,8 @@ class Connection:
         settings = settings_from(self.backend, sample_rate=config.rate, model=model, language=config.language,
                                  context=config.prompt, word_times=config.words,
                                  endpointing=config.endpointing(self.backend.options.endpointing),
-                                 interim_results=True, update_interval_ms=config.update_interval_ms)
+                                 interim_results=True, update_interval_ms=config.update_interval_ms,
+                                 diarization=config.diarize)
         if self.session is not None and settings != self.settings:
             raise BadEvent("the session's audio has started; its configuration cannot change now: open a new "
                            "connection for other settings", code="session_already_started", param="session")
@@ -305,6 +309,9 @@ class Connection:
                          latency_ms=result.latency_ms, end_reason=result.end_reason.value if result.end_reason else None)
             if result.confidence is not None:
                 event["confidence"] = result.confidence
+            if result.speaker is not None:
+                event["speaker"] = speaker_name(result.speaker)
+                event["segments"] = speaker_segments([result])
             if self.config.logprobs:
                 event["logprobs"] = logprobs_of(result.tokens)
         return event

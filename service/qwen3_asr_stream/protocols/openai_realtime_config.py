@@ -19,6 +19,7 @@ from ..session.settings import endpointing_with
 DEFAULT_RATE = 24_000  # OpenAI's pcm16 rate
 WORDS_INCLUDE = "item.input_audio_transcription.words"  # our value of session.include: word times on completed
 LOGPROBS_INCLUDE = "item.input_audio_transcription.logprobs"  # OpenAI's: the tokens' log-probabilities on completed
+SPEAKERS_INCLUDE = "item.input_audio_transcription.speakers"  # ours: diarization (also a "-diarize" model name)
 
 
 class BadEvent(Exception):
@@ -49,8 +50,13 @@ class SessionConfig:
     vad: ServerVad | None = field(default_factory=ServerVad)  # None: manual turns (commit)
     words: bool = False
     logprobs: bool = False
+    speakers: bool = False  # diarization; also asked by a transcription model named "...-diarize"
     update_interval_ms: int | None = None
     noise_reduction: object = None  # accepted and reported, not applied
+
+    @property
+    def diarize(self) -> bool:
+        return self.speakers or self.model.endswith("-diarize")
 
     def endpointing(self, default: EndpointingOptions) -> EndpointingOptions:
         if self.vad is None:
@@ -125,7 +131,8 @@ def _include(config: SessionConfig, value) -> SessionConfig:
         return config
     if not isinstance(value, list):
         raise BadEvent("session.include must be a list", param="session.include")
-    return replace(config, words=WORDS_INCLUDE in value, logprobs=LOGPROBS_INCLUDE in value)
+    return replace(config, words=WORDS_INCLUDE in value, logprobs=LOGPROBS_INCLUDE in value,
+                   speakers=SPEAKERS_INCLUDE in value)
 
 
 def update_ga(config: SessionConfig, session: dict) -> SessionConfig:
@@ -183,7 +190,8 @@ def _vad_object(config: SessionConfig) -> dict | None:
 def session_object(session_id: str, config: SessionConfig, model: str, beta: bool) -> dict:
     """The effective session as ``session.created`` / ``session.updated`` report it."""
     transcription = {"model": model, "language": config.language or None, "prompt": config.prompt}
-    include = [name for name, on in ((WORDS_INCLUDE, config.words), (LOGPROBS_INCLUDE, config.logprobs)) if on]
+    include = [name for name, on in ((WORDS_INCLUDE, config.words), (LOGPROBS_INCLUDE, config.logprobs),
+                                     (SPEAKERS_INCLUDE, config.diarize)) if on]
     if beta:
         return {"id": session_id, "object": "realtime.transcription_session", "input_audio_format": "pcm16",
                 "input_audio_sample_rate": config.rate, "input_audio_transcription": transcription,

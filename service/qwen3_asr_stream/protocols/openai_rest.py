@@ -1,7 +1,8 @@
 """OpenAI's REST transcription API over the session core's unary recognition.
 
     POST /v1/audio/transcriptions   multipart: file, model, language, prompt, response_format
-                                    (json, text, verbose_json, srt, vtt), timestamp_granularities[],
+                                    (json, text, verbose_json, srt, vtt, diarized_json: speaker-labelled
+                                    segments), timestamp_granularities[],
                                     include[] (logprobs: with json, the transcript's tokens),
                                     stream (server-sent transcript.text.delta / transcript.text.done)
     GET  /v1/models, /v1/models/{id}
@@ -32,11 +33,11 @@ from ..session.recognize import recognize
 from ..session.settings import settings_from
 from ..session.types import Transcript
 from .openai_common import (NOT_FOUND, PAYLOAD_TOO_LARGE, OpenAIError, error_body, error_for, logprobs_of,
-                            model_for, words_of)
+                            model_for, speaker_segments, words_of)
 
 BAD_REQUEST = error_for("INVALID_ARGUMENT")
 
-FORMATS = ("json", "text", "verbose_json", "srt", "vtt")
+FORMATS = ("json", "text", "verbose_json", "srt", "vtt", "diarized_json")
 GRANULARITIES = ("word", "segment")
 INCLUDES = ("logprobs",)
 FORM_FIELDS_BYTES = 64 * 1024  # room for the form fields besides the file
@@ -120,6 +121,11 @@ async def read_form(request: web.Request, max_file_bytes: int) -> TranscriptionR
             raise HttpError(f"include has {value!r}; this server offers {', '.join(INCLUDES)}", param="include")
     if include and response_format != "json":
         raise HttpError("include=logprobs needs response_format=json", param="include")
+    for name in ("known_speaker_names[]", "known_speaker_references[]", "known_speaker_names",
+                 "known_speaker_references"):
+        if name in fields:
+            raise HttpError("known speakers are not supported: diarized_json labels speakers A, B, ... in the "
+                            "order they first speak", param=name.rstrip("[]"))
     stream = one("stream", "false").lower()
     if stream not in ("true", "false", ""):
         raise HttpError(f"stream must be true or false, got {stream!r}", param="stream")
@@ -223,6 +229,9 @@ def body_of(req: TranscriptionRequest, results: list[Transcript], duration_ms: i
         return web.Response(text=srt(results), content_type="application/x-subrip")
     if req.response_format == "vtt":
         return web.Response(text=vtt(results), content_type="text/vtt")
+    if req.response_format == "diarized_json":
+        return web.json_response({"task": "transcribe", "duration": duration_ms / 1000, "text": text,
+                                  "segments": speaker_segments(results), "usage": usage(duration_ms)})
     if req.response_format == "json":
         body = {"text": text, "usage": usage(duration_ms)}
         if req.logprobs:
@@ -316,7 +325,8 @@ class RestApi:
                                                               options.max_recognize_bytes / PCM16_BYTES_PER_S)
                 settings = settings_from(backend, encoding=AudioEncoding.FLOAT32, sample_rate=rate,
                                          channels=channels, model=model, language=req.language,
-                                         context=req.prompt, word_times=words)
+                                         context=req.prompt, word_times=words,
+                                         diarization=req.response_format == "diarized_json")
                 result = await recognize(pcm, settings, backend)
         except HttpError as exc:
             return exc.response()
