@@ -278,3 +278,36 @@ def test_bad_diarization_requests(server, engine):
         assert code == bad and "--speaker-model" in details
         assert riva_recognize(plain.address, b"\0" * 3200, sample_rate_hertz=RATE, diarization_config=
                               rasr.SpeakerDiarizationConfig(enable_speaker_diarization=True)) == bad
+
+
+def test_separate_channels_each_only_its_own_phrases(server, meeting):
+    """The meeting as a 3-channel stream, one voice per channel (silence on the others while it
+    speaks), recognized per channel: each channel's finals lie inside its own voice's phrases;
+    mixed down (the default) the same audio gives one sequence without channels."""
+    voices = sorted(VOICES)
+    channels = np.zeros((len(meeting.audio), len(voices)), np.float32)
+    for voice, start, end in meeting.pieces:
+        a, b = int(start * RATE), int(end * RATE)
+        channels[a:b, voices.index(voice)] = meeting.audio[a:b]
+    pcm = (np.clip(channels, -1, 1) * 32767).astype("<i2").tobytes()
+    fmt = AudioFormat(RATE, channels=3)
+
+    def run(options):
+        async def go():
+            async with AsyncStreamingClient(server.address) as client:
+                step = fmt.chunk_bytes(100)
+                chunks = [pcm[i:i + step] for i in range(0, len(pcm), step)]
+                return [i async for i in client.stream(chunks, fmt, options)]
+        return [i for i in asyncio.run(go()) if isinstance(i, Result) and i.is_final]
+
+    separate = run(RecognitionOptions(interim_results=False, word_timestamps=False, separate_channels=True))
+    assert len(separate) == len(meeting.pieces)  # the changing utterance is two phrases on two channels
+    pieces_of = {c + 1: [(1000 * s, 1000 * e) for v, s, e in meeting.pieces if v == voices[c]] for c in range(3)}
+    for final in separate:
+        assert final.channel in (1, 2, 3)
+        middle = (final.start_ms + final.end_ms) / 2
+        assert any(s - 400 <= middle <= e + 400 for s, e in pieces_of[final.channel]), (final, pieces_of)
+    assert sorted(f.channel for f in separate) == sorted(voices.index(v) + 1 for v, _, _ in meeting.pieces)
+    assert [f.utterance_index for f in separate] == list(range(len(separate)))
+    mixed = run(RecognitionOptions(interim_results=False, word_timestamps=False))
+    assert len(mixed) == 6 and all(f.channel is None for f in mixed)

@@ -85,7 +85,6 @@ UNSUPPORTED = {
     "ALAW": {"encoding": raudio.ALAW},
     "unknown audio encoding 7": {"encoding": 7},
     "max_alternatives 3": {"max_alternatives": 3},
-    "enable_separate_recognition_per_channel": {"enable_separate_recognition_per_channel": True},
     "profanity_filter": {"profanity_filter": True},
     "custom_configuration key 'neural_vad.onset'": {"custom_configuration": {"neural_vad.onset": "0.6"}},
     "update_interval_ms must be an integer": {"custom_configuration": {"update_interval_ms": "fast"}},

@@ -78,6 +78,7 @@ class RecognitionOptions:
     diarization: bool = False  # speaker labels on finals and words (a server with --speaker-model)
     min_speakers: int = 0  # 0: 1
     max_speakers: int = 0  # 0: the server's limit
+    separate_channels: bool = False  # each channel its own results (Result.channel); else mixed down
 
     def recognition_config(self, audio_format: AudioFormat) -> asr_pb2.RecognitionConfig:
         config = asr_pb2.RecognitionConfig(
@@ -89,6 +90,7 @@ class RecognitionOptions:
             context=self.context,
             hot_words=list(self.hot_words),
             enable_word_time_offsets=self.word_timestamps,
+            enable_separate_recognition_per_channel=self.separate_channels,
         )
         if self.endpointing is not None:
             config.endpointing.CopyFrom(self.endpointing)

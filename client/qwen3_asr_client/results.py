@@ -78,6 +78,7 @@ class Result:
     confidence: float | None = None  # finals: 0-1, exp(mean log-probability of the transcript's tokens)
     speaker: int | None = None  # finals with diarization: who spoke most of it (words carry changes)
     speaker_turns: tuple[SpeakerTurn, ...] = ()  # finals with diarization: who spoke which part
+    channel: int | None = None  # separate recognition per channel: the channel, from 1
 
     @classmethod
     def from_proto(cls, r: asr_pb2.StreamingRecognitionResult) -> "Result":
@@ -100,6 +101,7 @@ class Result:
             confidence=r.confidence if r.HasField("confidence") else None,
             speaker=r.speaker if r.HasField("speaker") else None,
             speaker_turns=tuple(SpeakerTurn(t.speaker, t.start_ms, t.end_ms, t.transcript) for t in r.speaker_turns),
+            channel=r.channel if r.HasField("channel") else None,
         )
 
 

@@ -26,7 +26,7 @@ from . import SAMPLE_RATE
 TARGET_SAMPLE_RATE = SAMPLE_RATE  # what the VAD and the model consume
 MIN_SAMPLE_RATE = 8_000
 MAX_SAMPLE_RATE = 48_000
-MAX_CHANNELS = 2
+MAX_CHANNELS = 8  # mixed down by averaging, or recognized one by one (``separate``)
 DEFAULT_MAX_CHUNK_BYTES = 1 << 20  # 1 MiB: ~33 s of 16 kHz 16-bit mono
 RESAMPLER_QUALITY = "HQ"
 
@@ -72,8 +72,8 @@ class AudioFormat(ClientAudioFormat):
             )
         if not _is_int(self.channels) or not 1 <= self.channels <= MAX_CHANNELS:
             raise ValueError(
-                f"{self.channels!r} audio channels are not supported; send 1 (mono) "
-                f"or 2 (stereo, downmixed by the server)"
+                f"{self.channels!r} audio channels are not supported; send 1 to {MAX_CHANNELS} "
+                f"(mixed down by the server, or recognized separately when asked)"
             )
 
     @property
@@ -91,12 +91,16 @@ class AudioDecoder:
     ``frames_in`` counts the input frames (one sample per channel) received and
     ``samples_out`` the 16 kHz samples returned; ``samples_out / 16`` is the
     offset in ms from the start of the stream of the next returned sample.
+    The channels are mixed down by averaging, unless ``separate``: then every
+    output is ``(n, channels)``, each channel resampled on its own.
     """
 
-    def __init__(self, fmt: AudioFormat, *, max_chunk_bytes: int = DEFAULT_MAX_CHUNK_BYTES):
+    def __init__(self, fmt: AudioFormat, *, max_chunk_bytes: int = DEFAULT_MAX_CHUNK_BYTES,
+                 separate: bool = False):
         if max_chunk_bytes < fmt.frame_bytes:
             raise ValueError(f"max_chunk_bytes must be at least one frame ({fmt.frame_bytes} bytes)")
         self.format = fmt
+        self.out_channels = fmt.channels if separate else 1
         self.max_chunk_bytes = max_chunk_bytes
         self.frames_in = 0
         self.samples_out = 0
@@ -106,7 +110,8 @@ class AudioDecoder:
 
     def _new_resampler(self) -> soxr.ResampleStream:
         return soxr.ResampleStream(
-            self.format.sample_rate, TARGET_SAMPLE_RATE, 1, dtype="float32", quality=RESAMPLER_QUALITY
+            self.format.sample_rate, TARGET_SAMPLE_RATE, self.out_channels, dtype="float32",
+            quality=RESAMPLER_QUALITY
         )
 
     @property
@@ -120,7 +125,8 @@ class AudioDecoder:
         return 1000.0 * self.frames_in / self.format.sample_rate
 
     def decode(self, data: bytes) -> np.ndarray:
-        """Decode one chunk; returns (n,) float32 mono 16 kHz samples (n may be 0)."""
+        """Decode one chunk; returns (n,) float32 mono 16 kHz samples (``(n, channels)`` when
+        separate; n may be 0)."""
         if self._finished:
             raise RuntimeError("decode() after flush()")
         if len(data) > self.max_chunk_bytes:
@@ -148,8 +154,8 @@ class AudioDecoder:
         if self._finished:
             raise RuntimeError("drain() after flush()")
         if self._resampler is None:
-            return np.zeros(0, np.float32)
-        tail = self._emit(np.zeros(0, np.float32), last=True)
+            return self._empty()
+        tail = self._emit(self._empty(), last=True)
         self._resampler = self._new_resampler()
         return tail
 
@@ -172,7 +178,7 @@ class AudioDecoder:
         report the error.
         """
         if self._finished:
-            return np.zeros(0, np.float32), None
+            return self._empty(), None
         self._finished = True
         error = None
         if self._partial:
@@ -182,7 +188,10 @@ class AudioDecoder:
                 f"{self.format.channels} channel(s)); results up to the last whole frame were sent"
             )
             self._partial = b""
-        return self._emit(np.zeros(0, np.float32), last=True), error
+        return self._emit(self._empty(), last=True), error
+
+    def _empty(self) -> np.ndarray:
+        return np.zeros(0 if self.out_channels == 1 else (0, self.out_channels), np.float32)
 
     def _to_mono(self, raw: np.ndarray) -> np.ndarray:
         if self.format.encoding is AudioEncoding.LINEAR16:
@@ -197,8 +206,10 @@ class AudioDecoder:
                     f"FLOAT32 audio contains NaN or infinite samples (first at "
                     f"{at_ms:.1f} ms from stream start); send finite values in [-1, 1]"
                 )
-        if self.format.channels == 2:
-            samples = samples.reshape(-1, 2).mean(axis=1, dtype=np.float32)
+        if self.out_channels > 1:
+            return samples.reshape(-1, self.out_channels)
+        if self.format.channels > 1:
+            samples = samples.reshape(-1, self.format.channels).mean(axis=1, dtype=np.float32)
         return samples
 
     def _emit(self, samples: np.ndarray, *, last: bool) -> np.ndarray:

@@ -7,6 +7,9 @@
                                        decided in utterance order; ``diarization``)
                  -> Outbox (call order; unread interims coalesced) -> ``next()``
 
+With ``separate_channels`` every channel of the audio has its own Segmenter, so its own
+utterances (numbered in one sequence for the call) and results, tagged with the channel.
+
 A protocol adapter feeds ``audio`` / ``finalize`` / ``clear`` / ``end_input`` from
 its client's messages and sends what ``next()`` returns until that is a
 ``Status``: how the call ended. Every way a call ends goes through ``_close``,
@@ -73,6 +76,7 @@ class State(enum.Enum):
 class _Utterance:
     index: int
     engine_id: int
+    channel: int | None  # 1-based with separate channels, else None
     audio_start: int  # sample of the call where its audio starts (with pre-roll)
     started_at: float  # monotonic time speech was detected
     keep_audio: bool
@@ -96,8 +100,14 @@ class Session:
         self.metrics = backend.metrics
         self.engine = backend.engines[settings.model]
         self.max_message_bytes = max_message_bytes or options.max_message_bytes
-        self.decoder = AudioDecoder(settings.audio, max_chunk_bytes=self.max_message_bytes)
-        self.segmenter = Segmenter(settings.endpointing)
+        self.decoder = AudioDecoder(settings.audio, max_chunk_bytes=self.max_message_bytes,
+                                    separate=settings.separate_channels)
+        channels = settings.audio.channels if settings.separate_channels else 1
+        self.segmenters = [Segmenter(settings.endpointing) for _ in range(channels)]
+        self.segmenter = self.segmenters[0]  # its clock is every channel's
+        self._index_of: dict[tuple[int, int], int] = {}  # (channel, segmenter's index) -> the call's index
+        self._channel_of: dict[int, int] = {}  # the call's index -> its channel (1-based), separate channels only
+        self._next_index = 0
         self.outbox = Outbox(options.max_queued_responses)
         self.max_stream_ms = max_stream_ms or options.max_stream_seconds * 1000
         self.state = State.OPEN
@@ -122,7 +132,7 @@ class Session:
 
     @property
     def in_speech(self) -> bool:
-        return self.segmenter.in_speech
+        return any(s.in_speech for s in self.segmenters)
 
     @property
     def received_ms(self) -> int:
@@ -161,7 +171,7 @@ class Session:
         try:
             samples = self.decoder.decode(data)
             self.metrics.audio_seconds.labels(self.kind).inc(len(data) / (fmt.frame_bytes * fmt.sample_rate))
-            self._handle(self.segmenter.push(samples))
+            self._push(samples)
         except Exception as exc:  # noqa: BLE001 - bad audio, the engine full or closed: the call ends
             self._failed(exc)
 
@@ -171,8 +181,8 @@ class Session:
             return
         self.last_input_at = time.monotonic()
         try:
-            self._handle(self.segmenter.push(self.decoder.drain()))
-            self._handle(self.segmenter.finish(EndReason.FORCED))
+            self._push(self.decoder.drain())
+            self._finish_segments(EndReason.FORCED)
         except Exception as exc:  # noqa: BLE001
             self._failed(exc)
 
@@ -182,7 +192,9 @@ class Session:
             return
         self.last_input_at = time.monotonic()
         self.decoder.drain()
-        self.segmenter.discard()
+        for segmenter in self.segmenters:
+            segmenter.discard()
+        self._index_of.clear()  # (the ended utterances' keys are gone already)
         for index, u in list(self._utterances.items()):
             if u.ended is None:
                 self.engine.cancel(u.engine_id)
@@ -261,8 +273,8 @@ class Session:
     def _finish_input(self, tail: np.ndarray, reason: BaseException | None) -> None:
         self.state = State.CLOSING  # no more input: nothing below may end the call a second time
         try:
-            self._handle(self.segmenter.push(tail))
-            self._handle(self.segmenter.finish(EndReason.END_OF_STREAM))
+            self._push(tail)
+            self._finish_segments(EndReason.END_OF_STREAM)
         except Exception as exc:  # noqa: BLE001 - e.g. the engine is full or closed
             self._failed(exc)
             return
@@ -292,7 +304,20 @@ class Session:
 
     # -- segmenter events ---------------------------------------------------------------
 
-    def _handle(self, events) -> None:
+    def _push(self, samples: np.ndarray) -> None:
+        """Decoded 16 kHz audio to the segmenter(s): ``(n,)``, or ``(n, channels)`` when separate."""
+        if samples.ndim == 1:
+            self._handle(self.segmenter.push(samples))
+            return
+        for channel, segmenter in enumerate(self.segmenters):
+            self._handle(segmenter.push(np.ascontiguousarray(samples[:, channel])), channel)
+
+    def _finish_segments(self, reason: EndReason) -> None:
+        for channel, segmenter in enumerate(self.segmenters):
+            self._handle(segmenter.finish(reason), channel)
+
+    def _handle(self, events, channel: int = 0) -> None:
+        events = [self._numbered(e, channel) for e in events]
         for event in events:
             if isinstance(event, SpeechAudio):
                 self._on_audio(event)
@@ -302,12 +327,27 @@ class Session:
                 self._on_end(event)
         self._check_drain()
 
+    def _numbered(self, event, channel: int):
+        """An event of a channel's segmenter with the call's utterance index (one sequence for all)."""
+        if len(self.segmenters) == 1:
+            return event
+        key = (channel, event.utterance_index)
+        if isinstance(event, SpeechStarted):
+            self._index_of[key] = self._next_index
+            self._channel_of[self._next_index] = channel + 1
+            self._next_index += 1
+        index = self._index_of.get(key, -1)  # -1: an utterance cleared before (its events are dropped)
+        if isinstance(event, SpeechEnded):
+            self._index_of.pop(key, None)
+        return replace(event, utterance_index=index)
+
     def _on_start(self, event: SpeechStarted) -> None:
         index = event.utterance_index
         callback = functools.partial(self._loop.call_soon_threadsafe, self._on_result, index)
         interim = self.settings.interim_results
         engine_id = self.engine.open(self.settings.utterance_options(interim), callback)
-        self._utterances[index] = _Utterance(index, engine_id, event.audio_start_sample, time.monotonic(),
+        self._utterances[index] = _Utterance(index, engine_id, self._channel_of.pop(index, None),
+                                             event.audio_start_sample, time.monotonic(),
                                              keep_audio=self._word_times or self._diarize, interim=interim)
         self.utterances += 1
         self.outbox.put(SpeechEvent("start", event.offset_ms, index))
@@ -366,6 +406,7 @@ class Session:
         before = self.outbox.coalesced
         self.outbox.put_interim(u.index, Transcript(
             utterance_index=u.index, is_final=False, text=result.text, stable_text=result.stable_text,
+            channel=u.channel,
             language=self.settings.language_of(result.language),
             start_ms=u.audio_start // SAMPLES_PER_MS,
             end_ms=(u.audio_start + result.audio_samples) // SAMPLES_PER_MS,
@@ -421,6 +462,7 @@ class Session:
         latency = time.monotonic() - u.ended_at
         self.outbox.fill(u.slot, Transcript(
             utterance_index=u.index, is_final=True, text=result.text, stable_text=result.text,
+            channel=u.channel,
             language=self.settings.language_of(result.language),
             start_ms=u.audio_start // SAMPLES_PER_MS, end_ms=u.ended.audio_end_ms,
             processed_ms=self.segmenter.received_ms, latency_ms=round(1000 * latency),

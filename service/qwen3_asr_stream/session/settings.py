@@ -78,7 +78,7 @@ def settings_from(backend: Backend, *, encoding: AudioEncoding = AudioEncoding.L
                   hot_words: Sequence[str] = (), word_times: bool = False,
                   endpointing: EndpointingOptions | None = None, interim_results: bool = False,
                   update_interval_ms: int | None = None, diarization: bool = False, min_speakers: int = 0,
-                  max_speakers: int = 0) -> RecognitionSettings:
+                  max_speakers: int = 0, separate_channels: bool = False) -> RecognitionSettings:
     """Check a client's request and fill in the server's defaults; raises InvalidRequest.
 
     ``diarization``: speaker labels; ``min_speakers`` / ``max_speakers`` 0 = the defaults (1 and
@@ -109,6 +109,7 @@ def settings_from(backend: Backend, *, encoding: AudioEncoding = AudioEncoding.L
     return RecognitionSettings(
         audio=audio, model=name, language=language_of(language), context=context, word_times=word_times,
         endpointing=endpointing, interim_results=interim_results, update_interval_ms=interval,
+        separate_channels=separate_channels and audio.channels > 1,
         diarization=diarization_of(backend, diarization, min_speakers, max_speakers))
 
 

@@ -47,6 +47,7 @@ class RecognitionSettings:
     endpointing: EndpointingOptions
     interim_results: bool = False
     update_interval_ms: int = 1000
+    separate_channels: bool = False  # each channel its own utterances and results (else mixed down)
     diarization: DiarizationOptions | None = None  # speaker labels on finals and words (None: off)
 
     def language_of(self, detected: str) -> str:
@@ -107,6 +108,7 @@ class Transcript:
     tokens: tuple[TokenLogprob, ...] = ()  # finals: the transcript's tokens and their log-probabilities
     speaker: int | None = None  # finals with diarization: 1, 2, ... (stable for the stream)
     turns: tuple[SpeakerTurn, ...] = ()  # finals with diarization: the speakers in order (a change splits)
+    channel: int | None = None  # separate recognition per channel: the channel, 1-based
 
     @property
     def avg_logprob(self) -> float | None:

@@ -38,7 +38,8 @@ def transcript_tokens(tokens: Sequence[int], logprobs: Sequence[float], *, tag_i
                       ) -> tuple[TokenLogprob, ...]:
     """The tokens of the transcript text, as ``parse_output`` reads the decoded answer: all of
     them when the language was forced (the prompt ended with the tag), else those after the
-    first ``<asr_text>`` tag (all when there is none); special tokens (not in the text) are left out."""
+    first ``<asr_text>`` tag (all when there is none); special tokens and ids outside the
+    vocabulary (not in the text) are left out."""
     assert len(tokens) == len(logprobs), "one log-probability per token"
     start = 0
     if not forced_language and tag_id in tokens:
@@ -48,6 +49,8 @@ def transcript_tokens(tokens: Sequence[int], logprobs: Sequence[float], *, tag_i
         if is_special(token):
             continue
         raw = token_bytes(token)
+        if not raw:
+            continue
         out.append(TokenLogprob(token, raw.decode("utf-8", errors="replace"), raw, min(0.0, float(logprob))))
     return tuple(out)
 

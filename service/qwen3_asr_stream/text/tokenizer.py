@@ -152,13 +152,13 @@ class TextTokenizer:
         return self._tok.decode(list(ids), skip_special_tokens=skip_special_tokens)
 
     def token_bytes(self, token_id: int) -> bytes:
-        """The bytes one token stands for (part of a character for some byte-level tokens)."""
+        """The bytes one token stands for (part of a character for some byte-level tokens); none
+        for an id the tokenizer lacks (the model's embedding is padded past the vocabulary, and
+        ``decode`` skips such ids too)."""
         if token_id in self._added:
             return self._added[token_id].encode()
         piece = self._tok.id_to_token(token_id)
-        if piece is None:
-            raise TokenizerError(f"the tokenizer has no token id {token_id}")
-        return bytes(_BYTE_OF[ch] for ch in piece)
+        return b"" if piece is None else bytes(_BYTE_OF[ch] for ch in piece)
 
     def end_of_text_ids(self) -> tuple[int, ...]:
         """Ids that end a transcript: the checkpoint's ``<|im_end|>`` and ``<|endoftext|>``."""

@@ -56,7 +56,8 @@ def settings_of(backend: Backend, config: asr_pb2.RecognitionConfig,
         interim_results=streaming is not None and streaming.interim_results,
         update_interval_ms=streaming.update_interval_ms if streaming is not None else None,
         diarization=config.diarization.enable, min_speakers=config.diarization.min_speakers,
-        max_speakers=config.diarization.max_speakers)
+        max_speakers=config.diarization.max_speakers,
+        separate_channels=config.enable_separate_recognition_per_channel)
 
 
 def result_proto(t: Transcript) -> asr_pb2.StreamingRecognitionResult:
@@ -74,7 +75,8 @@ def result_proto(t: Transcript) -> asr_pb2.StreamingRecognitionResult:
         end_reason=END_REASONS[t.end_reason] if t.end_reason else asr_pb2.END_REASON_UNSPECIFIED,
         confidence=t.confidence, speaker=t.speaker,
         speaker_turns=[asr_pb2.SpeakerTurn(speaker=turn.speaker, start_ms=turn.start_ms, end_ms=turn.end_ms,
-                                           transcript=turn.text) for turn in t.turns])  # None (unset): interims, empty finals, diarization off
+                                           transcript=turn.text) for turn in t.turns],
+        channel=t.channel)  # None (unset): interims, empty finals, diarization off
 
 
 def response_proto(item: Transcript | SpeechEvent) -> asr_pb2.StreamingRecognizeResponse:

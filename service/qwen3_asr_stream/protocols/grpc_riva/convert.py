@@ -147,9 +147,6 @@ def unsupported(config: rasr.RecognitionConfig) -> None:
     if config.max_alternatives > 1:
         raise InvalidRequest(f"max_alternatives {config.max_alternatives} is not supported: this server gives "
                              "one alternative; set 0 or 1")
-    if config.enable_separate_recognition_per_channel:
-        raise InvalidRequest("enable_separate_recognition_per_channel is not supported: two channels are "
-                             "mixed into one")
     if config.profanity_filter:
         raise InvalidRequest("profanity_filter is not supported by this server; set it to false")
 
@@ -181,6 +178,7 @@ def config_kwargs(config: rasr.RecognitionConfig, default_endpointing: Endpointi
         # Riva gives speakers as words' speaker_tag: diarization brings the words.
         "word_times": config.enable_word_time_offsets or config.diarization_config.enable_speaker_diarization,
         "diarization": config.diarization_config.enable_speaker_diarization,
+        "separate_channels": config.enable_separate_recognition_per_channel,
         "max_speakers": (config.diarization_config.max_speaker_count
                          if config.diarization_config.enable_speaker_diarization else 0),
         "endpointing": endpointing_of(config, default_endpointing),
@@ -234,7 +232,7 @@ def stability(t: Transcript) -> float:
 def streaming_response(t: Transcript, request_id: str = "") -> rasr.StreamingRecognizeResponse:
     """One result per response (frameworks treat each result as its own transcript)."""
     result = rasr.StreamingRecognitionResult(
-        alternatives=[alternative(t)], is_final=t.is_final, stability=stability(t), channel_tag=1,
+        alternatives=[alternative(t)], is_final=t.is_final, stability=stability(t), channel_tag=t.channel or 1,
         audio_processed=t.processed_ms / 1000)
     response = rasr.StreamingRecognizeResponse(results=[result])
     if request_id:
@@ -244,7 +242,8 @@ def streaming_response(t: Transcript, request_id: str = "") -> rasr.StreamingRec
 
 def recognize_response(transcripts, request_id: str = "") -> rasr.RecognizeResponse:
     response = rasr.RecognizeResponse(results=[
-        rasr.SpeechRecognitionResult(alternatives=[alternative(t)], channel_tag=1, audio_processed=t.processed_ms / 1000)
+        rasr.SpeechRecognitionResult(alternatives=[alternative(t)], channel_tag=t.channel or 1,
+                                     audio_processed=t.processed_ms / 1000)
         for t in transcripts])
     if request_id:
         response.id.value = request_id
