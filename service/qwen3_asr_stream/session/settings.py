@@ -15,7 +15,7 @@ from typing import Sequence
 
 from ..audio.input import AudioEncoding, AudioFormat
 from ..audio.vad import EndpointingOptions
-from ..server.options import MAX_UPDATE_INTERVAL_MS, MIN_UPDATE_INTERVAL_MS
+from ..engine.options import update_interval_problem
 from ..text.transcript import SUPPORTED_LANGUAGES, normalize_language
 from .errors import InvalidRequest
 from .diarization import DiarizationOptions
@@ -83,7 +83,7 @@ def settings_from(backend: Backend, *, encoding: AudioEncoding = AudioEncoding.L
 
     ``diarization``: speaker labels; ``min_speakers`` / ``max_speakers`` 0 = the defaults (1 and
     the server's ``max_speakers``)."""
-    options = backend.options
+    limits = backend.limits
     if not sample_rate:
         raise InvalidRequest("the sample rate is not set; give the audio's rate, 8000 to 48000 Hz")
     try:
@@ -94,18 +94,18 @@ def settings_from(backend: Backend, *, encoding: AudioEncoding = AudioEncoding.L
     if name not in backend.engines:
         raise InvalidRequest(f"unknown model {model!r}; this server has {', '.join(backend.engines)}")
     context = "\n".join(part.strip() for part in [context, *hot_words] if part.strip())
-    if len(context) > options.max_context_chars:
+    if len(context) > limits.max_context_chars:
         raise InvalidRequest(f"context and hot words have {len(context)} characters; the limit is "
-                             f"{options.max_context_chars}")
-    endpointing = endpointing or options.endpointing
+                             f"{limits.max_context_chars}")
+    endpointing = endpointing or limits.endpointing
     engine_limit_ms = round(backend.engines[name].options.max_utterance_s * 1000)
     if endpointing.max_utterance_ms > engine_limit_ms:
         raise InvalidRequest(f"endpointing max_utterance_ms {endpointing.max_utterance_ms} exceeds this server's "
                              f"limit of {engine_limit_ms} ms")
-    interval = update_interval_ms or options.update_interval_ms
-    if not MIN_UPDATE_INTERVAL_MS <= interval <= MAX_UPDATE_INTERVAL_MS:
-        raise InvalidRequest(f"update_interval_ms must be {MIN_UPDATE_INTERVAL_MS}-{MAX_UPDATE_INTERVAL_MS} "
-                             f"(or 0 for the default {options.update_interval_ms}), got {interval}")
+    interval = update_interval_ms or limits.update_interval_ms
+    problem = update_interval_problem(interval)
+    if problem:
+        raise InvalidRequest(f"{problem} (or 0 for the default {limits.update_interval_ms})")
     return RecognitionSettings(
         audio=audio, model=name, language=language_of(language), context=context, word_times=word_times,
         endpointing=endpointing, interim_results=interim_results, update_interval_ms=interval,
@@ -123,7 +123,7 @@ def diarization_of(backend: Backend, enabled: bool, min_speakers: int, max_speak
     if backend.speakers is None:
         raise InvalidRequest("speaker diarization needs a speaker model, which this server runs without; "
                              "start it with --speaker-model resemblyzer")
-    limit = backend.options.max_speakers
+    limit = backend.limits.max_speakers
     if min_speakers < 0 or max_speakers < 0:
         raise InvalidRequest(f"min_speakers and max_speakers must be 0 (default) or positive, "
                              f"got {min_speakers} and {max_speakers}")

@@ -7,28 +7,24 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from qwen3_asr_client.results import SpeechEvent, Word  # shared with the client: one definition
 
-from ..engine.aligner import AlignRequest
-from ..text.alignment import WordTime, clamp_word_times
 from ..text.confidence import TokenLogprob, confidence_of, mean_logprob, word_confidences
 from ..audio.input import AudioFormat
 from ..audio.vad import SAMPLES_PER_MS, EndpointingOptions, EndReason
+from ..engine.aligner import AlignRequest
+from ..engine.options import DEFAULT_UPDATE_INTERVAL_MS, UtteranceOptions
 from ..engine.text_layer import StreamingEngine
-from ..engine.options import UtteranceOptions
-from .metrics import Metrics
-from ..server.options import ServerOptions
+from ..text.alignment import WordTime, clamp_word_times
 from .aligner_worker import AlignerWorker
 from .diarization import DiarizationOptions
+from .limits import SessionLimits
+from .metrics import Metrics
 from .speaker_worker import SpeakerWorker
-
-if TYPE_CHECKING:
-    from .calls import Calls
 
 __all__ = ["Backend", "RecognitionSettings", "SpeechEvent", "Transcript", "Word", "align_words", "words_in_stream"]
 
@@ -46,7 +42,7 @@ class RecognitionSettings:
     word_times: bool
     endpointing: EndpointingOptions
     interim_results: bool = False
-    update_interval_ms: int = 1000
+    update_interval_ms: int = DEFAULT_UPDATE_INTERVAL_MS
     separate_channels: bool = False  # each channel its own utterances and results (else mixed down)
     diarization: DiarizationOptions | None = None  # speaker labels on finals and words (None: off)
 
@@ -59,21 +55,16 @@ class RecognitionSettings:
                                 update_interval_s=self.update_interval_ms / 1000)
 
 
-@dataclass
+@dataclass(frozen=True)
 class Backend:
-    """What every call shares: the options, the engines by model name, the aligner, metrics,
-    and the admission of calls of every protocol (``calls``)."""
+    """What every call shares, built by the server and handed down: the session limits, the
+    engines by model name, the aligner, metrics. (Admission of calls is ``calls.Calls``.)"""
 
-    options: ServerOptions
+    limits: SessionLimits
     engines: dict[str, StreamingEngine]
     aligner: AlignerWorker | None
     metrics: Metrics
     speakers: SpeakerWorker | None = None  # the speaker model (None: no diarization)
-    calls: "Calls" = field(init=False, repr=False)
-
-    def __post_init__(self) -> None:
-        from .calls import Calls  # calls -> core -> types: created here, imported late
-        self.calls = Calls(self)
 
     @property
     def default_model(self) -> str:
