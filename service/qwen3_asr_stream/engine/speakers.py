@@ -9,6 +9,7 @@ windows of each final utterance and clusters them online; it sees only
   embeddings) whose trained weights ship inside the ``resemblyzer`` wheel (17 MB), so it
   works offline with no download. Its windows are its own "partials": 1.6 s of audio
   every 0.4 s (an utterance shorter than one window is one window, zero-padded by it).
+  It runs on one CPU thread (``threads``), beside the engine rather than competing with it.
 """
 
 from __future__ import annotations
@@ -38,7 +39,8 @@ class ResemblyzerEncoder:
     dim = 256
     windows_per_second = 2.5  # a window every 0.4 s
 
-    def __init__(self) -> None:
+    def __init__(self, threads: int = 1) -> None:
+        self.threads = threads  # torch threads of the thread that calls ``windows`` (set per thread)
         try:
             from resemblyzer import VoiceEncoder
         except ImportError as exc:
@@ -47,6 +49,9 @@ class ResemblyzerEncoder:
         self._encoder = VoiceEncoder("cpu", verbose=False)
 
     def windows(self, audio: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        import torch
+
+        torch.set_num_threads(self.threads)  # per calling thread (OpenMP): the engine's threads keep theirs
         audio = np.ascontiguousarray(audio, dtype=np.float32)
         if audio.shape[0] == 0:
             return np.zeros((0, self.dim), np.float32), np.zeros((0, 2), np.int64)
