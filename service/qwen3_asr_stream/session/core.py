@@ -438,13 +438,20 @@ class Session:
         self._deliver_final(u, result, words if self._word_times else (), speaker, turns)
 
     async def _speakers(self, u: _Utterance, text: str, words: tuple[Word, ...]
-                        ) -> tuple[tuple[Word, ...], int, tuple[SpeakerTurn, ...]]:
-        """The speaker stage: decided after every earlier utterance's, with the stream's clusters."""
+                        ) -> tuple[tuple[Word, ...], int | None, tuple[SpeakerTurn, ...]]:
+        """The speaker stage: decided after every earlier utterance's, with the stream's clusters
+        (when the speaker model fails on it, the final goes out without speakers, as without words)."""
         assert u.speaker_windows is not None and self._clusters is not None and u.ended is not None
         previous, mine = self._speaker_chain, self._loop.create_future()
         self._speaker_chain = mine
         try:
-            embeddings, spans, seconds = await u.speaker_windows
+            try:
+                embeddings, spans, seconds = await u.speaker_windows
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - the final still goes out, without speakers
+                log.warning("utterance %d: no speakers (%s: %s)", u.index, type(exc).__name__, exc)
+                return words, None, ()
             self.metrics.speaker_seconds.observe(seconds)
             if previous is not None:
                 await previous
