@@ -7,8 +7,8 @@ windows of each final utterance and clusters them online; it sees only
 
 - ``resemblyzer``: the GE2E speaker encoder (3-layer LSTM over 40 mel bands, 256-d
   embeddings) whose trained weights ship inside the ``resemblyzer`` wheel (17 MB), so it
-  works offline with no download. Its windows are its own "partials": 1.6 s of audio
-  every 0.4 s (an utterance shorter than one window is one window, zero-padded by it).
+  works offline with no download. Windows: 1.6 s of audio every 0.4 s (an utterance
+  shorter than one window is one window, zero-padded).
   It runs on one CPU thread (``threads``), beside the engine rather than competing with it.
 """
 
@@ -25,40 +25,67 @@ MAX_SPEAKERS = 32  # the most speakers a stream may ask for (the server's --max-
 class SpeakerEncoder(Protocol):
     name: str
     dim: int
+    hop: int  # samples between window starts
+    width: int  # samples of a window
 
-    def windows(self, audio: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """16 kHz mono float32 ``(samples,)`` -> ``(n, dim)`` unit embeddings of sliding windows
-        and ``(n, 2)`` their ``[start, end)`` in samples (clamped to the audio)."""
+    def windows(self, audio: np.ndarray, first: int = 0, complete_only: bool = False
+                ) -> tuple[np.ndarray, np.ndarray]:
+        """16 kHz mono float32 ``(samples,)`` -> ``(n, dim)`` unit embeddings of the windows from
+        index ``first`` on (window k starts at ``k * hop``) and ``(n, 2)`` their ``[start, end)`` in
+        samples (clamped to the audio). ``complete_only``: only windows wholly inside the audio
+        (a stream's audio so far); else also the last ones, padded, that cover at least 3/4 of a
+        window (at least one window for any audio)."""
         ...
 
 
+def window_count(samples: int, hop: int, width: int, complete_only: bool) -> int:
+    """How many windows (from index 0) :meth:`SpeakerEncoder.windows` gives for ``samples`` of audio."""
+    if complete_only:
+        return 0 if samples < width else (samples - width) // hop + 1
+    reach = samples - (3 * width) // 4
+    return 1 if reach < 0 else reach // hop + 1
+
+
 class ResemblyzerEncoder:
-    """GE2E from the ``resemblyzer`` wheel (its packaged weights), on the CPU."""
+    """GE2E from the ``resemblyzer`` wheel (its packaged weights), on the CPU. Each window is
+    its own 1.6 s of audio through resemblyzer's mel front end and LSTM (its "partials", but
+    each computed alone so that a stream's windows can be embedded as its audio arrives)."""
 
     name = "resemblyzer"
     dim = 256
-    windows_per_second = 2.5  # a window every 0.4 s
+    hop = 6400  # 0.4 s
+    width = 25600  # 1.6 s: resemblyzer's 160 mel frames of 10 ms
 
     def __init__(self, threads: int = 1) -> None:
         self.threads = threads  # torch threads of the thread that calls ``windows`` (set per thread)
         try:
-            from resemblyzer import VoiceEncoder
+            from resemblyzer import VoiceEncoder, audio
         except ImportError as exc:
             raise RuntimeError("the resemblyzer speaker model needs the resemblyzer package: "
                                "pip install --no-deps resemblyzer==0.1.4 (it uses librosa)") from exc
         self._encoder = VoiceEncoder("cpu", verbose=False)
+        self._mel = audio.wav_to_mel_spectrogram  # (samples,) -> (frames, 40)
 
-    def windows(self, audio: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def windows(self, audio: np.ndarray, first: int = 0, complete_only: bool = False
+                ) -> tuple[np.ndarray, np.ndarray]:
         import torch
 
         torch.set_num_threads(self.threads)  # per calling thread (OpenMP): the engine's threads keep theirs
         audio = np.ascontiguousarray(audio, dtype=np.float32)
-        if audio.shape[0] == 0:
+        count = window_count(audio.shape[0], self.hop, self.width, complete_only)
+        starts = [k * self.hop for k in range(first, count)]
+        if not starts:
             return np.zeros((0, self.dim), np.float32), np.zeros((0, 2), np.int64)
-        _, partials, slices = self._encoder.embed_utterance(audio, return_partials=True,
-                                                            rate=self.windows_per_second)
-        spans = np.array([[s.start, min(s.stop, audio.shape[0])] for s in slices], dtype=np.int64)  # samples
-        return partials.astype(np.float32), spans
+        frames = self.width // 160
+        mels = []
+        for start in starts:
+            piece = audio[start: start + self.width]
+            piece = np.pad(piece, (0, self.width - piece.shape[0]))
+            mels.append(self._mel(piece)[:frames])
+        with torch.inference_mode():
+            embeddings = self._encoder(torch.from_numpy(np.stack(mels))).numpy()
+        spans = np.array([[s, min(s + self.width, audio.shape[0])] for s in starts], dtype=np.int64)
+        return embeddings.astype(np.float32), spans
 
 
 def load_speaker_model(name: str) -> SpeakerEncoder:

@@ -57,6 +57,7 @@ from ..audio.vad import EndReason, Segmenter, SpeechAudio, SpeechEnded, SpeechSt
 from ..engine.utterance import UpdateResult
 from .errors import OK, Cancelled, MessageTooLarge, RecognitionFailed, Status, StreamTooLong, is_expected, status_of
 from .outbox import Outbox, Slot
+from .speaker_worker import EMBED_EVERY_WINDOWS
 from ..text.alignment import unit_offsets
 from .diarization import SpeakerClusters, UtteranceSpeakers, decide
 from .types import (Backend, RecognitionSettings, SpeakerTurn, SpeechEvent, Transcript, Word, align_words,
@@ -88,7 +89,8 @@ class _Utterance:
     ended: SpeechEnded | None = None
     ended_at: float = 0.0
     slot: Slot | None = None
-    speaker_windows: asyncio.Future | None = None  # (embeddings, spans) of its audio, from the speaker worker
+    speaker_parts: list[asyncio.Future] = field(default_factory=list)  # its windows, as the speaker worker embeds them
+    windows_asked: int = 0  # windows asked of the speaker worker so far
 
 
 class Session:
@@ -358,6 +360,8 @@ class Session:
             return  # cleared
         if u.keep_audio:
             u.audio.append(event.samples)
+        if self._diarize:
+            self._embed_windows(u, complete_only=True)
         self.engine.push(u.engine_id, event.samples)
         u.pushed += len(event.samples)
         if u.interim:
@@ -371,8 +375,7 @@ class Session:
         u.slot = self.outbox.reserve()
         self.metrics.utterances.labels(event.reason.value).inc()
         if self._diarize:
-            assert self.backend.speakers is not None
-            u.speaker_windows = asyncio.wrap_future(self.backend.speakers.submit(self._audio_of(u)))
+            self._embed_windows(u, complete_only=False)
 
     # -- results (on the loop, from the engine thread) ----------------------------------
 
@@ -420,6 +423,18 @@ class Session:
             u.first_partial = True
             self.metrics.first_partial_latency.observe(now - u.started_at)
 
+    def _embed_windows(self, u: _Utterance, complete_only: bool) -> None:
+        """Ask the speaker worker for the utterance's windows not asked for yet: while it goes on,
+        every EMBED_EVERY_WINDOWS complete ones; at its end, the rest."""
+        worker = self.backend.speakers
+        assert worker is not None
+        samples = sum(len(a) for a in u.audio)
+        count = worker.window_count(samples, complete_only)
+        if count - u.windows_asked < (EMBED_EVERY_WINDOWS if complete_only else 1):
+            return
+        u.speaker_parts.append(asyncio.wrap_future(worker.submit(self._audio_of(u), u.windows_asked, complete_only)))
+        u.windows_asked = count
+
     @staticmethod
     def _audio_of(u: _Utterance) -> np.ndarray:
         return np.concatenate(u.audio) if u.audio else np.zeros(0, np.float32)
@@ -441,12 +456,15 @@ class Session:
                         ) -> tuple[tuple[Word, ...], int | None, tuple[SpeakerTurn, ...]]:
         """The speaker stage: decided after every earlier utterance's, with the stream's clusters
         (when the speaker model fails on it, the final goes out without speakers, as without words)."""
-        assert u.speaker_windows is not None and self._clusters is not None and u.ended is not None
+        assert u.speaker_parts and self._clusters is not None and u.ended is not None
         previous, mine = self._speaker_chain, self._loop.create_future()
         self._speaker_chain = mine
         try:
             try:
-                embeddings, spans, seconds = await u.speaker_windows
+                parts = [await part for part in u.speaker_parts]
+                embeddings = np.concatenate([p[0] for p in parts])
+                spans = np.concatenate([p[1] for p in parts])
+                seconds = sum(p[2] for p in parts)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - the final still goes out, without speakers
