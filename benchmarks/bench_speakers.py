@@ -7,7 +7,7 @@
    side by side. Goal: under 10 % added at 1 stream (the speaker windows are embedded on their
    own thread while the engine decodes the final, so only what outlasts the final adds).
 2. Speaker stage per utterance on the CPU, per speaker model: the model's windows
-   (``SpeakerEncoder.windows``) for 2, 5 and 10 s of speech, and the clustering decision
+   (``embed_windows``: features and one batched pass, on one thread) for 2, 5 and 10 s of speech, and the clustering decision
    (``diarization.decide``), median of ``--repeats``.
 
 JSON in benchmarks/results/speakers.json (speakers-quick.json with --quick).
@@ -31,7 +31,7 @@ from common import checkpoint, median_time, print_table, write_results
 def stage_costs(repeats: int) -> tuple[list[list], list[dict]]:
     import torch
 
-    from qwen3_asr_stream.engine.speakers import SPEAKER_MODELS, load_speaker_model
+    from qwen3_asr_stream.engine.speakers import SPEAKER_MODELS, embed_windows, load_speaker_model
     from qwen3_asr_stream.session.diarization import DiarizationOptions, SpeakerClusters, decide
     from qwen3_asr_stream.testing.speech import synthesize
     import soxr
@@ -44,8 +44,8 @@ def stage_costs(repeats: int) -> tuple[list[list], list[dict]]:
         encoder = load_speaker_model(name)
         for seconds in (2, 5, 10):
             audio = speech[: seconds * RATE]
-            model_s, _ = median_time(lambda: encoder.windows(audio), repeats)
-            embeddings, spans = encoder.windows(audio)
+            model_s, _ = median_time(lambda: embed_windows(encoder, audio), repeats)
+            embeddings, spans = embed_windows(encoder, audio)
             words = [(s, s + 4000) for s in range(0, len(audio) - 4000, 6400)]
             clusters = SpeakerClusters(DiarizationOptions())
             decide_s, _ = median_time(lambda: decide(clusters, embeddings, spans, words, len(audio)), repeats)

@@ -28,13 +28,17 @@ class SpeakerEncoder(Protocol):
     hop: int  # samples between window starts
     width: int  # samples of a window
 
-    def windows(self, audio: np.ndarray, first: int = 0, complete_only: bool = False
-                ) -> tuple[np.ndarray, np.ndarray]:
-        """16 kHz mono float32 ``(samples,)`` -> ``(n, dim)`` unit embeddings of the windows from
-        index ``first`` on (window k starts at ``k * hop``) and ``(n, 2)`` their ``[start, end)`` in
-        samples (clamped to the audio). ``complete_only``: only windows wholly inside the audio
-        (a stream's audio so far); else also the last ones, padded, that cover at least 3/4 of a
-        window (at least one window for any audio)."""
+    def features(self, audio: np.ndarray, first: int = 0, complete_only: bool = False
+                 ) -> tuple[np.ndarray, np.ndarray]:
+        """16 kHz mono float32 ``(samples,)`` -> the model's input for each window from index
+        ``first`` on (window k starts at ``k * hop``), ``(n, ...)``, and ``(n, 2)`` their
+        ``[start, end)`` in samples (clamped to the audio). ``complete_only``: only windows wholly
+        inside the audio (a stream's audio so far); else also the last ones, padded, that cover
+        at least 3/4 of a window (at least one window for any audio)."""
+        ...
+
+    def embed(self, features: np.ndarray) -> np.ndarray:
+        """``(n, ...)`` features of windows (of any utterances, batched) -> ``(n, dim)`` unit embeddings."""
         ...
 
 
@@ -66,26 +70,34 @@ class ResemblyzerEncoder:
         self._encoder = VoiceEncoder("cpu", verbose=False)
         self._mel = audio.wav_to_mel_spectrogram  # (samples,) -> (frames, 40)
 
-    def windows(self, audio: np.ndarray, first: int = 0, complete_only: bool = False
-                ) -> tuple[np.ndarray, np.ndarray]:
-        import torch
-
-        torch.set_num_threads(self.threads)  # per calling thread (OpenMP): the engine's threads keep theirs
+    def features(self, audio: np.ndarray, first: int = 0, complete_only: bool = False
+                 ) -> tuple[np.ndarray, np.ndarray]:
         audio = np.ascontiguousarray(audio, dtype=np.float32)
         count = window_count(audio.shape[0], self.hop, self.width, complete_only)
         starts = [k * self.hop for k in range(first, count)]
-        if not starts:
-            return np.zeros((0, self.dim), np.float32), np.zeros((0, 2), np.int64)
         frames = self.width // 160
         mels = []
         for start in starts:
             piece = audio[start: start + self.width]
-            piece = np.pad(piece, (0, self.width - piece.shape[0]))
-            mels.append(self._mel(piece)[:frames])
+            mels.append(self._mel(np.pad(piece, (0, self.width - piece.shape[0])))[:frames])
+        spans = np.array([[s, min(s + self.width, audio.shape[0])] for s in starts], dtype=np.int64).reshape(-1, 2)
+        return (np.stack(mels) if mels else np.zeros((0, frames, 40), np.float32)), spans
+
+    def embed(self, features: np.ndarray) -> np.ndarray:
+        import torch
+
+        torch.set_num_threads(self.threads)  # per calling thread (OpenMP): the engine's threads keep theirs
+        if features.shape[0] == 0:
+            return np.zeros((0, self.dim), np.float32)
         with torch.inference_mode():
-            embeddings = self._encoder(torch.from_numpy(np.stack(mels))).numpy()
-        spans = np.array([[s, min(s + self.width, audio.shape[0])] for s in starts], dtype=np.int64)
-        return embeddings.astype(np.float32), spans
+            return self._encoder(torch.from_numpy(features)).numpy().astype(np.float32)
+
+
+def embed_windows(encoder: SpeakerEncoder, audio: np.ndarray, first: int = 0, complete_only: bool = False
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """``(n, dim)`` unit embeddings and ``(n, 2)`` spans of one audio's windows (``features`` then ``embed``)."""
+    features, spans = encoder.features(audio, first, complete_only)
+    return encoder.embed(features), spans
 
 
 def load_speaker_model(name: str) -> SpeakerEncoder:
