@@ -58,3 +58,30 @@ def test_one_voice_is_one_turn_and_options_are_checked():
         DiarizationOptions(min_speakers=5, max_speakers=4)
     with pytest.raises(ValueError, match="max_speakers"):
         DiarizationOptions(max_speakers=33)
+
+
+def test_resemblyzer_front_end_in_torch_equals_its_own():
+    """The torch mel front end of the resemblyzer model equals resemblyzer's librosa one, and the
+    windows' embeddings equal those of resemblyzer's own embed_utterance partials."""
+    pytest.importorskip("resemblyzer")
+    import soxr
+
+    from qwen3_asr_stream.engine.speakers import ResemblyzerEncoder, embed_windows
+    from qwen3_asr_stream.testing.speech import synthesize
+
+    encoder = ResemblyzerEncoder()
+    speech, rate = synthesize("the meeting starts with the budget for next year and more")
+    audio = soxr.resample(speech.astype(np.float32) / 32768, rate, 16000).astype(np.float32)
+    piece = audio[: encoder.width]
+    ours = encoder.mel(piece[None])[0]
+    theirs = encoder._reference_mel(piece)[: encoder.width // 160]
+    assert np.allclose(ours, theirs, rtol=1e-3, atol=1e-3 * float(np.abs(theirs).max()))
+    embeddings, spans = embed_windows(encoder, audio)
+    _, partials, slices = encoder._encoder.embed_utterance(audio, return_partials=True, rate=2.5)
+    assert [s[0] for s in spans] == [s.start for s in slices][: len(spans)]
+    n = min(len(embeddings), len(partials))
+    assert np.all(np.sum(embeddings[:n] * partials[:n], axis=1) > 0.98)  # (edge frames: each window alone)
+    # Embedded as the audio arrives (complete windows of a prefix, then the rest) = all at once.
+    head = embed_windows(encoder, audio[:50000], complete_only=True)[0]
+    rest = embed_windows(encoder, audio, first=len(head))[0]
+    assert np.allclose(np.concatenate([head, rest]), embeddings, atol=1e-5)

@@ -67,26 +67,45 @@ class ResemblyzerEncoder:
         except ImportError as exc:
             raise RuntimeError("the resemblyzer speaker model needs the resemblyzer package: "
                                "pip install --no-deps resemblyzer==0.1.4 (it uses librosa)") from exc
+        import librosa
+        import torch
+
         self._encoder = VoiceEncoder("cpu", verbose=False)
-        self._mel = audio.wav_to_mel_spectrogram  # (samples,) -> (frames, 40)
+        # resemblyzer's front end (librosa's power mel spectrogram: 25 ms Hann windows every 10 ms,
+        # 40 Slaney mel bands) in torch, so that a batch of windows is a few torch calls that
+        # release the GIL (the engine thread runs beside it); tests/test_diarization_units.py
+        # checks it against resemblyzer's own.
+        self._mel_basis = torch.from_numpy(librosa.filters.mel(sr=16000, n_fft=400, n_mels=40)).float()
+        self._window = torch.hann_window(400, periodic=True)
+        self._reference_mel = audio.wav_to_mel_spectrogram  # (samples,) -> (frames, 40), for the test
+
+    def mel(self, pieces: np.ndarray) -> np.ndarray:
+        """``(n, width)`` audio -> ``(n, width // 160, 40)`` resemblyzer mel frames."""
+        import torch
+
+        with torch.inference_mode():
+            spec = torch.stft(torch.from_numpy(pieces), 400, 160, window=self._window, center=True,
+                              pad_mode="constant", return_complex=True).abs().pow(2)  # (n, 201, frames)
+            return (self._mel_basis @ spec).transpose(1, 2)[:, : self.width // 160].numpy()
 
     def features(self, audio: np.ndarray, first: int = 0, complete_only: bool = False
                  ) -> tuple[np.ndarray, np.ndarray]:
+        import torch
+
+        torch.set_num_threads(self.threads)  # per calling thread (OpenMP): the engine's threads keep theirs
         audio = np.ascontiguousarray(audio, dtype=np.float32)
         count = window_count(audio.shape[0], self.hop, self.width, complete_only)
         starts = [k * self.hop for k in range(first, count)]
-        frames = self.width // 160
-        mels = []
-        for start in starts:
+        pieces = np.zeros((len(starts), self.width), np.float32)
+        for i, start in enumerate(starts):
             piece = audio[start: start + self.width]
-            mels.append(self._mel(np.pad(piece, (0, self.width - piece.shape[0])))[:frames])
+            pieces[i, : piece.shape[0]] = piece
         spans = np.array([[s, min(s + self.width, audio.shape[0])] for s in starts], dtype=np.int64).reshape(-1, 2)
-        return (np.stack(mels) if mels else np.zeros((0, frames, 40), np.float32)), spans
+        return self.mel(pieces), spans
 
     def embed(self, features: np.ndarray) -> np.ndarray:
         import torch
 
-        torch.set_num_threads(self.threads)  # per calling thread (OpenMP): the engine's threads keep theirs
         if features.shape[0] == 0:
             return np.zeros((0, self.dim), np.float32)
         with torch.inference_mode():
