@@ -79,7 +79,7 @@ def main() -> None:
     dtype = args.dtype or ("bfloat16" if args.device.startswith("cuda") else "float32")
     load = LoadOptions(dtype=dtype, device=args.device)
     levels = [int(n) for n in args.streams.split(",")]
-    options = ServerOptions(port=0, max_streams=max(levels))
+    options = ServerOptions(port=0, max_streams=max(4, *levels))  # room for a FINALIZEd utterance beside the next
     engine = load_engine(str(checkpoint("tiny-asr", args.model, dtype="float32")), options, load)
     aligner = load_aligner(str(checkpoint("tiny-aligner", args.aligner, dtype="float32")), load)
     probe = EngineProbe(engine)
