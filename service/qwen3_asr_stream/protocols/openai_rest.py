@@ -192,7 +192,8 @@ def all_logprobs(results: list[Transcript]) -> list[dict]:
     return logprobs_of([token for t in results for token in t.tokens])
 
 
-def language_of(results: list[Transcript], asked: str | None) -> str:
+def transcription_language(results: list[Transcript], asked: str | None) -> str:
+    """The language a transcription response names: the first detected, else what was asked (lower case)."""
     for t in results:
         if t.language:
             return t.language.lower()
@@ -238,8 +239,8 @@ def body_of(req: TranscriptionRequest, results: list[Transcript], duration_ms: i
         if req.logprobs:
             body["logprobs"] = all_logprobs(results)
         return web.json_response(body)
-    body = {"task": "transcribe", "language": language_of(results, req.language), "duration": duration_ms / 1000,
-            "text": text, "usage": usage(duration_ms)}
+    body = {"task": "transcribe", "language": transcription_language(results, req.language),
+            "duration": duration_ms / 1000, "text": text, "usage": usage(duration_ms)}
     if "segment" in req.granularities or not req.granularities:
         body["segments"] = segments_of(results)
     if "word" in req.granularities:

@@ -75,6 +75,9 @@ class State(enum.Enum):
 
 @dataclass(eq=False)
 class _Utterance:
+    """The session's record of one utterance of its call: the VAD's index, the engine utterance
+    that decodes it, audio kept for the aligner, and the outbox slot of its final."""
+
     index: int
     engine_id: int
     channel: int | None  # 1-based with separate channels, else None
@@ -175,7 +178,7 @@ class Session:
             self.metrics.audio_seconds.labels(self.kind).inc(len(data) / (fmt.frame_bytes * fmt.sample_rate))
             self._push(samples)
         except Exception as exc:  # noqa: BLE001 - bad audio, the engine full or closed: the call ends
-            self._failed(exc)
+            self.fail(exc)
 
     def finalize(self) -> None:
         """End the utterance in progress now (asr.v1 FINALIZE, OpenAI commit, Riva force_eou)."""
@@ -186,7 +189,7 @@ class Session:
             self._push(self.decoder.drain())
             self._finish_segments(EndReason.FORCED)
         except Exception as exc:  # noqa: BLE001
-            self._failed(exc)
+            self.fail(exc)
 
     def clear(self) -> None:
         """Drop the utterance in progress and the audio held, without a final."""
@@ -228,7 +231,10 @@ class Session:
         self._check_drain()
 
     def fail(self, exc: BaseException) -> None:
-        """End the call now with the status of ``exc``; nothing more is sent."""
+        """End the call now with the status of ``exc``; nothing more is sent. An exception that
+        is not a client-facing condition (a bug) is logged with its traceback."""
+        if not is_expected(exc):
+            log.error("recognition call failed", exc_info=exc)
         self._close(status_of(exc), graceful=False)
 
     def close(self) -> None:
@@ -278,7 +284,7 @@ class Session:
             self._push(tail)
             self._finish_segments(EndReason.END_OF_STREAM)
         except Exception as exc:  # noqa: BLE001 - e.g. the engine is full or closed
-            self._failed(exc)
+            self.fail(exc)
             return
         self._close(OK if reason is None else status_of(reason), graceful=True)
 
@@ -294,11 +300,6 @@ class Session:
             self._cancel_all()
             self.outbox.abort(status)
             self._final_delivered.set()
-
-    def _failed(self, exc: BaseException) -> None:
-        if not is_expected(exc):
-            log.exception("recognition call failed")
-        self.fail(exc)
 
     def _check_drain(self) -> None:
         if self.state is State.DRAINING and not self.in_speech:
@@ -410,7 +411,7 @@ class Session:
         self.outbox.put_interim(u.index, Transcript(
             utterance_index=u.index, is_final=False, text=result.text, stable_text=result.stable_text,
             channel=u.channel,
-            language=self.settings.language_of(result.language),
+            language=self.settings.result_language(result.language),
             start_ms=u.audio_start // SAMPLES_PER_MS,
             end_ms=(u.audio_start + result.audio_samples) // SAMPLES_PER_MS,
             processed_ms=self.segmenter.received_ms, latency_ms=round(1000 * (now - arrived)),
@@ -445,7 +446,7 @@ class Session:
         words: tuple[Word, ...] = ()
         if self.backend.aligner is not None:
             words = await align_words(self.backend.aligner, self._audio_of(u), result.text,
-                                      self.settings.language_of(result.language), u.audio_start,
+                                      self.settings.result_language(result.language), u.audio_start,
                                       u.ended.audio_end_sample, f"utterance {u.index}")
         speaker, turns = None, ()
         if self._diarize:
@@ -488,7 +489,7 @@ class Session:
         self.outbox.fill(u.slot, Transcript(
             utterance_index=u.index, is_final=True, text=result.text, stable_text=result.text,
             channel=u.channel,
-            language=self.settings.language_of(result.language),
+            language=self.settings.result_language(result.language),
             start_ms=u.audio_start // SAMPLES_PER_MS, end_ms=u.ended.audio_end_ms,
             processed_ms=self.segmenter.received_ms, latency_ms=round(1000 * latency),
             end_reason=u.ended.reason, words=with_confidence(words, result.transcript_tokens),

@@ -46,7 +46,7 @@ class RecognitionSettings:
     separate_channels: bool = False  # each channel its own utterances and results (else mixed down)
     diarization: DiarizationOptions | None = None  # speaker labels on finals and words (None: off)
 
-    def language_of(self, detected: str) -> str:
+    def result_language(self, detected: str) -> str:
         """A result's language: what the model detected, else what the client forced, else ''."""
         return detected or self.language or ""
 
@@ -83,7 +83,12 @@ class SpeakerTurn:
 
 @dataclass(frozen=True)
 class Transcript:
-    """An interim or final result of one utterance (offsets in ms from the stream start)."""
+    """An interim or final result of one utterance (offsets in ms from the stream start).
+
+    ``stable_text`` is a prefix of ``text``: for interims the part every later interim of the
+    utterance starts with (the engine's text layer keeps it so), for finals all of the text.
+    ``unstable_text`` and ``stability`` derive from it; every protocol reads them here.
+    """
 
     utterance_index: int
     is_final: bool
@@ -110,6 +115,22 @@ class Transcript:
     def confidence(self) -> float | None:
         """exp(avg_logprob), in [0, 1] (finals; None without tokens)."""
         return confidence_of(self.tokens)
+
+    def __post_init__(self) -> None:
+        assert self.text.startswith(self.stable_text), "the text layer gives a stable text that prefixes the text"
+
+    @property
+    def unstable_text(self) -> str:
+        """The rest of the text after ``stable_text``, which later interims may still change."""
+        return self.text[len(self.stable_text):]
+
+    @property
+    def stability(self) -> float:
+        """The share of the text that later interims keep: characters of ``stable_text`` /
+        characters of ``text`` (0 for an empty interim); 1 for finals. Not a probability."""
+        if self.is_final:
+            return 1.0
+        return len(self.stable_text) / len(self.text) if self.text else 0.0
 
 
 def words_in_stream(words: list[WordTime], start_sample: int, end_sample: int) -> tuple[Word, ...]:
