@@ -12,6 +12,10 @@ all positions, so a draft changes the scales of the whole prefill and the tokens
 differ more often (measured: a fully right draft rejected at its first token at 20 s).
 Stop rules (``StopRules``): end-of-text ids (from the checkpoint's tokenizer), a token
 bound and a repetition guard.
+
+Every output token comes with its log-probability under the model (float32 log-softmax
+of the logits greedy decoding read it from: a draft position's in the prefill, else a
+step's), so a draft changes which pass computed it, not what it is.
 """
 
 from __future__ import annotations
@@ -78,21 +82,25 @@ class DecodeRow:
     history: Sequence[int] = ()  # tokens the repetition guard sees before the output (a prefix in ``ids``)
     draft: Sequence[int] = ()  # the expected continuation, verified in the prefill
     tokens: list[int] = field(default_factory=list)  # output, without the end-of-text token
+    logprobs: list[float] = field(default_factory=list)  # log-probability of each of ``tokens``
     accepted: int = 0  # draft tokens kept
     positions: int = 0  # decoder positions run for this row (prefill and steps)
     done: bool = False
 
-    def take(self, token: int) -> bool:
-        """Apply the stop rules to the next greedy token; False once the row is done."""
+    def take(self, token: int, logprob: float) -> bool:
+        """Apply the stop rules to the next greedy token (and its log-probability); False once the
+        row is done."""
         rules = self.stop
         if token in rules.end_ids:
             self.done = True
             return False
         self.tokens.append(token)
+        self.logprobs.append(logprob)
         size = repetition_detected(list(self.history) + self.tokens, rules.repetition_limit, rules.max_pattern_tokens)
         if size:
             # Keep one copy of the repeated pattern and stop: a decoding loop.
-            del self.tokens[max(0, len(self.tokens) - size * (rules.repetition_limit - 1)) :]
+            cut = max(0, len(self.tokens) - size * (rules.repetition_limit - 1))
+            del self.tokens[cut:], self.logprobs[cut:]
             self.done = True
         elif len(self.tokens) >= rules.max_tokens:
             self.done = True
@@ -125,6 +133,13 @@ class EagerStepper:
         caches = [self.rows[i].cache for i in active]
         hidden = model.decoder.forward_rows(model.embed(ids), caches, [1] * len(active))
         return model.head(hidden[:, 0])
+
+
+def greedy_pick(logits: torch.Tensor) -> tuple[list[int], list[float]]:
+    """The argmax token of each row of ``(n, vocab)`` logits and its log-probability (float32)."""
+    tokens = logits.argmax(dim=-1)
+    logprobs = torch.log_softmax(logits.float(), dim=-1).gather(-1, tokens[:, None])[:, 0]
+    return tokens.tolist(), logprobs.tolist()
 
 
 def right_pad(rows: Sequence[Sequence[int]], pad_id: int) -> torch.Tensor:
@@ -166,16 +181,16 @@ def decode(model: SpeechModel, rows: list[DecodeRow], stepper: Stepper | None = 
     # Logits where greedy decoding reads them: after the last input and after each draft token.
     row_index = [j for j, r in enumerate(rows) for _ in range(len(r.draft) + 1)]
     pos_index = [len(r.ids) - 1 + i for r in rows for i in range(len(r.draft) + 1)]
-    greedy = model.head(hidden[row_index, pos_index]).argmax(dim=-1).tolist()
+    greedy, scores = greedy_pick(model.head(hidden[row_index, pos_index]))
 
     pending: dict[int, int] = {}  # row -> token to feed next
     at = 0
     for j, r in enumerate(rows):
-        guesses = greedy[at : at + len(r.draft) + 1]
+        guesses = zip(greedy[at : at + len(r.draft) + 1], scores[at : at + len(r.draft) + 1])
         at += len(r.draft) + 1
-        for i, token in enumerate(guesses):
+        for i, (token, logprob) in enumerate(guesses):
             matches = i < len(r.draft) and token == r.draft[i]
-            alive = r.take(token)
+            alive = r.take(token, logprob)
             if matches and token not in r.stop.end_ids:
                 r.accepted = min(r.accepted + 1, len(r.tokens))  # (the repetition guard may cut)
             if not alive:
@@ -192,11 +207,11 @@ def decode(model: SpeechModel, rows: list[DecodeRow], stepper: Stepper | None = 
     while pending:
         active = sorted(pending)
         logits = stepper.step(active, [pending[j] for j in active])
-        tokens = logits.argmax(dim=-1).tolist()
+        tokens, logprobs = greedy_pick(logits)
         pending = {}
-        for j, token in zip(active, tokens):
+        for j, token, logprob in zip(active, tokens, logprobs):
             rows[j].positions += 1
-            if rows[j].take(token):
+            if rows[j].take(token, logprob):
                 pending[j] = token
     return rows
 

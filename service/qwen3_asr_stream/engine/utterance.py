@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from ..model.kv_cache import RowCache
+from ..text.confidence import TokenLogprob
 from .features import WindowedFeatures
 from .options import check_update_interval_s
 from .policy import HypothesisState
@@ -63,6 +64,7 @@ class TokenResult:
     windows_reencoded: int = 0  # completed windows encoded again because the log floor moved
     compute_s: float = 0.0
     error: str = ""  # set when the engine failed on this update; the tokens are then empty
+    logprobs: tuple[float, ...] = ()  # log-probability of each new token (``tokens[prefix_tokens:]``)
 
 
 @dataclass(frozen=True)
@@ -75,6 +77,8 @@ class UpdateResult(TokenResult):
     # never shrinks or changes). A final is the whole utterance decoded afresh, as offline
     # transcription does: it may differ anywhere from the last interim, stable part included.
     stable_text: str = ""
+    # Finals: the transcript's tokens with their log-probabilities (interims: empty).
+    transcript_tokens: tuple[TokenLogprob, ...] = ()
 
 
 @dataclass

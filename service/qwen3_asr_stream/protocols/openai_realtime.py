@@ -20,8 +20,13 @@ the final text extends what the deltas spelled, a last delta carries the rest, a
 revised the stable text: then ``revised`` is true). Every interim also sends a delta
 (maybe empty) with extra fields: ``text`` (the whole current hypothesis),
 ``stable_text``, ``unstable_text``, ``stability``, ``audio_start_ms``, ``audio_end_ms``,
-``language``. ``completed`` adds ``words`` (``{word, start, end}`` in seconds from the
-session's first audio), ``audio_start_ms``, ``audio_end_ms``, ``language``, ``latency_ms``.
+``language``. ``completed`` adds ``words`` (``{word, start, end, confidence}``, times in s from
+the session's first audio), OpenAI's ``logprobs`` (``{token, logprob, bytes}`` of the
+transcript's tokens) when ``include`` names ``item.input_audio_transcription.logprobs``,
+``confidence`` (0-1, exp of their mean log-probability), with diarization (``include``
+``item.input_audio_transcription.speakers`` or a ``...-diarize`` model) ``speaker`` ("A", "B",
+... in the order speakers first spoke) and ``segments`` (OpenAI's diarized segments, one per
+speaker turn), ``audio_start_ms``, ``audio_end_ms``, ``language``, ``latency_ms``.
 OpenAI clients ignore these extra fields.
 
 Everything about admission, limits, idle time, drain, order and finals is the core's
@@ -46,7 +51,8 @@ from ..session.calls import Calls, StreamCall
 from ..session.errors import InvalidRequest, Status, is_expected, status_of
 from ..session.settings import settings_from
 from ..session.types import RecognitionSettings, SpeechEvent, Transcript
-from .openai_common import SUBPROTOCOL, EventIds, OpenAIError, error_body, error_event, error_for, model_for
+from .openai_common import (SUBPROTOCOL, EventIds, OpenAIError, error_body, error_event, error_for, logprobs_of,
+                            model_for, speaker_name, speaker_segments, words_of)
 from .openai_realtime_config import BadEvent, SessionConfig, as_object, session_object, update_beta, update_ga
 
 log = logging.getLogger(__name__)
@@ -180,7 +186,8 @@ class Connection:
         settings = settings_from(self.backend, encoding=config.encoding, sample_rate=config.rate, model=model,
                                  language=config.language, context=config.prompt, word_times=config.words,
                                  endpointing=config.endpointing(self.backend.limits.endpointing),
-                                 interim_results=True, update_interval_ms=config.update_interval_ms)
+                                 interim_results=True, update_interval_ms=config.update_interval_ms,
+                                 diarization=config.diarize)
         if self.session is not None and settings != self.settings:
             raise BadEvent("the session's audio has started; its configuration cannot change now: open a new "
                            "connection for other settings", code="session_already_started", param="session")
@@ -299,10 +306,16 @@ class Connection:
             event["cleared"] = True
         if result is not None:
             event["usage"]["seconds"] = round((result.end_ms - result.start_ms) / 1000, 3)
-            event.update(words=[{"word": w.word, "start": w.start_ms / 1000, "end": w.end_ms / 1000}
-                                for w in result.words],
+            event.update(words=words_of([result]),
                          audio_start_ms=result.start_ms, audio_end_ms=result.end_ms, language=result.language,
                          latency_ms=result.latency_ms, end_reason=result.end_reason.value if result.end_reason else None)
+            if result.confidence is not None:
+                event["confidence"] = result.confidence
+            if result.speaker is not None:
+                event["speaker"] = speaker_name(result.speaker)
+                event["segments"] = speaker_segments([result])
+            if self.config.logprobs:
+                event["logprobs"] = logprobs_of(result.tokens)
         return event
 
     async def end(self, status: Status) -> None:

@@ -35,8 +35,10 @@ from ..engine.aligner import MAX_ALIGN_SECONDS, ForcedAligner
 from ..engine.text_layer import StreamingEngine
 from ..protocols.grpc_asr.servicer import SpeechRecognitionServicer
 from ..protocols.grpc_riva.servicer import add_to_server as add_riva_service
+from ..engine.speakers import SpeakerEncoder
 from ..session.aligner_worker import AlignerWorker
 from ..session.calls import Calls
+from ..session.speaker_worker import SpeakerWorker
 from ..session.types import Backend
 from .http import HttpServer, ssl_context
 from .interceptors import BearerTokenAuth, MalformedRequests
@@ -61,7 +63,7 @@ FINISH_S = 0.25  # (HTTP handlers: twice, before and after the cancel)
 
 class AsrServer:
     def __init__(self, options: ServerOptions, engines: Mapping[str, StreamingEngine],
-                 aligner: ForcedAligner | None = None) -> None:
+                 aligner: ForcedAligner | None = None, speakers: SpeakerEncoder | None = None) -> None:
         if not engines:
             raise ValueError("the server needs at least one ASR engine")
         problems = stage_conflicts(options, {name: e.options.max_utterance_s for name, e in engines.items()},
@@ -74,7 +76,8 @@ class AsrServer:
         if aligner is not None:
             worker = AlignerWorker(aligner, max_batch=options.aligner_max_batch,
                                    on_batch=lambda n, seconds: self.metrics.aligner_seconds.observe(seconds))
-        self.backend = Backend(options.session_limits(), dict(engines), worker, self.metrics)
+        self.backend = Backend(options.session_limits(), dict(engines), worker, self.metrics,
+                               SpeakerWorker(speakers) if speakers is not None else None)
         self.calls = Calls(self.backend)
         self.servicer = SpeechRecognitionServicer(self.calls)
         self.port: int | None = None
@@ -138,6 +141,8 @@ class AsrServer:
             engine.start()
         if self.backend.aligner is not None:
             self.backend.aligner.start()
+        if self.backend.speakers is not None:
+            self.backend.speakers.start()
         interceptors = [MalformedRequests()]
         if options.auth_token:
             interceptors.append(BearerTokenAuth(options.auth_token,
@@ -241,6 +246,8 @@ class AsrServer:
             await self.http.stop()
         if self.backend.aligner is not None:
             self.backend.aligner.close()
+        if self.backend.speakers is not None:
+            self.backend.speakers.close()
         if self._heartbeat is not None:
             self._heartbeat.cancel()
         if self._metrics_http is not None:

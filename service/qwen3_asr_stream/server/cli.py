@@ -13,6 +13,7 @@ from pathlib import Path
 
 from ..audio.vad import EndpointingOptions
 from ..checkpoint import DEFAULT_ALIGNER, DEFAULT_MODEL, LoadOptions, add_load_arguments, load_options_from
+from ..engine.speakers import SPEAKER_MODELS
 from .loading import DEFAULT_MAX_BATCH, load_aligner, load_engine, model_name
 from .options import DEFAULT_HTTP_PORT, ServerOptions, stage_conflicts
 
@@ -63,6 +64,11 @@ def add_serve_command(commands) -> None:
     p.add_argument("--max-utterance-ms", type=int, default=e.max_utterance_ms,
                    help="longest utterance, cut at a quiet point; also the most a stream may ask for "
                         "(default: %(default)s)")
+    p.add_argument("--speaker-model", choices=SPEAKER_MODELS, default=None,
+                   help="speaker model for diarization (clients ask for it per stream); resemblyzer: the GE2E "
+                        "encoder shipped in the resemblyzer wheel, no download (default: none, diarization off)")
+    p.add_argument("--max-speakers", type=int, default=d.max_speakers,
+                   help="diarization: the most speakers a stream may ask for (default: %(default)s)")
     p.add_argument("--riva-any-model", action="store_true",
                    help="Riva API: a request naming a model this server does not have (LiveKit's nvidia plugin "
                         "sends a Parakeet name by default) gets the default model instead of INVALID_ARGUMENT")
@@ -84,7 +90,8 @@ def server_options(args: argparse.Namespace) -> ServerOptions:
         idle_timeout_s=args.idle_timeout, grace_s=args.grace, tls_cert=args.tls_cert, tls_key=args.tls_key,
         tls_client_ca=args.tls_client_ca, auth_token=args.auth_token or None, metrics_port=args.metrics_port,
         http_port=args.http_port, max_lead_s=args.max_lead_seconds,
-        endpointing=endpointing, update_interval_ms=args.update_interval_ms, riva_any_model=args.riva_any_model)
+        endpointing=endpointing, update_interval_ms=args.update_interval_ms, riva_any_model=args.riva_any_model,
+        max_speakers=args.max_speakers)
 
 
 def check_port_free(host: str, port: int, what: str) -> None:
@@ -169,8 +176,14 @@ def _serve(args: argparse.Namespace, load: LoadOptions) -> int:
     engines = {name: load_engine(str(folder), options, load, kv_cache_gib=args.kv_cache_gib, max_batch=args.max_batch)
                for name, folder in zip(names, folders)}
     aligner = load_aligner(str(aligner_folder), load) if aligner_folder is not None else None
+    speakers = None
+    if args.speaker_model:
+        from ..engine.speakers import load_speaker_model
+
+        log.info("loading speaker model %s", args.speaker_model)
+        speakers = load_speaker_model(args.speaker_model)
     try:
-        asyncio.run(_run(options, engines, aligner))
+        asyncio.run(_run(options, engines, aligner, speakers))
     finally:
         for engine in engines.values():
             engine.close(timeout=ENGINE_CLOSE_S)  # the process ends next: no waiting for a batch in flight
@@ -191,10 +204,10 @@ def _exit_now(code: int) -> None:
     os._exit(code)
 
 
-async def _run(options: ServerOptions, engines, aligner) -> None:
+async def _run(options: ServerOptions, engines, aligner, speakers=None) -> None:
     from .app import AsrServer
 
-    server = AsrServer(options, engines, aligner)
+    server = AsrServer(options, engines, aligner, speakers)
     try:
         await server.start()
     except OSError as exc:  # a port taken after the pre-flight check (another replica started at once)
