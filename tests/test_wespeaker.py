@@ -22,7 +22,7 @@ from qwen3_asr_stream.testing.speaker_checkpoints import randomize_batch_norms, 
 
 RATE = 16000
 # pyannote.audio warns on import that torchcodec (its file decoding, unused here) cannot load next to the CPU torch.
-pytestmark = pytest.mark.filterwarnings("ignore:torchcodec is not installed correctly:UserWarning")
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning:pyannote.audio.core.io")
 
 
 def kaldi():
