@@ -153,9 +153,10 @@ class WeSpeakerEncoder:
     threshold = 0.75
     change_threshold = 0.65
 
-    def __init__(self, network, fbank_options, threads: int = 1) -> None:
+    def __init__(self, network, fbank_options, threads: int = 1, device: str = "cpu") -> None:
         self.threads = threads
-        self.network = network.eval()
+        self.device = device  # the network's; the filter banks are computed on the CPU
+        self.network = network.eval().to(device)
         self.fbank_options = fbank_options
 
     def window_audio(self, audio: np.ndarray, first: int, complete_only: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -188,8 +189,8 @@ class WeSpeakerEncoder:
         if features.shape[0] == 0:
             return np.zeros((0, self.dim), np.float32)
         with torch.inference_mode():
-            out = self.network(torch.from_numpy(features))
-            return torch.nn.functional.normalize(out, dim=-1).numpy().astype(np.float32)
+            out = self.network(torch.from_numpy(features).to(self.device))
+            return torch.nn.functional.normalize(out, dim=-1).float().cpu().numpy()
 
 
 class _Opaque(dict):
@@ -224,26 +225,33 @@ _FRONT_END = {"sample_rate": 16000, "num_channels": 1, "num_mel_bins": 80, "fram
 
 
 def _wespeaker_hint() -> str:
-    return (f"download {WESPEAKER_REPO} where the network allows (`hf download {WESPEAKER_REPO}`; its terms "
-            f"must be accepted on the Hub first) and pass its folder: --speaker-model wespeaker-resnet34:FOLDER; "
+    return (f"download {WESPEAKER_REPO} where the network allows (`hf download {WESPEAKER_REPO}`) "
+            f"and pass its folder: --speaker-model wespeaker-resnet34:FOLDER; "
             f"a random-weight one (no real speakers): python -m qwen3_asr_stream.testing.speaker_checkpoints "
             f"--out /tmp/wespeaker")
 
 
-def load_wespeaker(source: str | Path, threads: int = 1) -> WeSpeakerEncoder:
-    """WeSpeaker ResNet34 from pyannote's published checkpoint: ``source`` a folder holding
-    ``pytorch_model.bin`` or a Hub repo id (the Hugging Face cache when offline); CheckpointError
-    when it is missing or is not this model."""
+def wespeaker_folder(source: str | Path) -> Path:
+    """The folder of a WeSpeaker checkpoint: ``source`` a folder holding ``pytorch_model.bin`` or a Hub
+    repo id (the Hugging Face cache when offline); CheckpointError, saying what to download, without."""
+    from ..checkpoint import CheckpointError, resolve
+
+    folder = resolve(source, "speaker model", patterns=["pytorch_model.bin", "config.yaml"], hint=_wespeaker_hint())
+    if not (folder / "pytorch_model.bin").is_file():
+        raise CheckpointError(f"speaker model folder {str(folder)!r} has no pytorch_model.bin; {_wespeaker_hint()}")
+    return folder
+
+
+def load_wespeaker(folder: Path, threads: int = 1, device: str = "cpu") -> WeSpeakerEncoder:
+    """WeSpeaker ResNet34 from pyannote's published checkpoint in ``folder`` (``wespeaker_folder``);
+    CheckpointError when it is not this model."""
     import torch
 
     from ..audio.fbank import FbankOptions
-    from ..checkpoint import CheckpointError, resolve
+    from ..checkpoint import CheckpointError
     from ..model.wespeaker import WeSpeakerDims, WeSpeakerResNet
 
-    folder = resolve(source, "speaker model", patterns=["pytorch_model.bin", "config.yaml"], hint=_wespeaker_hint())
     path = folder / "pytorch_model.bin"
-    if not path.is_file():
-        raise CheckpointError(f"speaker model folder {str(folder)!r} has no pytorch_model.bin; {_wespeaker_hint()}")
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=False, pickle_module=_checkpoint_pickle)
     except Exception as exc:  # noqa: BLE001 - a damaged or foreign file
@@ -266,25 +274,34 @@ def load_wespeaker(source: str | Path, threads: int = 1) -> WeSpeakerEncoder:
         network.load_state_dict(state, strict=True)
     except RuntimeError as exc:  # missing, unexpected or misshapen tensors
         raise CheckpointError(f"{path} is not a WeSpeaker ResNet34 checkpoint: {' '.join(str(exc).split())[:400]}") from None
-    return WeSpeakerEncoder(network, FbankOptions(), threads)
+    return WeSpeakerEncoder(network, FbankOptions(), threads, device)
 
 
-def load_speaker_model(spec: str, threshold: float | None = None) -> SpeakerEncoder:
+def locate_speaker_model(spec: str, device: str = "cpu") -> tuple[str, Path | None]:
+    """``NAME[:SOURCE]`` checked, its weights found (nothing loaded): the name and the checkpoint folder
+    (None for resemblyzer). ValueError for an unknown name or device, CheckpointError for missing weights."""
+    name, _, source = spec.partition(":")
+    if name == "resemblyzer" and not source:
+        if device != "cpu":
+            raise ValueError("the resemblyzer speaker model runs on the CPU only; leave --speaker-device cpu")
+        return name, None
+    if name == "wespeaker-resnet34":
+        return name, wespeaker_folder(source or WESPEAKER_REPO)
+    raise ValueError(f"unknown speaker model {spec!r}; this server knows resemblyzer and "
+                     f"wespeaker-resnet34[:FOLDER or HUB_REPO]")
+
+
+def load_speaker_model(spec: str, threshold: float | None = None, device: str = "cpu") -> SpeakerEncoder:
     """A speaker model from ``NAME[:SOURCE]``: ``resemblyzer`` (no source: the wheel's weights) or
     ``wespeaker-resnet34[:FOLDER or HUB_REPO]`` (default ``WESPEAKER_REPO``). ``threshold``: the
     clustering threshold instead of the model's own (the change threshold keeps its distance below).
-    Raises ValueError for an unknown name, CheckpointError for missing weights."""
-    name, _, source = spec.partition(":")
-    if name == "resemblyzer" and not source:
-        encoder: SpeakerEncoder = ResemblyzerEncoder()
-    elif name == "wespeaker-resnet34":
-        encoder = load_wespeaker(source or WESPEAKER_REPO)
-    else:
-        raise ValueError(f"unknown speaker model {spec!r}; this server knows resemblyzer and "
-                         f"wespeaker-resnet34[:FOLDER or HUB_REPO]")
+    ``device``: where WeSpeaker's network runs (resemblyzer: the CPU only). Raises ValueError for an
+    unknown name, CheckpointError for missing weights."""
+    if threshold is not None and not -1 < threshold < 1:
+        raise ValueError(f"the speaker threshold is a cosine similarity, between -1 and 1; got {threshold}")
+    name, folder = locate_speaker_model(spec, device)
+    encoder: SpeakerEncoder = ResemblyzerEncoder() if folder is None else load_wespeaker(folder, device=device)
     if threshold is not None:
-        if not -1 < threshold < 1:
-            raise ValueError(f"the speaker threshold is a cosine similarity, between -1 and 1; got {threshold}")
         encoder.change_threshold = max(-0.99, threshold - (encoder.threshold - encoder.change_threshold))
         encoder.threshold = threshold
     return encoder

@@ -72,6 +72,9 @@ def add_serve_command(commands) -> None:
     p.add_argument("--speaker-threshold", type=float, default=None,
                    help="diarization: cosine similarity to a speaker to be that speaker (default: the speaker "
                         "model's own, 0.8 for resemblyzer, 0.75 for wespeaker-resnet34)")
+    p.add_argument("--speaker-device", default="cpu",
+                   help="where wespeaker-resnet34 runs, e.g. cuda (default: %(default)s, one thread; "
+                        "resemblyzer: cpu only)")
     p.add_argument("--max-speakers", type=int, default=d.max_speakers,
                    help="diarization: the most speakers a stream may ask for (default: %(default)s)")
     p.add_argument("--riva-any-model", action="store_true",
@@ -171,6 +174,14 @@ def preflight(args: argparse.Namespace) -> tuple[ServerOptions, list[str], list[
         if read_config(aligner).kind is not ModelKind.ALIGNER:
             raise CheckpointError(f"--aligner {args.aligner!r} is not a forced-aligner checkpoint "
                                   "(Qwen3-ForcedAligner); pass one, or --no-aligner")
+    if args.speaker_model:
+        from ..engine.speakers import locate_speaker_model
+
+        locate_speaker_model(args.speaker_model, args.speaker_device)
+        if args.speaker_threshold is not None and not -1 < args.speaker_threshold < 1:
+            raise ValueError(f"--speaker-threshold is a cosine similarity, between -1 and 1; got {args.speaker_threshold}")
+    elif args.speaker_threshold is not None or args.speaker_device != "cpu":
+        raise ValueError("--speaker-threshold and --speaker-device need --speaker-model")
     return options, models, names, folders, aligner
 
 
@@ -179,13 +190,11 @@ def _serve(args: argparse.Namespace, load: LoadOptions) -> int:
     # ValueError / CheckpointError -> one line and exit 2, before any model is loaded
     options, models, names, folders, aligner_folder = preflight(args)
     speakers = None
-    if args.speaker_model:  # first (small; its errors are one line too): NAME[:SOURCE], engine/speakers.py
+    if args.speaker_model:  # NAME[:SOURCE] (engine/speakers.py), checked by preflight
         from ..engine.speakers import load_speaker_model
 
         log.info("loading speaker model %s", args.speaker_model)
-        speakers = load_speaker_model(args.speaker_model, args.speaker_threshold)
-    elif args.speaker_threshold is not None:
-        raise ValueError("--speaker-threshold needs --speaker-model")
+        speakers = load_speaker_model(args.speaker_model, args.speaker_threshold, args.speaker_device)
     engines = {name: load_engine(str(folder), options, load, kv_cache_gib=args.kv_cache_gib, max_batch=args.max_batch)
                for name, folder in zip(names, folders)}
     aligner = load_aligner(str(aligner_folder), load) if aligner_folder is not None else None
