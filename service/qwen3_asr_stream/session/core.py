@@ -156,6 +156,11 @@ class Session:
         except Exception as exc:  # noqa: BLE001 - bad audio, the engine full or closed: the call ends
             self._failed(exc)
 
+    def keep_alive(self) -> None:
+        """The client is there though it sends no audio now (Deepgram's KeepAlive): not idle."""
+        if self.taking_input:
+            self.last_input_at = time.monotonic()
+
     def finalize(self) -> None:
         """End the utterance in progress now (asr.v1 FINALIZE, OpenAI commit, Riva force_eou)."""
         if not self.taking_input:
