@@ -10,7 +10,8 @@ bfloat16 the rounding of a prefill and of a one-token step differ slightly, so a
 can flip, as batching can; with int8 weights the activations are quantized per call over
 all positions, so a draft changes the scales of the whole prefill and the tokens can
 differ more often (measured: a fully right draft rejected at its first token at 20 s).
-Stop rules: end-of-text ids (from the checkpoint's tokenizer), a token bound and
+Key terms (``DecodeRow.bias``, engine/bias.py) change the pick at each position, in the
+prefill's draft verification and in the steps alike. Stop rules: end-of-text ids (from the checkpoint's tokenizer), a token bound and
 a repetition guard.
 """
 
@@ -23,6 +24,7 @@ import torch
 
 from ..model.kv_cache import RowCache
 from ..model.qwen3_asr import SpeechModel
+from .bias import TermBias
 
 END_OF_TEXT_ID = 151643
 IM_END_ID = 151645
@@ -82,10 +84,15 @@ class DecodeRow:
     audio: torch.Tensor | None = None  # (k, hidden) for the k audio placeholders in ``ids``
     history: Sequence[int] = ()  # tokens the repetition guard sees before the output (a prefix in ``ids``)
     draft: Sequence[int] = ()  # the expected continuation, verified in the prefill
+    bias: TermBias | None = None  # key terms that steer the greedy pick (engine/bias.py)
     tokens: list[int] = field(default_factory=list)  # output, without the end-of-text token
     accepted: int = 0  # draft tokens kept
     positions: int = 0  # decoder positions run for this row (prefill and steps)
     done: bool = False
+
+    def pick(self, logits: torch.Tensor, greedy: int) -> int:
+        """The next token: ``greedy`` (the argmax of ``logits`` (vocab,)), or the key terms' pick."""
+        return greedy if self.bias is None else self.bias.pick(logits, [*self.history, *self.tokens])
 
     def take(self, token: int) -> bool:
         """Apply the stop rules to the next greedy token; False once the row is done."""
@@ -171,14 +178,17 @@ def decode(model: SpeechModel, rows: list[DecodeRow], stepper: Stepper | None = 
     # Logits where greedy decoding reads them: after the last input and after each draft token.
     row_index = [j for j, r in enumerate(rows) for _ in range(len(r.draft) + 1)]
     pos_index = [len(r.ids) - 1 + i for r in rows for i in range(len(r.draft) + 1)]
-    greedy = model.head(hidden[row_index, pos_index]).argmax(dim=-1).tolist()
+    logits = model.head(hidden[row_index, pos_index])
+    greedy = logits.argmax(dim=-1).tolist()
 
     pending: dict[int, int] = {}  # row -> token to feed next
     at = 0
     for j, r in enumerate(rows):
+        first = at
         guesses = greedy[at : at + len(r.draft) + 1]
         at += len(r.draft) + 1
         for i, token in enumerate(guesses):
+            token = r.pick(logits[first + i], token)
             matches = i < len(r.draft) and token == r.draft[i]
             alive = r.take(token)
             if matches and token not in r.stop.end_ids:
@@ -199,7 +209,8 @@ def decode(model: SpeechModel, rows: list[DecodeRow], stepper: Stepper | None = 
         logits = stepper.step(active, [pending[j] for j in active])
         tokens = logits.argmax(dim=-1).tolist()
         pending = {}
-        for j, token in zip(active, tokens):
+        for k, (j, token) in enumerate(zip(active, tokens)):
+            token = rows[j].pick(logits[k], token)
             rows[j].positions += 1
             if rows[j].take(token):
                 pending[j] = token
@@ -211,9 +222,10 @@ def greedy_generate(
     prompts: Sequence[Sequence[int]],
     audio: Sequence[torch.Tensor | None],
     options: GreedyOptions = GreedyOptions(),
+    bias: TermBias | None = None,
 ) -> list[list[int]]:
     """Greedy tokens per prompt, each up to (not including) its end-of-text token."""
     stop = StopRules(options.eos_ids, options.max_new_tokens)
-    rows = [DecodeRow(model.new_row_cache(len(p) + options.max_new_tokens), p, stop, a)
+    rows = [DecodeRow(model.new_row_cache(len(p) + options.max_new_tokens), p, stop, a, bias=bias)
             for p, a in zip(prompts, audio)]
     return [r.tokens for r in decode(model, rows)]

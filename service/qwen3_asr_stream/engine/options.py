@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .bias import DEFAULT_BOOST, check_terms
+
 # Bounds of the interim cadence, audio seconds between updates (the server's limits derive from these).
 MIN_UPDATE_INTERVAL_S = 0.1
 MAX_UPDATE_INTERVAL_S = 30.0
@@ -77,7 +79,10 @@ class UtteranceOptions:
     context: str = ""
     interim_results: bool = True
     update_interval_s: float | None = None  # audio time between interims; None: the policy's
+    key_terms: tuple[str, ...] = ()  # steer decoding toward these (engine/bias.py)
+    term_boost: float = DEFAULT_BOOST
 
     def __post_init__(self) -> None:
         if self.update_interval_s is not None:
             _check_update_interval(self.update_interval_s)
+        check_terms(self.key_terms, self.term_boost)

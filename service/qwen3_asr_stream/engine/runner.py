@@ -268,7 +268,7 @@ class ModelRunner:
             pieces = [a for a in (commit_audio, open_audio) if a is not None]
             audio = torch.cat(pieces) if pieces else None
             stop = StopRules(self.end_ids, limit, policy.repetition_limit, policy.max_pattern_tokens)
-            w.row = DecodeRow(u.cache, ids, stop, audio, history=w.prefix, draft=draft)
+            w.row = DecodeRow(u.cache, ids, stop, audio, history=w.prefix, draft=draft, bias=u.spec.bias)
             rows.append(w.row)
         decode(self.model, rows, self.graphs.stepper() if self.graphs is not None else None)
         for w in works:

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from ..model.kv_cache import RowCache
+from .bias import TermBias
 from .features import WindowedFeatures
 from .policy import HypothesisState
 
@@ -36,6 +37,7 @@ class UtteranceSpec:
     tail_ids: tuple[int, ...]  # prompt after them (ends where the transcript starts)
     interim_results: bool = True
     update_interval_s: float | None = None  # audio time between interims; None: the policy's
+    bias: TermBias | None = None  # key terms that steer decoding
 
     def __post_init__(self) -> None:
         if not self.head_ids or not self.tail_ids:

@@ -223,7 +223,7 @@ class DeepgramApi:
                     body = pcm
                     settings = settings_from(backend, encoding=AudioEncoding.FLOAT32, sample_rate=rate,
                                              channels=channels, model=settings.model, language=settings.language,
-                                             hot_words=options.keyterms, word_times=settings.word_times)
+                                             key_terms=settings.key_terms, word_times=settings.word_times)
                 recognition = await recognize(body, settings, backend)
         except Exception as exc:  # noqa: BLE001 - every failure is a Deepgram error body (the call logged it)
             status = status_of(exc)

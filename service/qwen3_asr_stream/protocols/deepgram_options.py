@@ -5,7 +5,7 @@ Every parameter Deepgram documents is in exactly one of these tables:
 ==========================  =================================================================
 ``PARSERS``                 honored: model, language, detect_language, encoding, sample_rate,
                             channels, interim_results, endpointing, utterance_end_ms,
-                            vad_events, keyterm, keywords
+                            vad_events, keyterm / keywords (key terms that steer decoding)
 ``HINTS``                   accepted, any value, with no effect on the output (Deepgram
                             documents them as formatting or account options; our model
                             punctuates and keeps what it hears): punctuate, smart_format,
@@ -22,7 +22,7 @@ audio layer learns is one line here.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Callable, Mapping, Sequence
 
 from ..audio.input import AudioEncoding
@@ -210,14 +210,11 @@ def live_settings(options: ListenOptions, backend: Backend, *, need_format: bool
         return settings_from(
             backend, encoding=ENCODINGS[options.encoding or "linear16"], sample_rate=options.sample_rate or 16000,
             channels=options.channels, model=model_of(options.model, backend), language=language,
-            hot_words=options.keyterms, word_times=backend.aligner is not None,
+            key_terms=options.keyterms, word_times=backend.aligner is not None,
             endpointing=endpointing_of(options, backend.options.endpointing),
             interim_results=options.interim_results)
     except BadParameter:
         raise
     except InvalidRequest as exc:
-        raise BadParameter("keyterm" if "hot words" in str(exc) else "request", str(exc)) from None
+        raise BadParameter("keyterm" if "key term" in str(exc) else "request", str(exc)) from None
 
-
-def with_format(settings: RecognitionSettings, audio) -> RecognitionSettings:
-    return replace(settings, audio=audio)

@@ -15,6 +15,7 @@ from typing import Sequence
 
 from ..audio.input import AudioEncoding, AudioFormat
 from ..audio.vad import EndpointingOptions
+from ..engine.bias import DEFAULT_BOOST, check_terms
 from ..server.options import MAX_UPDATE_INTERVAL_MS, MIN_UPDATE_INTERVAL_MS
 from ..text.transcript import SUPPORTED_LANGUAGES, normalize_language
 from .errors import InvalidRequest
@@ -76,7 +77,8 @@ def settings_from(backend: Backend, *, encoding: AudioEncoding = AudioEncoding.L
                   channels: int = 1, model: str | None = None, language: str | None = None, context: str = "",
                   hot_words: Sequence[str] = (), word_times: bool = False,
                   endpointing: EndpointingOptions | None = None, interim_results: bool = False,
-                  update_interval_ms: int | None = None) -> RecognitionSettings:
+                  update_interval_ms: int | None = None, key_terms: Sequence[str] = (),
+                  term_boost: float | None = None) -> RecognitionSettings:
     """Check a client's request and fill in the server's defaults; raises InvalidRequest."""
     options = backend.options
     if not sample_rate:
@@ -101,6 +103,13 @@ def settings_from(backend: Backend, *, encoding: AudioEncoding = AudioEncoding.L
     if not MIN_UPDATE_INTERVAL_MS <= interval <= MAX_UPDATE_INTERVAL_MS:
         raise InvalidRequest(f"update_interval_ms must be {MIN_UPDATE_INTERVAL_MS}-{MAX_UPDATE_INTERVAL_MS} "
                              f"(or 0 for the default {options.update_interval_ms}), got {interval}")
+    key_terms = tuple(dict.fromkeys(t.strip() for t in key_terms))
+    term_boost = DEFAULT_BOOST if term_boost is None else term_boost
+    try:
+        check_terms(key_terms, term_boost)
+    except ValueError as exc:
+        raise InvalidRequest(str(exc)) from None
     return RecognitionSettings(
         audio=audio, model=name, language=language_of(language), context=context, word_times=word_times,
-        endpointing=endpointing, interim_results=interim_results, update_interval_ms=interval)
+        endpointing=endpointing, interim_results=interim_results, update_interval_ms=interval,
+        key_terms=key_terms, term_boost=term_boost)

@@ -19,6 +19,7 @@ from ..text.alignment import WordTime, clamp_word_times
 from ..audio.input import AudioFormat
 from ..audio.vad import SAMPLES_PER_MS, EndpointingOptions, EndReason
 from ..engine.text_layer import StreamingEngine
+from ..engine.bias import DEFAULT_BOOST
 from ..engine.options import UtteranceOptions
 from .metrics import Metrics
 from ..server.options import ServerOptions
@@ -44,6 +45,8 @@ class RecognitionSettings:
     endpointing: EndpointingOptions
     interim_results: bool = False
     update_interval_ms: int = 1000
+    key_terms: tuple[str, ...] = ()  # steer decoding (engine/bias.py)
+    term_boost: float = DEFAULT_BOOST
 
     def language_of(self, detected: str) -> str:
         """A result's language: what the model detected, else what the client forced, else ''."""
@@ -51,7 +54,8 @@ class RecognitionSettings:
 
     def utterance_options(self, interim: bool) -> UtteranceOptions:
         return UtteranceOptions(language=self.language, context=self.context, interim_results=interim,
-                                update_interval_s=self.update_interval_ms / 1000)
+                                update_interval_s=self.update_interval_ms / 1000, key_terms=self.key_terms,
+                                term_boost=self.term_boost)
 
 
 @dataclass

@@ -180,6 +180,9 @@ def config_kwargs(config: rasr.RecognitionConfig, default_endpointing: Endpointi
         "channels": channels or 1,
         "language": language_code(config),
         "hot_words": [phrase for context in config.speech_contexts for phrase in context.phrases],
+        # The phrases also steer decoding (engine/bias.py), with the largest boost given (0: our default).
+        "key_terms": [phrase for context in config.speech_contexts for phrase in context.phrases],
+        "term_boost": max((context.boost for context in config.speech_contexts), default=0.0) or None,
         "word_times": config.enable_word_time_offsets,
         "endpointing": endpointing_of(config, default_endpointing),
         **custom_of(config),
