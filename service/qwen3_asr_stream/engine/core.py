@@ -170,6 +170,18 @@ class EngineCore:
                 entry.requested_at = time.monotonic()
                 self._cond.notify()
 
+    def request_interim(self, utterance_id: int) -> None:
+        """An interim over all the audio so far, now (not at the cadence): an early end of turn's
+        speculative transcript (decoded from the last hypothesis as a draft, as interims are)."""
+        entry = self._entry(utterance_id)
+        u = entry.utterance
+        with self._cond:
+            u.interim_end = u.last_update_samples = u.samples
+            if Request.INTERIM > u.request:
+                u.request = Request.INTERIM
+                entry.requested_at = time.monotonic()
+                self._cond.notify()
+
     def finish(self, utterance_id: int) -> None:
         """No more audio: the final result comes through the callback."""
         entry = self._entry(utterance_id)

@@ -115,6 +115,9 @@ class StreamingEngine:
     def push(self, utterance_id: int, samples: np.ndarray) -> None:
         self.core.push(utterance_id, samples)
 
+    def request_interim(self, utterance_id: int) -> None:
+        self.core.request_interim(utterance_id)
+
     def finish(self, utterance_id: int) -> None:
         self.core.finish(utterance_id)
 

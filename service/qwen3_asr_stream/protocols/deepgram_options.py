@@ -183,19 +183,23 @@ def model_of(requested: str | None, backend: Backend) -> str:
                                 f"model names select {backend.default_model})")
 
 
-def endpointing_of(options: ListenOptions, default: EndpointingOptions) -> EndpointingOptions:
-    """``endpointing`` (ms of silence that end an utterance) -> the VAD's stop window."""
-    if options.endpointing_ms is None:
-        return default
-    frames = -(-options.endpointing_ms // default.frame_ms)  # whole VAD frames, rounded up
-    window = min(MAX_WINDOW_MS, frames * default.frame_ms)
+def endpointing_of(options: ListenOptions, default: EndpointingOptions, eager_pause_ms: int = 0) -> EndpointingOptions:
+    """``endpointing`` (ms of silence that end an utterance) -> the VAD's stop window; the pause
+    that makes an early end of turn (Flux), in whole VAD frames."""
+    window = default.stop_window_ms
+    if options.endpointing_ms is not None:
+        frames = -(-options.endpointing_ms // default.frame_ms)  # whole VAD frames, rounded up
+        window = min(MAX_WINDOW_MS, frames * default.frame_ms)
+    eager = -(-eager_pause_ms // default.frame_ms) * default.frame_ms
     try:
-        return endpointing_with(default, stop_window_ms=window, hangover_ms=min(default.hangover_ms, window))
+        return endpointing_with(default, stop_window_ms=window, hangover_ms=min(default.hangover_ms, window),
+                                eager_pause_ms=eager)
     except InvalidRequest as exc:
-        raise BadParameter("endpointing", str(exc)) from None
+        raise BadParameter("endpointing" if not eager else "eager_pause_ms", str(exc)) from None
 
 
-def live_settings(options: ListenOptions, backend: Backend, *, need_format: bool = True) -> RecognitionSettings:
+def live_settings(options: ListenOptions, backend: Backend, *, need_format: bool = True,
+                  eager_pause_ms: int = 0) -> RecognitionSettings:
     """The core's settings for a live stream (raw audio: encoding and sample_rate are needed)."""
     if need_format and (options.encoding is None or options.sample_rate is None):
         raise BadParameter("encoding", "a live stream needs encoding=linear16 and sample_rate (containerized "
@@ -211,10 +215,53 @@ def live_settings(options: ListenOptions, backend: Backend, *, need_format: bool
             backend, encoding=ENCODINGS[options.encoding or "linear16"], sample_rate=options.sample_rate or 16000,
             channels=options.channels, model=model_of(options.model, backend), language=language,
             key_terms=options.keyterms, word_times=backend.aligner is not None,
-            endpointing=endpointing_of(options, backend.options.endpointing),
+            endpointing=endpointing_of(options, backend.options.endpointing, eager_pause_ms),
             interim_results=options.interim_results)
     except BadParameter:
         raise
     except InvalidRequest as exc:
         raise BadParameter("keyterm" if "key term" in str(exc) else "request", str(exc)) from None
 
+
+
+# -- Flux (/v2/listen): turn-based, with an early end of turn ---------------------------------------
+
+EAGER_PAUSE_MS = 240  # the pause that makes an EagerEndOfTurn (our option eager_pause_ms changes it)
+FLUX_HINTS = frozenset({"eot_threshold", "language_hint", "mip_opt_out", "tag"})
+
+
+def _float(param: str, value: str, low: float, high: float) -> float:
+    try:
+        number = float(value.strip())
+    except ValueError:
+        raise BadParameter(param, f"must be a number, got {value!r}") from None
+    if not low <= number <= high:
+        raise BadParameter(param, f"must be {low:g}-{high:g}, got {number:g}")
+    return number
+
+
+FLUX_PARSERS: dict[str, Callable[[Sequence[str]], dict]] = {
+    "model": PARSERS["model"],
+    "encoding": PARSERS["encoding"],
+    "sample_rate": PARSERS["sample_rate"],
+    "keyterm": PARSERS["keyterm"],
+    "eot_timeout_ms": lambda v: {"endpointing_ms": _int("eot_timeout_ms", v[-1], 500, MAX_WINDOW_MS, " ms")},
+    "eager_eot_threshold": lambda v: {"eager": _float("eager_eot_threshold", v[-1], 0.3, 0.9) and True},
+    "eager_pause_ms": lambda v: {"eager_pause_ms": _int("eager_pause_ms", v[-1], 30, 5000, " ms")},
+}
+
+
+def parse_flux_query(query: Mapping[str, Sequence[str]]) -> tuple[ListenOptions, int]:
+    """``/v2/listen`` parameters -> (options, the pause in ms that makes an EagerEndOfTurn; 0: none)."""
+    fields: dict = {"interim_results": True}
+    for name, values in query.items():
+        if name in FLUX_PARSERS:
+            fields.update(FLUX_PARSERS[name](values))
+        elif name in ("profanity_filter", "numerals"):
+            if _bool(name, values[-1]):
+                raise BadParameter(name, OFF_ONLY[name])
+        elif name not in FLUX_HINTS:
+            raise BadParameter(name, "this option is not supported by this server's /v2/listen")
+    eager, pause = fields.pop("eager", False), fields.pop("eager_pause_ms", EAGER_PAUSE_MS)
+    keyterms = fields.pop("keyterm", ())
+    return ListenOptions(**fields, keyterms=keyterms), pause if eager else 0

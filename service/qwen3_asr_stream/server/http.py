@@ -4,6 +4,7 @@
     /v1/realtime               OpenAI Realtime transcription (WebSocket)     protocols/openai_realtime.py
     /v1/audio/transcriptions   OpenAI REST transcription                     protocols/openai_rest.py
     /v1/listen                 Deepgram live (WebSocket) and pre-recorded (POST) protocols/deepgram.py
+    /v2/listen                 Deepgram Flux turns, early end of turn (WebSocket) protocols/deepgram_flux.py
     /v1/models                 the models this server has
     /livez, /readyz            process alive; ready for new calls (503 once the drain begins): server/probes.py
     /metrics                   the server's Prometheus metrics
@@ -27,6 +28,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from ..protocols import deepgram_common
 from ..protocols.deepgram import DeepgramApi
+from ..protocols.deepgram_flux import FluxApi
 from ..protocols.openai_common import error_body, error_for, token_ok
 from ..protocols.openai_realtime import MESSAGE_OVERHEAD, RealtimeApi
 from ..protocols.openai_rest import FORM_FIELDS_BYTES, RestApi
@@ -58,6 +60,7 @@ class HttpServer:
         RealtimeApi(backend).add_routes(self.app)
         RestApi(backend).add_routes(self.app)
         DeepgramApi(backend).add_routes(self.app)
+        FluxApi(backend).add_routes(self.app)
         self._runner: web.AppRunner | None = None
         self.port: int | None = None
 

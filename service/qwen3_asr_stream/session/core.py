@@ -48,7 +48,7 @@ import numpy as np
 
 from ..audio import SAMPLES_PER_MS
 from ..audio.input import AudioDecoder
-from ..audio.vad import EndReason, Segmenter, SpeechAudio, SpeechEnded, SpeechStarted
+from ..audio.vad import EndReason, Segmenter, SpeechAudio, SpeechEnded, SpeechPaused, SpeechResumed, SpeechStarted
 from ..engine.utterance import UpdateResult
 from .errors import OK, Cancelled, MessageTooLarge, RecognitionFailed, Status, StreamTooLong, is_expected, status_of
 from .outbox import Outbox, Slot
@@ -76,6 +76,8 @@ class _Utterance:
     pushed: int = 0
     pushed_at: dict[int, float] = field(default_factory=dict)  # engine length -> arrival (interims only)
     first_partial: bool = False
+    eager_samples: int = 0  # the audio an early end of turn waits for an interim over (0: none waits)
+    eager_sent: bool = False  # an early end of turn went out and the speech has not resumed
     ended: SpeechEnded | None = None
     ended_at: float = 0.0
     slot: Slot | None = None
@@ -294,6 +296,10 @@ class Session:
                 self._on_audio(event)
             elif isinstance(event, SpeechStarted):
                 self._on_start(event)
+            elif isinstance(event, SpeechPaused):
+                self._on_pause(event)
+            elif isinstance(event, SpeechResumed):
+                self._on_resume(event)
             else:
                 self._on_end(event)
         self._check_drain()
@@ -318,6 +324,23 @@ class Session:
         u.pushed += len(event.samples)
         if u.interim:
             u.pushed_at[u.pushed] = time.monotonic()
+
+    def _on_pause(self, event: SpeechPaused) -> None:
+        """The speaker paused: an interim over all the audio now, sent as an early end of turn."""
+        u = self._utterances.get(event.utterance_index)
+        if u is None or u.ended is not None:
+            return
+        u.eager_samples = max(1, u.pushed)
+        self.engine.request_interim(u.engine_id)
+
+    def _on_resume(self, event: SpeechResumed) -> None:
+        u = self._utterances.get(event.utterance_index)
+        if u is None:
+            return
+        u.eager_samples = 0
+        if u.eager_sent:
+            u.eager_sent = False
+            self.outbox.put(SpeechEvent("resumed", event.offset_ms, u.index))
 
     def _on_end(self, event: SpeechEnded) -> None:
         u = self._utterances[event.utterance_index]
@@ -351,19 +374,27 @@ class Session:
             self._deliver_final(u, result, ())
 
     def _on_interim(self, u: _Utterance, result: UpdateResult) -> None:
+        eager = 0 < u.eager_samples <= result.audio_samples
+        if not (u.interim or eager):
+            return  # an interim before the one an early end of turn waits for
         now = time.monotonic()
         # The push that brought the audio the interim covers (it may cover part of a push).
         arrived = min((t for n, t in u.pushed_at.items() if n >= result.audio_samples), default=now)
         for length in [n for n in u.pushed_at if n <= result.audio_samples]:
             del u.pushed_at[length]
         before = self.outbox.coalesced
-        self.outbox.put_interim(u.index, Transcript(
+        transcript = Transcript(
             utterance_index=u.index, is_final=False, text=result.text, stable_text=result.stable_text,
             language=self.settings.language_of(result.language),
             start_ms=u.audio_start // SAMPLES_PER_MS,
             end_ms=(u.audio_start + result.audio_samples) // SAMPLES_PER_MS,
-            processed_ms=self.segmenter.received_ms, latency_ms=round(1000 * (now - arrived)),
-        ))
+            processed_ms=self.segmenter.received_ms, latency_ms=round(1000 * (now - arrived)), eager=eager,
+        )
+        if eager:
+            u.eager_samples, u.eager_sent = 0, True
+            self.outbox.put(transcript)  # not coalesced with later interims
+        else:
+            self.outbox.put_interim(u.index, transcript)
         self.interims += 1
         self.metrics.results.labels("interim").inc()
         self.metrics.coalesced.inc(self.outbox.coalesced - before)

@@ -93,6 +93,9 @@ class Transcript:
     latency_ms: int
     end_reason: EndReason | None = None
     words: tuple[Word, ...] = ()
+    # An early end of turn (endpointing ``eager_pause_ms``): the speaker paused; the transcript so
+    # far, decoded at once. A SpeechEvent "resumed" follows if the utterance goes on.
+    eager: bool = False
 
 
 def words_in_stream(words: list[WordTime], start_sample: int, end_sample: int) -> tuple[Word, ...]:
