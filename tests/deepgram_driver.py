@@ -66,6 +66,29 @@ async def sdk_live(args, rate: int, pcm: bytes) -> None:
         emit("exception", type=type(exc).__name__, status=getattr(exc, "status_code", None), text=str(exc)[:1000])
 
 
+async def sdk_flux(args, rate: int, pcm: bytes) -> None:
+    """The SDK's Flux client (listen.v2) in real time."""
+    from deepgram import AsyncDeepgramClient
+    from deepgram.core.events import EventType
+
+    client = AsyncDeepgramClient(api_key=args.api_key, environment=environment(args.url))
+    try:
+        async with client.listen.v2.connect(model="flux-general-en", encoding="linear16", sample_rate=str(rate),
+                                            **json.loads(args.query)) as connection:
+            connection.on(EventType.MESSAGE, lambda m: emit("message", data=m.model_dump(exclude_none=True)))
+            connection.on(EventType.ERROR, lambda e: emit("error", error=str(e)))
+            listener = asyncio.create_task(connection.start_listening())
+            step = rate * FRAME_MS // 1000 * 2
+            for i in range(0, len(pcm), step):
+                await connection.send_media(pcm[i:i + step])
+                await asyncio.sleep(FRAME_MS / 1000 / args.speed)
+            await asyncio.sleep(args.tail_s)
+            await connection.send_close_stream()
+            await asyncio.wait_for(listener, 60)
+    except Exception as exc:  # noqa: BLE001 - reported to the test
+        emit("exception", type=type(exc).__name__, status=getattr(exc, "status_code", None), text=str(exc)[:1000])
+
+
 def sdk_prerecorded(args, wav_bytes: bytes) -> None:
     from deepgram import DeepgramClient
 
@@ -104,7 +127,7 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--url", required=True, help="http://host:port of the server")
     parser.add_argument("--wav", required=True)
-    parser.add_argument("--mode", choices=["sdk-live", "sdk-prerecorded", "pipecat"], required=True)
+    parser.add_argument("--mode", choices=["sdk-live", "sdk-flux", "sdk-prerecorded", "pipecat"], required=True)
     parser.add_argument("--api-key", default="")
     parser.add_argument("--query", default="{}", help="JSON of more query parameters")
     parser.add_argument("--finalize-at", type=float, default=None, help="send Finalize after this many s of audio")
@@ -117,6 +140,8 @@ async def main() -> None:
         rate, pcm = w.getframerate(), w.readframes(w.getnframes())
     if args.mode == "sdk-live":
         await sdk_live(args, rate, pcm)
+    elif args.mode == "sdk-flux":
+        await sdk_flux(args, rate, pcm)
     elif args.mode == "sdk-prerecorded":
         sdk_prerecorded(args, wav_bytes)
     else:

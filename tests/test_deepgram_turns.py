@@ -10,7 +10,10 @@ import aiohttp
 import numpy as np
 import pytest
 
+from test_deepgram_api import INSTALL, drive
 from test_openai_api import free_port
+from test_riva_service import write_wav
+from conftest import framework_python
 from test_server_e2e import phrases  # noqa: F401 - module fixture
 
 pytest.importorskip("webrtcvad")
@@ -20,13 +23,14 @@ from qwen3_asr_stream.server.options import ServerOptions  # noqa: E402
 from qwen3_asr_stream.testing.harness import ServerThread  # noqa: E402
 
 KEY = "flux-key"
-PAUSE_S = 0.45  # inside the sentence: longer than the eager pause, shorter than the end of turn
+PAUSE_S = 0.9  # inside the sentence: longer than the eager pause (240 ms) and its decode on a loaded machine
+END_MS = 1500  # shorter than this is inside the turn (eot_timeout_ms)
 
 
 def with_pause(phrases) -> tuple[np.ndarray, int]:
     a, b, rate = trimmed(phrases[0]), trimmed(phrases[1]), phrases[2]
     z = lambda s: np.zeros(int(s * rate), np.int16)  # noqa: E731
-    return np.concatenate([z(0.5), a, z(PAUSE_S), b, z(1.5)]), rate
+    return np.concatenate([z(0.5), a, z(PAUSE_S), b, z(2.5)]), rate
 
 
 def trimmed(phrase: np.ndarray) -> np.ndarray:
@@ -46,7 +50,7 @@ def test_segmenter_pauses_and_resumes_inside_an_utterance(phrases):
     pcm, rate = with_pause(phrases)
     import soxr
     audio = soxr.resample(pcm.astype(np.float32) / 32768, rate, 16000).astype(np.float32)
-    events = Segmenter(EndpointingOptions(eager_pause_ms=240)).push(audio)
+    events = Segmenter(EndpointingOptions(stop_window_ms=END_MS, eager_pause_ms=240)).push(audio)
     kinds = [type(e).__name__ for e in events if not type(e).__name__ == "SpeechAudio"]
     first = kinds.index("SpeechPaused")
     assert kinds[0] == "SpeechStarted" and kinds[first + 1] == "SpeechResumed", kinds
@@ -79,7 +83,8 @@ async def flux(server, pcm: bytes, rate: int, query: str) -> list[dict]:
 
 def test_eager_end_of_turn_then_resumed_then_the_final(server, phrases):
     pcm, rate = with_pause(phrases)
-    out = asyncio.run(flux(server, pcm.astype("<i2").tobytes(), rate, "&eager_eot_threshold=0.5"))
+    query = f"&eager_eot_threshold=0.5&eot_timeout_ms={END_MS}"
+    out = asyncio.run(flux(server, pcm.astype("<i2").tobytes(), rate, query))
     assert out[0]["type"] == "Connected"
     events = [m["event"] for m in out if m["type"] == "TurnInfo"]
     assert events[0] == "StartOfTurn" and events[-1] == "EndOfTurn", events
@@ -95,6 +100,18 @@ def test_eager_end_of_turn_then_resumed_then_the_final(server, phrases):
 
 def test_no_eager_events_without_the_option(server, phrases):
     pcm, rate = with_pause(phrases)
-    out = asyncio.run(flux(server, pcm.astype("<i2").tobytes(), rate, ""))
+    out = asyncio.run(flux(server, pcm.astype("<i2").tobytes(), rate, f"&eot_timeout_ms={END_MS}"))
     events = [m["event"] for m in out if m["type"] == "TurnInfo"]
     assert "EagerEndOfTurn" not in events and "TurnResumed" not in events and events[-1] == "EndOfTurn", events
+
+
+def test_the_sdk_flux_client(server, phrases, tmp_path):
+    python = framework_python(".venv-pipecat", "QWEN3_ASR_PIPECAT_PYTHON", INSTALL)
+    pcm, rate = with_pause(phrases)
+    wav = write_wav(tmp_path / "turn.wav", pcm, rate)
+    out = drive(python, server, wav, "sdk-flux", key=KEY,
+                query={"eager_eot_threshold": "0.5", "eot_timeout_ms": str(END_MS)})
+    assert not [o for o in out if o["kind"] in ("exception", "error")], out
+    events = [o["data"]["event"] for o in out if o["kind"] == "message" and o["data"]["type"] == "TurnInfo"]
+    assert events[0] == "StartOfTurn" and events[-1] == "EndOfTurn", events
+    assert events.index("TurnResumed") > events.index("EagerEndOfTurn"), events
