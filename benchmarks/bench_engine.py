@@ -342,7 +342,9 @@ def run_updates(args) -> None:
                    "interval_s": args.interval, "runs": summary})
 
 
-def run_load_once(engine, concurrency: int, seconds: float, chunk_s: float = 0.1) -> dict:
+def run_load_once(engine, concurrency: int, seconds: float, chunk_s: float = 0.1, timeout_s: float = 600.0) -> dict:
+    """``concurrency`` real-time streams of ``seconds`` each through ``engine``; ``timeout_s``: how
+    long to wait for the finals after the last audio (``finals`` says how many came)."""
     from qwen3_asr_stream.engine.options import UtteranceOptions
 
     interval = engine.options.policy.update_interval_s
@@ -394,7 +396,7 @@ def run_load_once(engine, concurrency: int, seconds: float, chunk_s: float = 0.1
         with lock:
             final_requested[uid] = time.perf_counter()
         engine.finish(uid)
-    done.wait(600)
+    done.wait(timeout_s)
     wall = time.perf_counter() - started
     return {
         "concurrency": concurrency,
@@ -404,6 +406,7 @@ def run_load_once(engine, concurrency: int, seconds: float, chunk_s: float = 0.1
         "final_p50_ms": percentile(finals, 50) * 1e3,
         "final_p95_ms": percentile(finals, 95) * 1e3,
         "updates": len(latencies),
+        "finals": len(finals),
         "audio_s_per_s": concurrency * seconds / wall,
     }
 

@@ -11,6 +11,8 @@ import time
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 for part in ("service", "client"):
@@ -65,10 +67,12 @@ def print_table(title: str, header: list[str], rows: list[list[object]]) -> None
             print("  ".join("-" * w for w in widths))
 
 
-def write_results(name: str, payload: dict) -> Path:
+def write_results(name: str, payload: dict, folder: Path | None = None) -> Path:
+    """``payload`` with the machine's description as ``folder/name.json`` (default: benchmarks/results)."""
     import torch
 
-    RESULTS.mkdir(parents=True, exist_ok=True)
+    folder = folder or RESULTS
+    folder.mkdir(parents=True, exist_ok=True)
     payload = {
         "machine": {
             "platform": platform.platform(),
@@ -79,10 +83,31 @@ def write_results(name: str, payload: dict) -> Path:
         },
         **payload,
     }
-    path = RESULTS / f"{name}.json"
+    path = folder / f"{name}.json"
     path.write_text(json.dumps(payload, indent=2))
     print(f"\nwrote {path}")
     return path
+
+
+def greedy_tokens(model, tokenizer, audios, prefixes=None, language: str | None = None,
+                  max_new_tokens: int = 512) -> list[list[int]]:
+    """Offline greedy decoding of whole 16 kHz recordings, batched, as ``Transcriber`` does;
+    ``prefixes`` (text per recording) continue the prompt as the official streaming policy's
+    ``prompt_raw + prefix`` does. Returns the new tokens of each recording (no prefix)."""
+    import torch
+
+    from qwen3_asr_stream.engine.decoding import GreedyOptions, greedy_generate
+    from qwen3_asr_stream.audio.frontend import batch_features
+    from qwen3_asr_stream.offline import padded_for_model
+    from qwen3_asr_stream.text.prompts import asr_prompt_text
+
+    waves = [torch.from_numpy(np.ascontiguousarray(padded_for_model(a), dtype=np.float32)) for a in audios]
+    features, frames = batch_features(waves)
+    encoded = model.encode_audio([features[i, :, :n] for i, n in enumerate(frames)])
+    prefixes = prefixes or [""] * len(audios)
+    prompts = [tokenizer.encode(asr_prompt_text(e.shape[0], "", language) + p) for e, p in zip(encoded, prefixes)]
+    options = GreedyOptions(max_new_tokens=max_new_tokens, eos_ids=tokenizer.end_of_text_ids())
+    return greedy_generate(model, prompts, encoded, options)
 
 
 def checkpoint(preset: str, folder: str | None, dtype: str = "bfloat16") -> Path:

@@ -90,8 +90,8 @@ class _Backend:
     """Just what settings_from reads of a backend."""
 
     def __init__(self, engine) -> None:
-        from qwen3_asr_stream.server.options import ServerOptions
+        from qwen3_asr_stream.session.limits import SessionLimits
 
-        self.options = ServerOptions()
+        self.limits = SessionLimits()
         self.engines = {"tiny": engine}
         self.default_model = "tiny"

@@ -19,9 +19,9 @@ pytest.importorskip("webrtcvad")
 from qwen3_asr_stream.audio.input import AudioFormat  # noqa: E402
 from qwen3_asr_stream.audio.vad import EndReason  # noqa: E402
 from qwen3_asr_stream.session.metrics import Metrics  # noqa: E402
-from qwen3_asr_stream.server.options import ServerOptions  # noqa: E402
-from qwen3_asr_stream.session.calls import Control  # noqa: E402
+from qwen3_asr_stream.session.calls import Calls, Control  # noqa: E402
 from qwen3_asr_stream.session.core import Session, State  # noqa: E402
+from qwen3_asr_stream.session.limits import SessionLimits  # noqa: E402
 from qwen3_asr_stream.session.errors import Code, ServerBusy, ShuttingDown, Status  # noqa: E402
 from qwen3_asr_stream.session.settings import settings_from  # noqa: E402
 from qwen3_asr_stream.session.types import Backend, SpeechEvent, Transcript  # noqa: E402
@@ -35,8 +35,12 @@ def speech(phrases):
     return compose([a], rate, tail_s=1.0)
 
 
-def backend_of(engine, **options) -> Backend:
-    return Backend(ServerOptions(port=0, **options), {"tiny": engine}, None, Metrics())
+def backend_of(engine, **limits) -> Backend:
+    return Backend(SessionLimits(**limits), {"tiny": engine}, None, Metrics())
+
+
+def calls_of(engine, **limits) -> Calls:
+    return Calls(backend_of(engine, **limits))
 
 
 def settings(backend: Backend, rate: int):
@@ -141,21 +145,22 @@ def test_duration_limit_ends_with_out_of_range_after_the_utterance(engine, speec
 
 def test_idle_input_ends_with_deadline_exceeded_after_the_final(engine, speech):
     async def run():
-        backend = backend_of(engine, idle_timeout_s=0.6)
-        with backend.calls.stream("test", "peer") as call:
+        calls = calls_of(engine, idle_timeout_s=0.6)
+        backend = calls.backend
+        with calls.stream("test", "peer") as call:
             session = call.open(settings(backend, speech.rate))
             for chunk in speech.chunks(CHUNK_MS)[:into_first_utterance(speech)]:
                 session.audio(chunk)
             started = time.monotonic()
             items, status = await drain_results(session)  # the client sends nothing more
             call.end(status)
-            return items, status, time.monotonic() - started, backend
+            return items, status, time.monotonic() - started, calls
 
-    items, status, waited, backend = asyncio.run(run())
+    items, status, waited, calls = asyncio.run(run())
     assert status.code is Code.DEADLINE_EXCEEDED and "no audio" in status.message
     assert 0.5 < waited < 5
     assert len(finals(items)) == 1
-    assert backend.calls.active == 0
+    assert calls.active == 0
 
 
 def test_engine_failure_ends_with_internal_and_no_final(engine, speech, monkeypatch):
@@ -216,8 +221,8 @@ def test_clear_drops_the_utterance_in_progress(engine, speech):
 
 def test_drain_lets_the_utterance_finish_then_unavailable(engine, speech):
     async def run():
-        backend = backend_of(engine, grace_s=20)
-        calls = backend.calls
+        calls = calls_of(engine)
+        backend = calls.backend
         with calls.stream("test", "peer") as call:
             session = call.open(settings(backend, speech.rate))
             chunks = speech.chunks(CHUNK_MS)
@@ -247,8 +252,8 @@ def test_drain_lets_the_utterance_finish_then_unavailable(engine, speech):
 def test_drain_forces_the_end_at_half_the_grace(engine, speech):
     """A stream that never stops speaking is ended at half the grace with the final of what it said."""
     async def run():
-        backend = backend_of(engine)
-        calls = backend.calls
+        calls = calls_of(engine)
+        backend = calls.backend
         grace = 3.0
         with calls.stream("test", "peer") as call:
             session = call.open(settings(backend, speech.rate))
@@ -281,8 +286,8 @@ def test_drain_forces_the_end_at_half_the_grace(engine, speech):
 
 def test_admission_counts_streams_and_unary_calls_together(engine):
     async def run():
-        backend = backend_of(engine, max_streams=2)
-        calls = backend.calls
+        calls = calls_of(engine, max_streams=2)
+        backend = calls.backend
         with calls.stream("test", "a"):
             with calls.unary("test", "b"):
                 with pytest.raises(ServerBusy):
@@ -295,8 +300,9 @@ def test_admission_counts_streams_and_unary_calls_together(engine):
 
 def test_pump_feeds_audio_and_controls_until_half_close(engine, speech):
     async def run():
-        backend = backend_of(engine)
-        with backend.calls.stream("test", "peer") as call:
+        calls = calls_of(engine)
+        backend = calls.backend
+        with calls.stream("test", "peer") as call:
             session = call.open(settings(backend, speech.rate))
             chunks = speech.chunks(CHUNK_MS)
             middle = into_first_utterance(speech)
@@ -330,8 +336,9 @@ def test_a_stream_faster_than_real_time_is_paced_at_the_lead_bound(engine):
     chunk = b"\0" * 3200  # 100 ms of 16 kHz 16-bit silence
 
     async def run(max_lead_s: float) -> tuple[float, float]:
-        backend = backend_of(engine, max_lead_s=max_lead_s)
-        with backend.calls.stream("test", "peer") as call:
+        calls = calls_of(engine, max_lead_s=max_lead_s)
+        backend = calls.backend
+        with calls.stream("test", "peer") as call:
             session = call.open(settings(backend, 16000))
             leads = []
 

@@ -16,14 +16,13 @@ import os
 import shutil
 import signal
 import sys
-import unicodedata
 from typing import Sequence, TextIO
 
 import grpc
 
 from .api import DEFAULT_PORT, AsyncStreamingClient, RecognitionOptions
 from .audio_files import AudioFileError, read_audio
-from .results import Result
+from .results import Result, printable
 
 PROG = "qwen3-asr-stream"
 SERVER_COMMAND_HELP = {
@@ -38,15 +37,6 @@ DEFAULT_SERVER = os.environ.get("QWEN3_ASR_SERVER", f"localhost:{DEFAULT_PORT}")
 
 def _seconds(ms: int) -> str:
     return f"{ms / 1000:.2f}"
-
-
-def printable(text: str) -> str:
-    """``text`` with control characters (escape sequences, carriage returns, newlines: anything a
-    terminal would act on) written as ``\\xNN`` / ``\\uNNNN``, so a transcript is shown, never obeyed.
-    JSON output needs no such care: it escapes them itself."""
-    if text.isprintable():
-        return text
-    return "".join(c if unicodedata.category(c) != "Cc" else ascii(c)[1:-1] for c in text)
 
 
 class TranscriptPrinter:

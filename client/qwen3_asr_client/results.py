@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass
 from typing import Iterator, Union
 
@@ -115,3 +116,12 @@ def items_of(response: asr_pb2.StreamingRecognizeResponse) -> Iterator[StreamIte
         yield Result.from_proto(result)
     if event is not None and event.type == "end":
         yield event
+
+
+def printable(text: str) -> str:
+    """``text`` with control characters (escape sequences, carriage returns, newlines: anything a
+    terminal would act on) written as ``\\xNN`` / ``\\uNNNN``, so a transcript is shown, never obeyed.
+    JSON output needs no such care: it escapes them itself."""
+    if text.isprintable():
+        return text
+    return "".join(c if unicodedata.category(c) != "Cc" else ascii(c)[1:-1] for c in text)

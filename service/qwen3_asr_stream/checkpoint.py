@@ -5,6 +5,7 @@ All file access of the model lives here; the modules themselves do no I/O.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 from dataclasses import dataclass
@@ -68,6 +69,22 @@ class LoadOptions:
 
 def best_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def add_load_arguments(parser: argparse.ArgumentParser) -> None:
+    """The command-line options of ``LoadOptions`` (every command that loads a model has them)."""
+    parser.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when present, else cpu)")
+    parser.add_argument("--dtype", default=None, choices=sorted(DTYPES),
+                        help="weights dtype (default: bfloat16 on cuda, float32 on cpu)")
+    parser.add_argument("--quantize", default=None, choices=["int8"],
+                        help="int8 decoder weights on the CPU (faster decoding, slightly different results)")
+
+
+def load_options_from(args: argparse.Namespace) -> LoadOptions:
+    """``LoadOptions`` from the arguments ``add_load_arguments`` added, with the best defaults here."""
+    device = args.device or best_device()
+    dtype = args.dtype or ("bfloat16" if device.startswith("cuda") else "float32")
+    return LoadOptions(dtype=dtype, device=device, quantize=getattr(args, "quantize", None))
 
 
 # How to get each kind of checkpoint: its command-line option and its random-weight preset.

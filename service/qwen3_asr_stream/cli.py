@@ -7,25 +7,10 @@ import json
 import sys
 from typing import Sequence
 
-from qwen3_asr_client.cli import printable
+from qwen3_asr_client.results import printable
 
-from .checkpoint import DEFAULT_ALIGNER, DEFAULT_MODEL, DTYPES, CheckpointError, LoadOptions, best_device
+from .checkpoint import DEFAULT_ALIGNER, DEFAULT_MODEL, CheckpointError, add_load_arguments, load_options_from
 from .server.cli import add_serve_command
-
-
-
-def _add_load_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when present, else cpu)")
-    parser.add_argument("--dtype", default=None, choices=sorted(DTYPES),
-                        help="weights dtype (default: bfloat16 on cuda, float32 on cpu)")
-    parser.add_argument("--quantize", default=None, choices=["int8"],
-                        help="int8 decoder weights on the CPU (faster decoding, slightly different results)")
-
-
-def _load_options(args: argparse.Namespace) -> LoadOptions:
-    device = args.device or best_device()
-    dtype = args.dtype or ("bfloat16" if device.startswith("cuda") else "float32")
-    return LoadOptions(dtype=dtype, device=device, quantize=getattr(args, "quantize", None))
 
 
 def _words_json(words) -> list[dict]:
@@ -41,7 +26,7 @@ def _cmd_transcribe(args: argparse.Namespace) -> int:
         word_timestamps=args.aligner is not None,
     )
     audios = {path: read_audio(path) for path in args.audio}  # every file readable before loading the model
-    transcriber = Transcriber.from_pretrained(args.model, args.aligner, _load_options(args))
+    transcriber = Transcriber.from_pretrained(args.model, args.aligner, load_options_from(args))
     for path, audio in audios.items():
         if audio.shape[0] == 0:
             print(f"qwen3-asr-stream transcribe: {path} has no audio; its result is empty", file=sys.stderr)
@@ -69,7 +54,7 @@ def _cmd_align(args: argparse.Namespace) -> int:
     audio = read_audio(args.audio)
     if audio.shape[0] == 0:
         raise ValueError(f"{args.audio} has no audio: there is nothing to align the text to")
-    aligner = ForcedAligner(*load_pretrained(args.aligner, _load_options(args), "aligner"))
+    aligner = ForcedAligner(*load_pretrained(args.aligner, load_options_from(args), "aligner"))
     words = align_recording(aligner, audio, args.text, language)
     if args.json:
         print(json.dumps({"file": args.audio, "words": _words_json(words)}, ensure_ascii=False))
@@ -91,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--context", default="", help="context text: hot words, domain hints")
     t.add_argument("--max-new-tokens", type=int, default=512)
     t.add_argument("--json", action="store_true", help="one JSON object per file")
-    _add_load_options(t)
+    add_load_arguments(t)
     t.set_defaults(handler=_cmd_transcribe)
 
     a = commands.add_parser("align", help="word timestamps for a known transcript")
@@ -100,10 +85,10 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--aligner", default=DEFAULT_ALIGNER, help=f"aligner folder or repo id (default {DEFAULT_ALIGNER})")
     a.add_argument("--language", required=True, help="language of the text, e.g. English, Chinese, Japanese")
     a.add_argument("--json", action="store_true")
-    _add_load_options(a)
+    add_load_arguments(a)
     a.set_defaults(handler=_cmd_align)
 
-    add_serve_command(commands, _add_load_options, _load_options)
+    add_serve_command(commands)
     return parser
 
 

@@ -6,22 +6,36 @@ from dataclasses import dataclass
 
 from .bias import DEFAULT_BOOST, check_terms
 
-# Bounds of the interim cadence, audio seconds between updates (the server's limits derive from these).
-MIN_UPDATE_INTERVAL_S = 0.1
-MAX_UPDATE_INTERVAL_S = 30.0
+# The interim cadence (audio time between interim updates), written once: its bounds, the
+# default a stream gets unless it asks (the server's --update-interval-ms), and the official
+# streaming policy's 2 s chunks (``PolicyOptions``' default, what the benchmarks compare with).
+# Protocols speak milliseconds, the engine seconds.
+MIN_UPDATE_INTERVAL_MS = 100
+MAX_UPDATE_INTERVAL_MS = 30_000
+DEFAULT_UPDATE_INTERVAL_MS = 1000
+OFFICIAL_UPDATE_INTERVAL_S = 2.0
 
 
-def _check_update_interval(seconds: float) -> None:
-    if not MIN_UPDATE_INTERVAL_S <= seconds <= MAX_UPDATE_INTERVAL_S:
-        raise ValueError(f"update_interval_s must be within {MIN_UPDATE_INTERVAL_S:g}..{MAX_UPDATE_INTERVAL_S:g} s, "
-                         f"got {seconds}")
+def update_interval_problem(milliseconds: float) -> str | None:
+    """Why ``milliseconds`` is no interim cadence (None when it is one)."""
+    if isinstance(milliseconds, bool) or not isinstance(milliseconds, (int, float)) or not (
+            MIN_UPDATE_INTERVAL_MS <= milliseconds <= MAX_UPDATE_INTERVAL_MS):
+        return f"update_interval_ms must be {MIN_UPDATE_INTERVAL_MS}-{MAX_UPDATE_INTERVAL_MS}, got {milliseconds!r}"
+    return None
+
+
+def check_update_interval_s(seconds: float) -> None:
+    """Raise ValueError unless ``seconds`` is within the cadence's bounds."""
+    if update_interval_problem(seconds * 1000) is not None:
+        raise ValueError(f"update_interval_s must be within {MIN_UPDATE_INTERVAL_MS / 1000:g}.."
+                         f"{MAX_UPDATE_INTERVAL_MS / 1000:g} s, got {seconds}")
 
 
 @dataclass(frozen=True)
 class PolicyOptions:
     """When interim updates run and which text they keep (defaults: the official streaming policy)."""
 
-    update_interval_s: float = 2.0  # audio time between interim updates
+    update_interval_s: float = OFFICIAL_UPDATE_INTERVAL_S  # audio time between interim updates
     unfixed_updates: int = 2  # the first N updates decode without a text prefix
     rollback_tokens: int = 5  # the prefix is the last hypothesis minus its last K tokens
     max_tokens_per_update: int = 32  # hard bound on new tokens of an interim update
@@ -35,7 +49,7 @@ class PolicyOptions:
     draft_probe_tokens: int = 2
 
     def __post_init__(self) -> None:
-        _check_update_interval(self.update_interval_s)
+        check_update_interval_s(self.update_interval_s)
         if self.unfixed_updates < 0 or self.rollback_tokens < 0:
             raise ValueError("unfixed_updates and rollback_tokens must not be negative")
         if self.max_tokens_per_update < 1 or self.max_tokens_final < 1:
@@ -84,5 +98,5 @@ class UtteranceOptions:
 
     def __post_init__(self) -> None:
         if self.update_interval_s is not None:
-            _check_update_interval(self.update_interval_s)
+            check_update_interval_s(self.update_interval_s)
         check_terms(self.key_terms, self.term_boost)

@@ -17,6 +17,7 @@ import torch
 from ..model.kv_cache import RowCache
 from .bias import TermBias
 from .features import WindowedFeatures
+from .options import check_update_interval_s
 from .policy import HypothesisState
 
 
@@ -42,8 +43,8 @@ class UtteranceSpec:
     def __post_init__(self) -> None:
         if not self.head_ids or not self.tail_ids:
             raise ValueError("an utterance needs prompt ids before and after the audio")
-        if self.update_interval_s is not None and not 0.1 <= self.update_interval_s <= 30:
-            raise ValueError(f"update_interval_s must be within 0.1..30 s, got {self.update_interval_s}")
+        if self.update_interval_s is not None:
+            check_update_interval_s(self.update_interval_s)
 
 
 @dataclass(frozen=True)

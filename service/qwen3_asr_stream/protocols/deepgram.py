@@ -67,7 +67,7 @@ class ListenConnection:
     async def run(self) -> None:
         self.session = session = self.call.open(self.settings)
         writer = asyncio.get_running_loop().create_task(self.write())
-        idle = self.backend.options.idle_timeout_s
+        idle = self.backend.limits.idle_timeout_s
         try:
             while session.taking_input:
                 if not await session.wait_room(idle):
@@ -161,8 +161,9 @@ class ListenConnection:
 
 
 class DeepgramApi:
-    def __init__(self, backend) -> None:
-        self.backend = backend
+    def __init__(self, calls) -> None:
+        self.calls = calls
+        self.backend = calls.backend
 
     def add_routes(self, app: web.Application) -> None:
         app.router.add_get("/v1/listen", self.listen)
@@ -174,14 +175,14 @@ class DeepgramApi:
     async def listen(self, request: web.Request) -> web.StreamResponse:
         request_id = str(uuid.uuid4())
         ws = web.WebSocketResponse(protocols=(KEY_SUBPROTOCOL,), compress=False,
-                                   max_msg_size=FRAME_OVERHEAD * self.backend.options.max_message_bytes)
+                                   max_msg_size=FRAME_OVERHEAD * self.backend.limits.max_message_bytes)
         try:
             options = self._options(request)
             settings = live_settings(options, self.backend)
             if not ws.can_prepare(request).ok:
                 raise BadParameter("connection", "GET /v1/listen is a WebSocket for live audio (POST the audio for "
                                                  "pre-recorded transcription)")
-            call = self.backend.calls.stream("deepgram", request.remote or "")
+            call = self.calls.stream("deepgram", request.remote or "")
         except Exception as exc:  # noqa: BLE001 - a bad request, busy or draining: refused before the upgrade
             status = status_of(exc)
             return error_response(status.message, error_for(status.code.name), request_id)
@@ -201,9 +202,9 @@ class DeepgramApi:
 
     async def prerecorded(self, request: web.Request) -> web.Response:
         request_id = str(uuid.uuid4())
-        backend, limit = self.backend, self.backend.options.max_recognize_bytes
+        backend, limit = self.backend, self.backend.limits.max_recognize_bytes
         try:
-            with backend.calls.unary("deepgram.prerecorded", request.remote or ""):
+            with self.calls.unary("deepgram.prerecorded", request.remote or ""):
                 options = self._options(request)
                 if request.content_type == "application/json":
                     raise BadParameter("url", "this server fetches no URLs; send the audio bytes as the request "

@@ -101,8 +101,9 @@ class FluxConnection(ListenConnection):
 
 
 class FluxApi:
-    def __init__(self, backend) -> None:
-        self.backend = backend
+    def __init__(self, calls) -> None:
+        self.calls = calls
+        self.backend = calls.backend
 
     def add_routes(self, app: web.Application) -> None:
         app.router.add_get("/v2/listen", self.listen)
@@ -110,13 +111,13 @@ class FluxApi:
     async def listen(self, request: web.Request) -> web.StreamResponse:
         request_id = str(uuid.uuid4())
         ws = web.WebSocketResponse(protocols=(KEY_SUBPROTOCOL,), compress=False,
-                                   max_msg_size=FRAME_OVERHEAD * self.backend.options.max_message_bytes)
+                                   max_msg_size=FRAME_OVERHEAD * self.backend.limits.max_message_bytes)
         try:
             options, pause = parse_flux_query({name: request.query.getall(name) for name in request.query.keys()})
             settings = live_settings(options, self.backend, eager_pause_ms=pause)
             if not ws.can_prepare(request).ok:
                 raise BadParameter("connection", "GET /v2/listen is a WebSocket for live audio")
-            call = self.backend.calls.stream("deepgram.flux", request.remote or "")
+            call = self.calls.stream("deepgram.flux", request.remote or "")
         except Exception as exc:  # noqa: BLE001 - a bad request, busy or draining: refused before the upgrade
             status = status_of(exc)
             return error_response(status.message, error_for(status.code.name), request_id)

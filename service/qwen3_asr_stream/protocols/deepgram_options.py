@@ -215,7 +215,7 @@ def live_settings(options: ListenOptions, backend: Backend, *, need_format: bool
             backend, encoding=ENCODINGS[options.encoding or "linear16"], sample_rate=options.sample_rate or 16000,
             channels=options.channels, model=model_of(options.model, backend), language=language,
             key_terms=options.keyterms, word_times=backend.aligner is not None,
-            endpointing=endpointing_of(options, backend.options.endpointing, eager_pause_ms),
+            endpointing=endpointing_of(options, backend.limits.endpointing, eager_pause_ms),
             interim_results=options.interim_results)
     except BadParameter:
         raise

@@ -1,7 +1,7 @@
 """What the gRPC protocols (asr.v1, Riva) share: the status table and one streaming call on the core.
 
     async def StreamingRecognize(self, requests, context):
-        async for response in serve_stream(self.backend, "asr.v1", requests, context, self._start):
+        async for response in serve_stream(self.calls, "asr.v1", requests, context, self._start):
             yield response
 
 ``start(requests)`` reads the protocol's first request and returns the call's
@@ -19,8 +19,9 @@ from typing import AsyncIterator, Awaitable, Callable
 
 import grpc
 
+from ..session.calls import Calls
 from ..session.errors import Code, IdleTimeout, InvalidRequest, MessageTooLarge, Status, is_expected, status_of
-from ..session.types import Backend, RecognitionSettings
+from ..session.types import RecognitionSettings
 
 log = logging.getLogger(__name__)
 
@@ -65,13 +66,13 @@ async def first_request(requests, idle_s: float, rest: str = "audio comes"):
     return first
 
 
-async def serve_stream(backend: Backend, protocol: str, requests, context, start: Start):
+async def serve_stream(calls: Calls, protocol: str, requests, context, start: Start):
     """One streaming call: admission, the session fed from the requests, its results as the
     protocol's responses, then the status (read-before-reject for errors about the input)."""
     peer = context.peer()  # now: an ended call can crash grpc.aio
     reader = None
     try:
-        with backend.calls.stream(protocol, peer) as call:
+        with calls.stream(protocol, peer) as call:
             try:
                 settings, inputs, response_of = await start(requests)
                 session = call.open(settings)

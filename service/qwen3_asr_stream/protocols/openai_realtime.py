@@ -25,7 +25,7 @@ session's first audio), ``audio_start_ms``, ``audio_end_ms``, ``language``, ``la
 OpenAI clients ignore these extra fields.
 
 Everything about admission, limits, idle time, drain, order and finals is the core's
-(``backend.calls``); this module only converts events and maps errors through the table
+(``calls``); this module only converts events and maps errors through the table
 in ``openai_common``; the session shapes are read in ``openai_realtime_config``.
 """
 
@@ -42,7 +42,7 @@ from dataclasses import dataclass, replace
 
 from aiohttp import WSMsgType, web
 
-from ..session.calls import SHUTDOWN_MESSAGE, StreamCall
+from ..session.calls import SHUTDOWN_MESSAGE, Calls, StreamCall
 from ..session.errors import IdleTimeout, InvalidRequest, ShuttingDown, Status, is_expected, status_of
 from ..session.settings import settings_from
 from ..session.types import RecognitionSettings, SpeechEvent, Transcript
@@ -104,7 +104,7 @@ class Connection:
         model = self.backend.default_model
         await self.send({"type": "session.created", "session": session_object(self.session_id, self.config, model,
                                                                                beta=False)})
-        idle = self.backend.options.idle_timeout_s
+        idle = self.backend.limits.idle_timeout_s
         try:
             while True:
                 if self.session is None:  # the core watches a call (idle, drain) once its session is open
@@ -137,7 +137,7 @@ class Connection:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + idle
         while True:
-            if self.backend.calls.draining:
+            if self.call.calls.draining:
                 await self.end(status_of(ShuttingDown(SHUTDOWN_MESSAGE)))
                 return None
             left = deadline - loop.time()
@@ -188,7 +188,7 @@ class Connection:
             config = replace(config, words=False)  # as gRPC: no aligner, no words (session.updated shows it)
         settings = settings_from(self.backend, sample_rate=config.rate, model=model, language=config.language,
                                  context=config.prompt, word_times=config.words,
-                                 endpointing=config.endpointing(self.backend.options.endpointing),
+                                 endpointing=config.endpointing(self.backend.limits.endpointing),
                                  interim_results=True, update_interval_ms=config.update_interval_ms)
         if self.session is not None and settings != self.settings:
             raise BadEvent("the session's audio has started; its configuration cannot change now: open a new "
@@ -324,8 +324,9 @@ HANDLERS = {
 
 
 class RealtimeApi:
-    def __init__(self, backend) -> None:
-        self.backend = backend
+    def __init__(self, calls: Calls) -> None:
+        self.calls = calls
+        self.backend = calls.backend
 
     def add_routes(self, app: web.Application) -> None:
         app.router.add_get("/v1/realtime", self.realtime)
@@ -333,7 +334,7 @@ class RealtimeApi:
     def _frame_limit(self) -> int:
         """Largest WebSocket message: room for an append over the audio limit, so that the core
         refuses it with an error event (base64 is 4/3 of the audio); larger ones close with 1009."""
-        return 2 * self.backend.options.max_message_bytes + MESSAGE_OVERHEAD
+        return 2 * self.backend.limits.max_message_bytes + MESSAGE_OVERHEAD
 
     async def realtime(self, request: web.Request) -> web.StreamResponse:
         intent = request.query.get("intent", "transcription")
@@ -346,7 +347,7 @@ class RealtimeApi:
             return web.json_response(error_body("/v1/realtime is a WebSocket: connect with a WebSocket client",
                                                 BAD, code="websocket_required"), status=400)
         try:
-            call = self.backend.calls.stream("openai.realtime", request.remote or "")
+            call = self.calls.stream("openai.realtime", request.remote or "")
         except Exception as exc:  # noqa: BLE001 - busy or draining: refused before the upgrade
             status = status_of(exc)
             error = error_for(status.code.name)

@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 from ..audio.vad import MAX_WINDOW_MS, EndpointingOptions
+from ..engine.options import MAX_UPDATE_INTERVAL_MS, MIN_UPDATE_INTERVAL_MS
 from ..session.settings import endpointing_with
 
 DEFAULT_RATE = 24_000  # OpenAI's pcm16 rate
@@ -114,7 +115,8 @@ def _transcription(config: SessionConfig, value, param: str) -> SessionConfig:
         if key in value:
             changes[name] = _str(value[key], f"{param}.{key}")
     if value.get("update_interval_ms") is not None:  # our extension: the interim cadence
-        changes["update_interval_ms"] = _int(value["update_interval_ms"], f"{param}.update_interval_ms", 100, 30_000)
+        changes["update_interval_ms"] = _int(value["update_interval_ms"], f"{param}.update_interval_ms",
+                                             MIN_UPDATE_INTERVAL_MS, MAX_UPDATE_INTERVAL_MS)
     return replace(config, **changes)
 
 

@@ -25,6 +25,7 @@ from aiohttp import web
 from ..audio import SAMPLE_RATE
 from ..audio.input import MAX_CHANNELS, MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, AudioEncoding
 from ..audio.files import to_mono_16k
+from ..session.calls import Calls
 from ..session.errors import InvalidRequest, MessageTooLarge, status_of
 from ..session.recognize import recognize
 from ..session.settings import settings_from
@@ -242,8 +243,9 @@ def status_response(exc: BaseException) -> web.Response:
 
 
 class RestApi:
-    def __init__(self, backend) -> None:
-        self.backend = backend
+    def __init__(self, calls: Calls) -> None:
+        self.calls = calls
+        self.backend = calls.backend
 
     def add_routes(self, app: web.Application) -> None:
         app.router.add_post("/v1/audio/transcriptions", self.transcriptions)
@@ -264,10 +266,10 @@ class RestApi:
         return web.json_response(self._model_object(name))
 
     async def transcriptions(self, request: web.Request) -> web.StreamResponse:
-        backend, options = self.backend, self.backend.options
+        backend, limits = self.backend, self.backend.limits
         try:
-            with backend.calls.unary("openai.rest", request.remote or ""):
-                req = await read_form(request, options.max_recognize_bytes)
+            with self.calls.unary("openai.rest", request.remote or ""):
+                req = await read_form(request, limits.max_recognize_bytes)
                 model = model_for(req.model, backend.engines, backend.default_model)
                 if model is None:
                     raise HttpError(f"unknown model {req.model!r}; this server has {', '.join(backend.engines)} "
@@ -278,7 +280,7 @@ class RestApi:
                     raise HttpError("word timestamps need the forced aligner, which this server runs without",
                                     param="timestamp_granularities")
                 pcm, rate, channels = await asyncio.to_thread(decode_file, req.file,
-                                                              options.max_recognize_bytes / PCM16_BYTES_PER_S)
+                                                              limits.max_recognize_bytes / PCM16_BYTES_PER_S)
                 settings = settings_from(backend, encoding=AudioEncoding.FLOAT32, sample_rate=rate,
                                          channels=channels, model=model, language=req.language,
                                          context=req.prompt, word_times=words)

@@ -33,10 +33,10 @@ from qwen3_asr_client.proto import asr_pb2, asr_pb2_grpc
 
 from ..engine.aligner import MAX_ALIGN_SECONDS, ForcedAligner
 from ..engine.text_layer import StreamingEngine
-from ..engine.options import EngineOptions, PolicyOptions
 from ..protocols.grpc_asr.servicer import SpeechRecognitionServicer
 from ..protocols.grpc_riva.servicer import add_to_server as add_riva_service
 from ..session.aligner_worker import AlignerWorker
+from ..session.calls import Calls
 from ..session.types import Backend
 from .http import HttpServer, ssl_context
 from .interceptors import BearerTokenAuth, MalformedRequests
@@ -56,17 +56,6 @@ KEEPALIVE = [  # values from grpc's keepalive example
 STOP_GRACE_S = 1.0  # after the grace: how long gRPC waits for calls still running before cancelling them
 
 
-def engine_options(options: ServerOptions, *, max_batch: int = 16, kv_budget_bytes: int = 4 << 30) -> EngineOptions:
-    """Engine options that fit the server's: room for two utterances per stream (one
-    finishing, one starting), utterances as long as the server's endpointing allows (a
-    stream may ask for shorter ones, not longer), the server's default interim cadence
-    (each stream sets its own)."""
-    return EngineOptions(
-        max_batch=max_batch, max_utterances=2 * options.max_streams, kv_budget_bytes=kv_budget_bytes,
-        max_utterance_s=options.endpointing.max_utterance_ms / 1000,
-        policy=dataclasses.replace(PolicyOptions(), update_interval_s=options.update_interval_ms / 1000))
-
-
 class AsrServer:
     def __init__(self, options: ServerOptions, engines: Mapping[str, StreamingEngine],
                  aligner: ForcedAligner | None = None) -> None:
@@ -82,9 +71,9 @@ class AsrServer:
         if aligner is not None:
             worker = AlignerWorker(aligner, max_batch=options.aligner_max_batch,
                                    on_batch=lambda n, seconds: self.metrics.aligner_seconds.observe(seconds))
-        self.backend = Backend(options, dict(engines), worker, self.metrics)
-        self.calls = self.backend.calls
-        self.servicer = SpeechRecognitionServicer(self.backend)
+        self.backend = Backend(options.session_limits(), dict(engines), worker, self.metrics)
+        self.calls = Calls(self.backend)
+        self.servicer = SpeechRecognitionServicer(self.calls)
         self.port: int | None = None
         self.metrics_port: int | None = None
         self.http_port: int | None = None
@@ -92,7 +81,7 @@ class AsrServer:
         self._health: health.aio.HealthServicer | None = None
         self._metrics_http: MetricsHttpServer | None = None
         self.probes = Probes()
-        self.http = HttpServer(self.backend, self.probes) if options.http_port else None
+        self.http = HttpServer(options, self.calls, self.probes) if options.http_port else None
         self._heartbeat: asyncio.Task | None = None
         self._stopping: asyncio.Task | None = None
         self._watch_metrics()
@@ -131,7 +120,7 @@ class AsrServer:
             *KEEPALIVE,
         ])
         asr_pb2_grpc.add_SpeechRecognitionServicer_to_server(self.servicer, server)
-        riva_service = add_riva_service(self.backend, server)  # nvidia.riva.asr on the same session core
+        riva_service = add_riva_service(self.calls, server, options.riva_any_model)  # nvidia.riva.asr on the same session core
         self._health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         reflection.enable_server_reflection(

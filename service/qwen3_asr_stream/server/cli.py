@@ -10,24 +10,16 @@ import os
 import socket
 import sys
 from pathlib import Path
-from typing import Callable
 
-from ..checkpoint import DEFAULT_ALIGNER, DEFAULT_MODEL, LoadOptions
-from .options import DEFAULT_HTTP_PORT, ServerOptions, stage_conflicts
 from ..audio.vad import EndpointingOptions
-
-GIB = 1 << 30
+from ..checkpoint import DEFAULT_ALIGNER, DEFAULT_MODEL, LoadOptions, add_load_arguments, load_options_from
+from .loading import DEFAULT_MAX_BATCH, load_aligner, load_engine, model_name
+from .options import DEFAULT_HTTP_PORT, ServerOptions, stage_conflicts
 
 log = logging.getLogger("qwen3_asr_stream.server")
 
 
-def model_name(path_or_repo: str) -> str:
-    """The name clients put in RecognitionConfig.model: the repo's or the folder's last part."""
-    return Path(str(path_or_repo).rstrip("/")).name
-
-
-def add_serve_command(commands, add_load_options: Callable[[argparse.ArgumentParser], None],
-                      load_options: Callable[[argparse.Namespace], LoadOptions]) -> None:
+def add_serve_command(commands) -> None:
     d, e = ServerOptions(), EndpointingOptions()
     p = commands.add_parser("serve", help="run the streaming recognition server (gRPC)",
                             description="Serve asr.v1.SpeechRecognition (plus grpc.health.v1 and reflection) "
@@ -72,13 +64,13 @@ def add_serve_command(commands, add_load_options: Callable[[argparse.ArgumentPar
     p.add_argument("--riva-any-model", action="store_true",
                    help="Riva API: a request naming a model this server does not have (LiveKit's nvidia plugin "
                         "sends a Parakeet name by default) gets the default model instead of INVALID_ARGUMENT")
-    p.add_argument("--max-batch", type=int, default=16, help="utterances decoded together (default: %(default)s)")
+    p.add_argument("--max-batch", type=int, default=DEFAULT_MAX_BATCH, help="utterances decoded together (default: %(default)s)")
     p.add_argument("--kv-cache-gib", type=float, default=None,
                    help="decoder cache budget of the engine (default: enough for 2 utterances per stream)")
     p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
                    help="one line per stream at INFO (default: %(default)s)")
-    add_load_options(p)
-    p.set_defaults(handler=lambda args: _serve(args, load_options(args)))
+    add_load_arguments(p)
+    p.set_defaults(handler=lambda args: _serve(args, load_options_from(args)))
 
 
 def server_options(args: argparse.Namespace) -> ServerOptions:
@@ -171,10 +163,9 @@ def _serve(args: argparse.Namespace, load: LoadOptions) -> int:
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # ValueError / CheckpointError -> one line and exit 2, before any model is loaded
     options, models, names, folders, aligner_folder = preflight(args)
-    engines, aligner = load_engines([str(f) for f in folders], names, load, options, args.max_batch,
-                                    args.kv_cache_gib)
-    if aligner_folder is not None:
-        aligner = load_aligner(str(aligner_folder), load)
+    engines = {name: load_engine(str(folder), options, load, kv_cache_gib=args.kv_cache_gib, max_batch=args.max_batch)
+               for name, folder in zip(names, folders)}
+    aligner = load_aligner(str(aligner_folder), load) if aligner_folder is not None else None
     try:
         asyncio.run(_run(options, engines, aligner))
     finally:
@@ -195,32 +186,6 @@ def _exit_now(code: int) -> None:
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)
-
-
-def load_engines(models, names, load: LoadOptions, options: ServerOptions, max_batch: int,
-                 kv_cache_gib: float | None):
-    from ..checkpoint import load_pretrained
-    from ..engine.text_layer import StreamingEngine, memory_needed
-    from .app import engine_options
-
-    engines = {}
-    for name, path in zip(names, models):
-        log.info("loading %s from %s on %s (%s%s)", name, path, load.device, load.dtype,
-                 ", int8 decoder" if load.quantize == "int8" else "")
-        model, tokenizer = load_pretrained(path, load)
-        engine_opts = engine_options(options, max_batch=max_batch)
-        memory = memory_needed(model, tokenizer, engine_opts)
-        budget = int(kv_cache_gib * GIB) if kv_cache_gib else memory.budget_for(engine_opts.max_utterances)
-        engines[name] = StreamingEngine(model, tokenizer, dataclasses.replace(engine_opts, kv_budget_bytes=budget))
-    return engines, None
-
-
-def load_aligner(path: str, load: LoadOptions):
-    from ..engine.aligner import ForcedAligner
-    from ..checkpoint import load_pretrained
-
-    log.info("loading aligner %s from %s", model_name(path), path)
-    return ForcedAligner(*load_pretrained(path, load, "aligner"))
 
 
 async def _run(options: ServerOptions, engines, aligner) -> None:

@@ -32,7 +32,8 @@ from ..protocols.deepgram_flux import FluxApi
 from ..protocols.openai_common import error_body, error_for, token_ok
 from ..protocols.openai_realtime import MESSAGE_OVERHEAD, RealtimeApi
 from ..protocols.openai_rest import FORM_FIELDS_BYTES, RestApi
-from ..session.types import Backend
+from ..session.calls import Calls
+from .options import ServerOptions
 from .probes import LIVE_PATH, READY_PATH, Probes
 
 log = logging.getLogger(__name__)
@@ -46,10 +47,10 @@ TOKEN_MESSAGE = ("missing or wrong API key: send 'Authorization: Bearer <token>'
 
 
 class HttpServer:
-    def __init__(self, backend: Backend, probes: Probes) -> None:
-        self.backend = backend
+    def __init__(self, options: ServerOptions, calls: Calls, probes: Probes) -> None:
+        self.options = options
+        self.backend = calls.backend
         self.probes = probes
-        options = backend.options
         self.app = web.Application(middlewares=[self._auth],
                                    client_max_size=options.max_recognize_bytes + FORM_FIELDS_BYTES + MESSAGE_OVERHEAD)
         self.app.router.add_get(LIVE_PATH, self.livez)
@@ -57,10 +58,10 @@ class HttpServer:
         self.app.router.add_get("/metrics", self.metrics)
         self.app.router.add_get("/", self.page)
         self.app.router.add_get("/web/{name}", self.page)
-        RealtimeApi(backend).add_routes(self.app)
-        RestApi(backend).add_routes(self.app)
-        DeepgramApi(backend).add_routes(self.app)
-        FluxApi(backend).add_routes(self.app)
+        RealtimeApi(calls).add_routes(self.app)
+        RestApi(calls).add_routes(self.app)
+        DeepgramApi(calls).add_routes(self.app)
+        FluxApi(calls).add_routes(self.app)
         self._runner: web.AppRunner | None = None
         self.port: int | None = None
 
@@ -83,7 +84,7 @@ class HttpServer:
 
     @web.middleware
     async def _auth(self, request: web.Request, handler):
-        expected = self.backend.options.auth_token
+        expected = self.options.auth_token
         if request.path in DEEPGRAM_PATHS:
             if not deepgram_common.key_ok(expected, request.headers):
                 self.backend.metrics.rejected.labels("unauthenticated").inc()

@@ -8,34 +8,33 @@ Every limit a client can run into is reported by GetSpeechRecognitionConfig.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Mapping
 
 from ..audio.vad import EndpointingOptions
-from ..engine.options import MAX_UPDATE_INTERVAL_S, MIN_UPDATE_INTERVAL_S
+from ..session.aligner_worker import DEFAULT_ALIGNER_BATCH
+from ..session.limits import KIB, MIB, SessionLimits
 
-KIB = 1024
-MIB = 1024 * KIB
+__all__ = ["DEFAULT_HTTP_PORT", "KIB", "MESSAGE_OVERHEAD_BYTES", "MIB", "ServerOptions", "stage_conflicts"]
+
 # Room for the non-audio fields of a request (config, context, hot words) on top of
 # the largest audio payload when sizing gRPC's own receive limit.
 MESSAGE_OVERHEAD_BYTES = 16 * KIB
-MIN_UPDATE_INTERVAL_MS = round(MIN_UPDATE_INTERVAL_S * 1000)  # the engine's bounds, in the protocols' unit
-MAX_UPDATE_INTERVAL_MS = round(MAX_UPDATE_INTERVAL_S * 1000)
 DEFAULT_HTTP_PORT = 8000  # what ``serve`` listens on for HTTP unless --http-port says otherwise
+_LIMITS = SessionLimits()  # the session's defaults, written once there
 
 
 @dataclass(frozen=True)
 class ServerOptions:
-    """What the server listens on, what it allows, and the defaults of a stream."""
+    """What the server listens on, what it allows, and the defaults of a stream.
+
+    The fields after ``http_port`` up to ``max_lead_s`` are the session core's limits
+    (``session_limits()``): their defaults and their checks are ``SessionLimits``'.
+    """
 
     host: str = "127.0.0.1"  # loopback; "0.0.0.0" or "[::]" to serve other machines
     port: int = 50051  # 0 = any free port (the bound port is reported by the server)
-    max_streams: int = 32  # streams and Recognize calls served at once; more are RESOURCE_EXHAUSTED
-    max_message_bytes: int = 64 * KIB  # largest audio_content of one streaming request
-    max_recognize_bytes: int = 2 * MIB  # largest RecognizeRequest.audio (~65 s of 16 kHz 16-bit mono)
-    max_stream_seconds: int = 3600  # audio of one stream; more ends it with OUT_OF_RANGE
-    idle_timeout_s: float = 30.0  # no request (or no response read) this long: DEADLINE_EXCEEDED
     grace_s: float = 20.0  # on SIGTERM, time running utterances get to finish
     tls_cert: Path | None = None  # PEM certificate chain; with tls_key, serve TLS
     tls_key: Path | None = None
@@ -45,34 +44,35 @@ class ServerOptions:
     # HTTP (OpenAI REST + Realtime WebSocket, captions page) on host:http_port; 0 = off
     # (``serve`` turns it on at DEFAULT_HTTP_PORT)
     http_port: int = 0
+    # -- the session core's limits (SessionLimits) --
+    max_streams: int = _LIMITS.max_streams
+    max_message_bytes: int = _LIMITS.max_message_bytes
+    max_recognize_bytes: int = _LIMITS.max_recognize_bytes
+    max_stream_seconds: int = _LIMITS.max_stream_seconds
+    idle_timeout_s: float = _LIMITS.idle_timeout_s
     endpointing: EndpointingOptions = field(default_factory=EndpointingOptions)
-    update_interval_ms: int = 1000  # default interim cadence, ms of audio
-    max_context_chars: int = 2000  # context plus hot words of one request
-    max_queued_responses: int = 64  # unread responses of a stream before its audio is no longer read
-    recognize_parallel: int = 4  # utterances of one Recognize call in the engine at once
-    aligner_max_batch: int = 16  # utterances aligned in one pass
-    max_lead_s: float = 30.0  # a stream's audio is read at most this far ahead of real time
+    update_interval_ms: int = _LIMITS.update_interval_ms
+    max_context_chars: int = _LIMITS.max_context_chars
+    max_queued_responses: int = _LIMITS.max_queued_responses
+    recognize_parallel: int = _LIMITS.recognize_parallel
+    max_lead_s: float = _LIMITS.max_lead_s
+    # -- the server's own --
+    aligner_max_batch: int = DEFAULT_ALIGNER_BATCH  # utterances aligned in one pass
     # Riva requests naming a model this server does not have (LiveKit's nvidia plugin sends a
     # Parakeet name by default) get the default model instead of INVALID_ARGUMENT.
     riva_any_model: bool = False
 
     def __post_init__(self) -> None:
-        def need(ok: bool, message: str) -> None:
+        def need(ok: bool, message: str | None) -> None:
             if not ok:
                 raise ValueError(f"server options: {message}")
 
         need(isinstance(self.host, str) and self.host.strip() != "", "host must be a host name or address")
         need(_int(self.port) and 0 <= self.port <= 65535, f"port must be 0-65535, got {self.port!r}")
-        need(_int(self.max_streams) and self.max_streams >= 1, f"max_streams must be at least 1, got {self.max_streams!r}")
-        need(_int(self.max_message_bytes) and KIB <= self.max_message_bytes <= 4 * MIB,
-             f"max_message_bytes must be 1 KiB-4 MiB (64 KiB holds 100 ms of 48 kHz stereo float32 with room "
-             f"to spare), got {self.max_message_bytes!r}")
-        need(_int(self.max_recognize_bytes) and KIB <= self.max_recognize_bytes <= 256 * MIB,
-             f"max_recognize_bytes must be 1 KiB-256 MiB, got {self.max_recognize_bytes!r}")
-        need(_int(self.max_stream_seconds) and 1 <= self.max_stream_seconds <= 596 * 3600,
-             f"max_stream_seconds must be 1 s to 596 h (int32 ms offsets), got {self.max_stream_seconds!r}")
-        need(isinstance(self.idle_timeout_s, (int, float)) and self.idle_timeout_s > 0,
-             f"idle_timeout_s must be positive, got {self.idle_timeout_s!r}")
+        try:
+            self.session_limits()
+        except ValueError as exc:
+            need(False, str(exc))
         need(isinstance(self.grace_s, (int, float)) and self.grace_s >= 0, f"grace_s must be >= 0, got {self.grace_s!r}")
         need((self.tls_cert is None) == (self.tls_key is None),
              "tls_cert and tls_key go together: give both to serve TLS, or neither")
@@ -91,17 +91,13 @@ class ServerOptions:
              f"http_port must be 0 (off) or a port, got {self.http_port!r}")
         need(self.http_port == 0 or self.http_port not in (self.port, self.metrics_port),
              "http_port must differ from port and metrics_port")
-        need(isinstance(self.endpointing, EndpointingOptions), "endpointing must be an EndpointingOptions")
-        need(_int(self.update_interval_ms) and MIN_UPDATE_INTERVAL_MS <= self.update_interval_ms <= MAX_UPDATE_INTERVAL_MS,
-             f"update_interval_ms must be {MIN_UPDATE_INTERVAL_MS}-{MAX_UPDATE_INTERVAL_MS}, got {self.update_interval_ms!r}")
-        for name in ("max_context_chars", "recognize_parallel", "aligner_max_batch"):
-            value = getattr(self, name)
-            need(_int(value) and value >= 1, f"{name} must be at least 1, got {value!r}")
-        need(isinstance(self.max_lead_s, (int, float)) and not isinstance(self.max_lead_s, bool)
-             and self.max_lead_s >= 1, f"max_lead_s must be at least 1 s, got {self.max_lead_s!r}")
-        need(_int(self.max_queued_responses) and self.max_queued_responses >= 8,
-             f"max_queued_responses must be at least 8, got {self.max_queued_responses!r}")
+        need(_int(self.aligner_max_batch) and self.aligner_max_batch >= 1,
+             f"aligner_max_batch must be at least 1, got {self.aligner_max_batch!r}")
         need(isinstance(self.riva_any_model, bool), f"riva_any_model must be a bool, got {self.riva_any_model!r}")
+
+    def session_limits(self) -> SessionLimits:
+        """The session core's limits, as these options set them."""
+        return SessionLimits(**{f.name: getattr(self, f.name) for f in fields(SessionLimits)})
 
     @property
     def tls(self) -> bool:

@@ -21,12 +21,13 @@ from ..audio import SAMPLE_RATE
 from ..engine.worker import BatchWorker
 
 log = logging.getLogger(__name__)
+DEFAULT_ALIGNER_BATCH = 16  # utterances aligned in one pass
 
 Batch = list[tuple[AlignRequest, Future]]
 
 
 class AlignerWorker:
-    def __init__(self, aligner: ForcedAligner, *, max_batch: int = 16, max_batch_seconds: float = 240.0,
+    def __init__(self, aligner: ForcedAligner, *, max_batch: int = DEFAULT_ALIGNER_BATCH, max_batch_seconds: float = 240.0,
                  on_batch: Callable[[int, float], None] | None = None) -> None:
         if max_batch < 1 or max_batch_seconds <= 0:
             raise ValueError("max_batch must be at least 1 and max_batch_seconds positive")

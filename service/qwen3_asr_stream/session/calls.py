@@ -1,15 +1,15 @@
 """Calls of every protocol: admission, the idle watchdog, drain, one log line per call.
 
-One ``Calls`` per server, shared by the protocol adapters (``backend.calls``):
+One ``Calls`` per server (the server builds it), shared by the protocol adapters:
 
-    with backend.calls.stream("asr.v1", peer) as call:   # ServerBusy / ShuttingDown when refused
+    with calls.stream("asr.v1", peer) as call:   # ServerBusy / ShuttingDown when refused
         session = call.open(settings)
         reader = asyncio.create_task(call.pump(inputs))   # or feed the session yourself
         while not isinstance(item := await session.next(), Status):
             send(item)
         call.end(item)
 
-    with backend.calls.unary("openai.rest", peer) as call:
+    with calls.unary("openai.rest", peer) as call:
         ... await recognize(...) ...; call.end(OK)
 
 ``max_streams`` calls run at once (streams and unary calls together); while the
@@ -46,7 +46,7 @@ class Control(enum.Enum):
 class Calls:
     def __init__(self, backend: Backend) -> None:
         self.backend = backend
-        self.options = backend.options
+        self.limits = backend.limits
         self.metrics = backend.metrics
         self.sessions: set[Session] = set()
         self.active = 0
@@ -101,9 +101,9 @@ class Calls:
         if self.draining:
             self.metrics.rejected.labels("shutting_down").inc()
             raise ShuttingDown(SHUTDOWN_MESSAGE)
-        if self.active >= self.options.max_streams:
+        if self.active >= self.limits.max_streams:
             self.metrics.rejected.labels("busy").inc()
-            raise ServerBusy(f"the server is serving its limit of {self.options.max_streams} streams; retry later")
+            raise ServerBusy(f"the server is serving its limit of {self.limits.max_streams} streams; retry later")
         self.active += 1
         self._idle.clear()
 
@@ -189,7 +189,7 @@ class StreamCall(_Call):
         unread results are at the limit (back-pressure)."""
         session = self.session
         assert session is not None, "open() first"
-        idle = self.calls.options.idle_timeout_s
+        idle = self.calls.limits.idle_timeout_s
         iterator = aiter(inputs)
         try:
             while session.taking_input:
@@ -221,7 +221,7 @@ class StreamCall(_Call):
         connection ends when the client reads or goes away).
         """
         session = self.session
-        idle = self.calls.options.idle_timeout_s
+        idle = self.calls.limits.idle_timeout_s
         while not self.ended:
             await asyncio.sleep(min(1.0, idle / 4))
             if session.outbox.sending_for() >= idle:

@@ -86,20 +86,20 @@ class _Utterance:
 class Session:
     def __init__(self, settings: RecognitionSettings, backend: Backend, *, max_stream_ms: int | None = None,
                  max_message_bytes: int | None = None, kind: str = "stream") -> None:
-        options = backend.options
+        limits = backend.limits
         self.settings = settings
         self.backend = backend
         self.metrics = backend.metrics
         self.engine = backend.engines[settings.model]
-        self.max_message_bytes = max_message_bytes or options.max_message_bytes
+        self.max_message_bytes = max_message_bytes or limits.max_message_bytes
         self.decoder = AudioDecoder(settings.audio, max_chunk_bytes=self.max_message_bytes)
         self.segmenter = Segmenter(settings.endpointing)
-        self.outbox = Outbox(options.max_queued_responses)
-        self.max_stream_ms = max_stream_ms or options.max_stream_seconds * 1000
+        self.outbox = Outbox(limits.max_queued_responses)
+        self.max_stream_ms = max_stream_ms or limits.max_stream_seconds * 1000
         self.state = State.OPEN
         self.end_status: Status | None = None
         self.last_input_at = self.started_at = time.monotonic()
-        self.max_lead_s = options.max_lead_s
+        self.max_lead_s = limits.max_lead_s
         self.kind = kind  # the metrics label of its audio: "stream" or "recognize"
         self._loop = asyncio.get_running_loop()
         self._final_delivered = asyncio.Event()

@@ -31,7 +31,7 @@ async def recognize(data: bytes, settings: RecognitionSettings, backend: Backend
     fmt = settings.audio
     piece = max(1, int(PIECE_SECONDS * fmt.sample_rate)) * fmt.frame_bytes
     session = Session(settings, backend, max_stream_ms=2**62, max_message_bytes=piece, kind="recognize")
-    parallel = backend.options.recognize_parallel
+    parallel = backend.limits.recognize_parallel
     results: list[Transcript] = []
     try:
         for start in range(0, len(data), piece):

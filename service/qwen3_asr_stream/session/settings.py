@@ -16,7 +16,7 @@ from typing import Sequence
 from ..audio.input import AudioEncoding, AudioFormat
 from ..audio.vad import EndpointingOptions
 from ..engine.bias import DEFAULT_BOOST, check_terms
-from ..server.options import MAX_UPDATE_INTERVAL_MS, MIN_UPDATE_INTERVAL_MS
+from ..engine.options import update_interval_problem
 from ..text.transcript import SUPPORTED_LANGUAGES, normalize_language
 from .errors import InvalidRequest
 from .types import Backend, RecognitionSettings
@@ -80,7 +80,7 @@ def settings_from(backend: Backend, *, encoding: AudioEncoding = AudioEncoding.L
                   update_interval_ms: int | None = None, key_terms: Sequence[str] = (),
                   term_boost: float | None = None) -> RecognitionSettings:
     """Check a client's request and fill in the server's defaults; raises InvalidRequest."""
-    options = backend.options
+    limits = backend.limits
     if not sample_rate:
         raise InvalidRequest("the sample rate is not set; give the audio's rate, 8000 to 48000 Hz")
     try:
@@ -91,18 +91,18 @@ def settings_from(backend: Backend, *, encoding: AudioEncoding = AudioEncoding.L
     if name not in backend.engines:
         raise InvalidRequest(f"unknown model {model!r}; this server has {', '.join(backend.engines)}")
     context = "\n".join(part.strip() for part in [context, *hot_words] if part.strip())
-    if len(context) > options.max_context_chars:
+    if len(context) > limits.max_context_chars:
         raise InvalidRequest(f"context and hot words have {len(context)} characters; the limit is "
-                             f"{options.max_context_chars}")
-    endpointing = endpointing or options.endpointing
+                             f"{limits.max_context_chars}")
+    endpointing = endpointing or limits.endpointing
     engine_limit_ms = round(backend.engines[name].options.max_utterance_s * 1000)
     if endpointing.max_utterance_ms > engine_limit_ms:
         raise InvalidRequest(f"endpointing max_utterance_ms {endpointing.max_utterance_ms} exceeds this server's "
                              f"limit of {engine_limit_ms} ms")
-    interval = update_interval_ms or options.update_interval_ms
-    if not MIN_UPDATE_INTERVAL_MS <= interval <= MAX_UPDATE_INTERVAL_MS:
-        raise InvalidRequest(f"update_interval_ms must be {MIN_UPDATE_INTERVAL_MS}-{MAX_UPDATE_INTERVAL_MS} "
-                             f"(or 0 for the default {options.update_interval_ms}), got {interval}")
+    interval = update_interval_ms or limits.update_interval_ms
+    problem = update_interval_problem(interval)
+    if problem:
+        raise InvalidRequest(f"{problem} (or 0 for the default {limits.update_interval_ms})")
     key_terms = tuple(dict.fromkeys(t.strip() for t in key_terms))
     term_boost = DEFAULT_BOOST if term_boost is None else term_boost
     try:

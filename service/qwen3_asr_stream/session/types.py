@@ -7,26 +7,22 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
 
 import numpy as np
 
 from qwen3_asr_client.results import SpeechEvent, Word  # shared with the client: one definition
 
-from ..engine.aligner import AlignRequest
-from ..text.alignment import WordTime, clamp_word_times
 from ..audio.input import AudioFormat
 from ..audio.vad import SAMPLES_PER_MS, EndpointingOptions, EndReason
-from ..engine.text_layer import StreamingEngine
+from ..engine.aligner import AlignRequest
 from ..engine.bias import DEFAULT_BOOST
-from ..engine.options import UtteranceOptions
-from .metrics import Metrics
-from ..server.options import ServerOptions
+from ..engine.options import DEFAULT_UPDATE_INTERVAL_MS, UtteranceOptions
+from ..engine.text_layer import StreamingEngine
+from ..text.alignment import WordTime, clamp_word_times
 from .aligner_worker import AlignerWorker
-
-if TYPE_CHECKING:
-    from .calls import Calls
+from .limits import SessionLimits
+from .metrics import Metrics
 
 __all__ = ["Backend", "RecognitionSettings", "SpeechEvent", "Transcript", "Word", "align_words", "words_in_stream"]
 
@@ -44,7 +40,7 @@ class RecognitionSettings:
     word_times: bool
     endpointing: EndpointingOptions
     interim_results: bool = False
-    update_interval_ms: int = 1000
+    update_interval_ms: int = DEFAULT_UPDATE_INTERVAL_MS
     key_terms: tuple[str, ...] = ()  # steer decoding (engine/bias.py)
     term_boost: float = DEFAULT_BOOST
 
@@ -58,20 +54,15 @@ class RecognitionSettings:
                                 term_boost=self.term_boost)
 
 
-@dataclass
+@dataclass(frozen=True)
 class Backend:
-    """What every call shares: the options, the engines by model name, the aligner, metrics,
-    and the admission of calls of every protocol (``calls``)."""
+    """What every call shares, built by the server and handed down: the session limits, the
+    engines by model name, the aligner, metrics. (Admission of calls is ``calls.Calls``.)"""
 
-    options: ServerOptions
+    limits: SessionLimits
     engines: dict[str, StreamingEngine]
     aligner: AlignerWorker | None
     metrics: Metrics
-    calls: "Calls" = field(init=False, repr=False)
-
-    def __post_init__(self) -> None:
-        from .calls import Calls  # calls -> core -> types: created here, imported late
-        self.calls = Calls(self)
 
     @property
     def default_model(self) -> str:

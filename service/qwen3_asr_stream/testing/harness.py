@@ -10,27 +10,17 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import threading
 from concurrent.futures import Future
 from typing import Any, Awaitable, Callable, Mapping
 
 from ..engine.aligner import ForcedAligner
-from ..checkpoint import LoadOptions, load_pretrained
 from ..engine.text_layer import StreamingEngine
-from ..server.app import AsrServer, engine_options
+from ..server.app import AsrServer
+from ..server.loading import load_aligner, load_engine
 from ..server.options import ServerOptions
 
-
-def load_engine(path: str, options: ServerOptions = ServerOptions(), load: LoadOptions = LoadOptions(),
-                **overrides: Any) -> StreamingEngine:
-    """A started engine for ``path`` sized for ``options`` (``overrides`` replace EngineOptions fields)."""
-    engine_opts = dataclasses.replace(engine_options(options), **overrides)
-    return StreamingEngine(*load_pretrained(path, load), engine_opts).start()
-
-
-def load_aligner(path: str, load: LoadOptions = LoadOptions()) -> ForcedAligner:
-    return ForcedAligner(*load_pretrained(path, load))
+__all__ = ["ServerThread", "load_aligner", "load_engine"]  # loading is the server's, re-exported for tests
 
 
 class ServerThread:

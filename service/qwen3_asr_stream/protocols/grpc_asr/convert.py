@@ -53,7 +53,7 @@ def settings_of(backend: Backend, config: asr_pb2.RecognitionConfig,
         model=config.model, language=config.language_code, context=config.context, hot_words=config.hot_words,
         key_terms=config.hot_words,
         word_times=config.enable_word_time_offsets,
-        endpointing=endpointing_of(config.endpointing, backend.options.endpointing),
+        endpointing=endpointing_of(config.endpointing, backend.limits.endpointing),
         interim_results=streaming is not None and streaming.interim_results,
         update_interval_ms=streaming.update_interval_ms if streaming is not None else None)
 

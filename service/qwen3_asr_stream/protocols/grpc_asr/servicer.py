@@ -13,11 +13,10 @@ import time
 from qwen3_asr_client.proto import asr_pb2, asr_pb2_grpc
 
 from ...audio.input import MAX_CHANNELS, MAX_SAMPLE_RATE, MIN_SAMPLE_RATE
-from ...session.calls import Control
+from ...session.calls import Calls, Control
 from ...session.errors import InvalidRequest
 from ...session.recognize import recognize
 from ...session.settings import language_choices
-from ...session.types import Backend
 from ...text.transcript import SUPPORTED_LANGUAGES
 from ..grpc_stream import abort_with, check_recognize_size, first_request, serve_stream
 from .convert import endpointing_proto, response_proto, result_proto, settings_of
@@ -42,24 +41,25 @@ async def _inputs(requests):
 
 
 class SpeechRecognitionServicer(asr_pb2_grpc.SpeechRecognitionServicer):
-    def __init__(self, backend: Backend) -> None:
-        self.backend = backend
-        self.options = backend.options
+    def __init__(self, calls: Calls) -> None:
+        self.calls = calls
+        self.backend = calls.backend
+        self.limits = calls.backend.limits
 
     async def StreamingRecognize(self, requests, context):
-        async for response in serve_stream(self.backend, PROTOCOL, requests, context, self._start):
+        async for response in serve_stream(self.calls, PROTOCOL, requests, context, self._start):
             yield response
 
     async def _start(self, requests):
-        first = await first_request(requests, self.options.idle_timeout_s, "audio and control come")
+        first = await first_request(requests, self.limits.idle_timeout_s, "audio and control come")
         settings = settings_of(self.backend, first.streaming_config.config, first.streaming_config)
         return settings, _inputs(requests), response_proto
 
     async def Recognize(self, request, context):
         try:
-            with self.backend.calls.unary(PROTOCOL, context.peer()):
+            with self.calls.unary(PROTOCOL, context.peer()):
                 settings = settings_of(self.backend, request.config)
-                check_recognize_size(request.audio, self.options.max_recognize_bytes)
+                check_recognize_size(request.audio, self.limits.max_recognize_bytes)
                 started = time.monotonic()
                 result = await recognize(request.audio, settings, self.backend)
         except Exception as exc:  # noqa: BLE001 - every failure becomes a status
@@ -69,7 +69,7 @@ class SpeechRecognitionServicer(asr_pb2_grpc.SpeechRecognitionServicer):
             processing_time_ms=round(1000 * (time.monotonic() - started)))
 
     async def GetSpeechRecognitionConfig(self, request, context):
-        options = self.options
+        limits = self.limits
         word_times = self.backend.aligner is not None
         return asr_pb2.GetSpeechRecognitionConfigResponse(
             models=[asr_pb2.ModelInfo(name=name, languages=SUPPORTED_LANGUAGES, word_time_offsets=word_times,
@@ -78,8 +78,8 @@ class SpeechRecognitionServicer(asr_pb2_grpc.SpeechRecognitionServicer):
             languages=language_choices(),
             min_sample_rate_hertz=MIN_SAMPLE_RATE, max_sample_rate_hertz=MAX_SAMPLE_RATE,
             encodings=[asr_pb2.LINEAR_PCM, asr_pb2.FLOAT32], channel_counts=list(range(1, MAX_CHANNELS + 1)),
-            limits=asr_pb2.Limits(max_stream_seconds=options.max_stream_seconds,
-                                  max_message_bytes=options.max_message_bytes, max_streams=options.max_streams,
-                                  max_recognize_bytes=options.max_recognize_bytes),
-            default_endpointing=endpointing_proto(options.endpointing),
-            default_update_interval_ms=options.update_interval_ms)
+            limits=asr_pb2.Limits(max_stream_seconds=limits.max_stream_seconds,
+                                  max_message_bytes=limits.max_message_bytes, max_streams=limits.max_streams,
+                                  max_recognize_bytes=limits.max_recognize_bytes),
+            default_endpointing=endpointing_proto(limits.endpointing),
+            default_update_interval_ms=limits.update_interval_ms)

@@ -21,7 +21,7 @@ from riva.client.proto import riva_audio_pb2 as raudio
 
 from ...audio.input import AudioEncoding, AudioFormat
 from ...audio.vad import EndpointingOptions
-from ...server.options import MAX_UPDATE_INTERVAL_MS, MIN_UPDATE_INTERVAL_MS
+from ...engine.options import MAX_UPDATE_INTERVAL_MS, MIN_UPDATE_INTERVAL_MS
 from ...session.errors import InvalidRequest
 from ...session.settings import bcp47_of, endpointing_with
 from ...session.types import Transcript

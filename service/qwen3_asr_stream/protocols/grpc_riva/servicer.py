@@ -15,11 +15,11 @@ from riva.client.proto import riva_asr_pb2 as rasr
 from riva.client.proto import riva_asr_pb2_grpc as rasr_grpc
 
 from ...audio.input import AudioFormat
-from ...session.calls import Control
+from ...session.calls import Calls, Control
 from ...session.errors import InvalidRequest
 from ...session.recognize import recognize
 from ...session.settings import settings_from
-from ...session.types import Backend, RecognitionSettings, Transcript
+from ...session.types import RecognitionSettings, Transcript
 from ...text.transcript import SUPPORTED_LANGUAGES
 from ..grpc_stream import abort_with, check_recognize_size, first_request, serve_stream
 from .convert import (WavHeader, check_header, config_kwargs, force_eou, model_configs, model_name,
@@ -58,22 +58,24 @@ async def _inputs(requests, audio: AudioFormat):
 
 
 class RivaSpeechRecognitionServicer(rasr_grpc.RivaSpeechRecognitionServicer):
-    def __init__(self, backend: Backend) -> None:
-        self.backend = backend
-        self.options = backend.options
+    def __init__(self, calls: Calls, any_model: bool = False) -> None:
+        self.calls = calls
+        self.backend = calls.backend
+        self.limits = calls.backend.limits
+        self.any_model = any_model  # a model this server does not have gets the default one
 
     def _settings(self, config: rasr.RecognitionConfig, *, interim_results: bool = False,
                   header: WavHeader | None = None) -> RecognitionSettings:
-        model = model_name(config.model, self.backend.engines, self.options.riva_any_model)
+        model = model_name(config.model, self.backend.engines, self.any_model)
         return settings_from(self.backend, model=model, interim_results=interim_results,
-                             **config_kwargs(config, self.options.endpointing, header=header))
+                             **config_kwargs(config, self.limits.endpointing, header=header))
 
     async def StreamingRecognize(self, requests, context):
-        async for response in serve_stream(self.backend, PROTOCOL, requests, context, self._start):
+        async for response in serve_stream(self.calls, PROTOCOL, requests, context, self._start):
             yield response
 
     async def _start(self, requests):
-        first = await first_request(requests, self.options.idle_timeout_s)
+        first = await first_request(requests, self.limits.idle_timeout_s)
         force_eou(first)  # checks its keys; there is no utterance to end yet
         streaming = first.streaming_config
         settings = self._settings(streaming.config, interim_results=streaming.interim_results)
@@ -85,13 +87,13 @@ class RivaSpeechRecognitionServicer(rasr_grpc.RivaSpeechRecognitionServicer):
 
     async def Recognize(self, request, context):
         try:
-            with self.backend.calls.unary(PROTOCOL, context.peer()):
+            with self.calls.unary(PROTOCOL, context.peer()):
                 audio = request.audio
                 header = wav_header(audio)
                 settings = self._settings(request.config, header=header)
                 if header is not None:
                     audio = audio[header.data_offset : header.data_end]
-                check_recognize_size(audio, self.options.max_recognize_bytes)
+                check_recognize_size(audio, self.limits.max_recognize_bytes)
                 result = await recognize(audio, settings, self.backend)
         except Exception as exc:  # noqa: BLE001 - every failure becomes a status
             await abort_with(context, exc)
@@ -102,7 +104,7 @@ class RivaSpeechRecognitionServicer(rasr_grpc.RivaSpeechRecognitionServicer):
                              word_times=self.backend.aligner is not None, model_name=request.model_name)
 
 
-def add_to_server(backend: Backend, server) -> str:
+def add_to_server(calls: Calls, server, any_model: bool = False) -> str:
     """Serve the Riva API on ``server`` beside asr.v1; returns its service name (for reflection)."""
-    rasr_grpc.add_RivaSpeechRecognitionServicer_to_server(RivaSpeechRecognitionServicer(backend), server)
+    rasr_grpc.add_RivaSpeechRecognitionServicer_to_server(RivaSpeechRecognitionServicer(calls, any_model), server)
     return SERVICE_NAME
