@@ -17,7 +17,7 @@ that the decode at the pause finishes after the endpoint, the final comes withou
 Each concurrency level runs rounds with the early end of turn on and off alternately
 (ABBA); "final (off)" is the baseline: the same streams without eager events.
 
-    python benchmarks/bench_turns.py [--model DIR] [--streams 1,32] [--turns 3] [--rounds 2]
+    python benchmarks/bench_turns.py [--model DIR] [--streams 1,32] [--turns 3] [--rounds 2] [--stagger-s 4]
 """
 
 from __future__ import annotations
@@ -58,9 +58,10 @@ def turn_audio() -> list[tuple[np.ndarray, int]]:
     return out
 
 
-async def stream(base: str, turns, count: int, eager: bool, records: list) -> None:
+async def stream(base: str, turns, count: int, eager: bool, records: list, delay_s: float) -> None:
     import aiohttp
 
+    await asyncio.sleep(delay_s)  # streams start at different times, as a server's callers do
     query = "&eager_eot_threshold=0.5" if eager else ""
     chunk = RATE * CHUNK_MS // 1000
     async with aiohttp.ClientSession(base) as session:
@@ -111,6 +112,8 @@ def main() -> None:
     parser.add_argument("--streams", default="1,32")
     parser.add_argument("--turns", type=int, default=3, help="turns per stream per round")
     parser.add_argument("--rounds", type=int, default=2, help="rounds per mode (eager on / off, ABBA)")
+    parser.add_argument("--stagger-s", type=float, default=4.0,
+                        help="streams start at random times within this (0: all at once, pauses in step)")
     args = parser.parse_args()
 
     from qwen3_asr_stream.server.options import ServerOptions
@@ -130,8 +133,10 @@ def main() -> None:
                 eager = (r % 4) in (0, 3)  # ABBA
                 batch: list[dict] = []
 
+                delays = np.random.default_rng(r).uniform(0, args.stagger_s if n > 1 else 0, n)
+
                 async def level():
-                    await asyncio.gather(*(stream(base, turns, args.turns, eager, batch) for _ in range(n)))
+                    await asyncio.gather(*(stream(base, turns, args.turns, eager, batch, d) for d in delays))
 
                 asyncio.run(level())
                 records += batch
@@ -149,6 +154,7 @@ def main() -> None:
                 ["streams", "turns", "eager sent", "eager p50", "eager p95", "final p50", "final p95", "final (off) p50",
                  "final (off) p95"], rows)
     write_results("bench_turns", {"preset": args.preset, "model": str(path), "pause_s": PAUSE_S, "tail_s": TAIL_S,
+                                  "stagger_s": args.stagger_s,
                                   "levels": results})
 
 

@@ -214,6 +214,19 @@ def test_bad_input_beside_a_healthy_stream(server, speech):
                 await ws.send_str(json.dumps({"type": "CloseStream"}))
                 last = [json.loads(m.data) async for m in ws if m.type == aiohttp.WSMsgType.TEXT][-1]
                 assert last["type"] == "Metadata" and ws.close_code == 1000
+            # Configure: key terms for the next utterances, within the limits, or a ConfigureFailure.
+            async with session.ws_connect(LIVE + "&keyterm=Qwen") as ws:
+                await ws.send_str(json.dumps({"type": "Configure", "keyterms": ["Pipecat", " LiveKit "]}))
+                ok = json.loads((await ws.receive()).data)
+                assert ok["type"] == "ConfigureSuccess" and ok["keyterms"] == ["Pipecat", "LiveKit"], ok
+                await ws.send_str(json.dumps({"type": "Configure", "keyterms": [f"t{i}" for i in range(101)]}))
+                failure = json.loads((await ws.receive()).data)
+                assert failure["type"] == "ConfigureFailure" and "the limit is 100" in failure["description"]
+                assert failure["code"] == "CONFIGURE_KEYTERM_LIMIT_EXCEEDED"
+                await ws.send_str(json.dumps({"type": "CloseStream"}))
+                last = [json.loads(m.data) async for m in ws if m.type == aiohttp.WSMsgType.TEXT][-1]
+                assert last["type"] == "Metadata" and ws.close_code == 1000
+            await refused(session, LIVE + "&keyterm=" + "k" * 65, 400, "keyterm")
             # A frame over the audio limit: an Error naming the limit and close 1009.
             huge = server.server.options.max_message_bytes + 2
             async with session.ws_connect(LIVE) as ws:

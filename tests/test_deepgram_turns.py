@@ -115,3 +115,46 @@ def test_the_sdk_flux_client(server, phrases, tmp_path):
     events = [o["data"]["event"] for o in out if o["kind"] == "message" and o["data"]["type"] == "TurnInfo"]
     assert events[0] == "StartOfTurn" and events[-1] == "EndOfTurn", events
     assert events.index("TurnResumed") > events.index("EagerEndOfTurn"), events
+
+
+def test_realtime_extension_eager_end_of_turn(server, phrases):
+    """The OpenAI Realtime WebSocket with ``turn_detection.eager_pause_ms`` (our extension)."""
+    import base64
+
+    pcm, rate = with_pause(phrases)
+    data = pcm.astype("<i2").tobytes()
+    session = {"type": "transcription", "audio": {"input": {
+        "format": {"type": "audio/pcm", "rate": rate}, "transcription": {"model": "gpt-4o-transcribe"},
+        "turn_detection": {"type": "server_vad", "silence_duration_ms": END_MS, "eager_pause_ms": 240}}}}
+
+    async def run() -> list[dict]:
+        base = f"http://127.0.0.1:{server.server.http_port}"
+        async with aiohttp.ClientSession(base, headers={"Authorization": f"Bearer {KEY}"}) as http:
+            async with http.ws_connect("/v1/realtime?intent=transcription") as ws:
+                await ws.send_json({"type": "session.update", "session": session})
+                out = []
+
+                async def feed():
+                    step = rate // 50 * 2
+                    for i in range(0, len(data), step):
+                        await ws.send_json({"type": "input_audio_buffer.append",
+                                            "audio": base64.b64encode(data[i:i + step]).decode()})
+                        await asyncio.sleep(0.02)
+
+                feeder = asyncio.create_task(feed())
+                async for message in ws:
+                    event = json.loads(message.data)
+                    out.append(event)
+                    if event["type"] == "conversation.item.input_audio_transcription.completed":
+                        break
+                await feeder
+                return out
+
+    out = asyncio.run(run())
+    kinds = [e["type"] for e in out]
+    updated = next(e for e in out if e["type"] == "session.updated")
+    assert updated["session"]["audio"]["input"]["turn_detection"]["eager_pause_ms"] == 240
+    eager = kinds.index("input_audio_buffer.eager_end_of_turn")
+    assert kinds.index("input_audio_buffer.speech_resumed") > eager, kinds
+    assert out[eager]["transcript"] and kinds[-1] == "conversation.item.input_audio_transcription.completed"
+    assert len({e["item_id"] for e in out if "item_id" in e}) == 1  # one item: the pause did not end it

@@ -1,7 +1,7 @@
 """Deepgram's speech-to-text API (the Nova dialect) on the session core.
 
     GET  /v1/listen?...   WebSocket: binary audio frames; text {"type": "KeepAlive" | "Finalize" |
-                          "CloseStream"}. Server: Results, SpeechStarted (vad_events),
+                          "CloseStream" | "Configure"} (Configure: keyterms for the next utterances). Server: Results, SpeechStarted (vad_events),
                           UtteranceEnd (utterance_end_ms), Metadata (after CloseStream), Error.
     POST /v1/listen?...   pre-recorded: the audio as the body (WAV, FLAC, OGG; or raw with
                           encoding and sample_rate); a JSON {"url"} is refused (we fetch nothing).
@@ -27,7 +27,7 @@ import uuid
 from aiohttp import WSMsgType, web
 
 from ..audio.input import AudioEncoding
-from ..session.errors import MessageTooLarge, Status, is_expected, status_of
+from ..session.errors import InvalidRequest, MessageTooLarge, Status, is_expected, status_of
 from ..session.recognize import recognize
 from ..session.settings import settings_from
 from ..session.types import SpeechEvent, Transcript
@@ -105,11 +105,39 @@ class ListenConnection:
             session.finalize()
         elif kind == "CloseStream":
             session.end_input()
+        elif kind == "Configure":
+            await self.configure(message)
         else:
             await self.send({"type": "Error", "variant": "SchemaError",
-                             "description": "a text message must be JSON with type KeepAlive, Finalize or "
-                                            "CloseStream; audio goes in binary messages",
+                             "description": "a text message must be JSON with type KeepAlive, Finalize, "
+                                            "CloseStream or Configure; audio goes in binary messages",
                              "message": text[:200]})
+
+    async def configure(self, message: dict) -> None:
+        """``Configure``: ``keyterms`` replace the key terms of the utterances that start from now
+        on (Deepgram's rules: a list, empty clears, null keeps); formatting ``features`` are refused."""
+        def failure(code: str, description: str) -> dict:
+            return {"type": "ConfigureFailure", "request_id": self.request_id, "code": code,
+                    "description": description}
+
+        if message.get("features"):
+            await self.send(failure("CONFIGURE_INTERNAL_ERROR", "formatting features cannot be changed on this "
+                                                                "server (the model writes punctuated text)"))
+            return
+        terms = message.get("keyterms")
+        if terms is None:
+            await self.send({"type": "ConfigureSuccess", "request_id": self.request_id})
+            return
+        if not isinstance(terms, list) or not all(isinstance(t, str) for t in terms):
+            await self.send(failure("CONFIGURE_INTERNAL_ERROR", "keyterms must be a list of strings"))
+            return
+        try:
+            self.session.set_key_terms(terms)
+        except InvalidRequest as exc:
+            await self.send(failure("CONFIGURE_KEYTERM_LIMIT_EXCEEDED", str(exc)))
+            return
+        await self.send({"type": "ConfigureSuccess", "request_id": self.request_id,
+                         "keyterms": list(self.session.settings.key_terms)})
 
     async def write(self) -> None:
         """The core's results in order as Deepgram messages, then the end."""

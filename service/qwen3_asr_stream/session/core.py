@@ -38,19 +38,23 @@ the aligner call back from their threads through ``loop.call_soon_threadsafe`` /
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import enum
 import functools
 import logging
 import time
 from dataclasses import dataclass, field
+from typing import Sequence
 
 import numpy as np
 
 from ..audio import SAMPLES_PER_MS
 from ..audio.input import AudioDecoder
 from ..audio.vad import EndReason, Segmenter, SpeechAudio, SpeechEnded, SpeechPaused, SpeechResumed, SpeechStarted
+from ..engine.bias import check_terms
 from ..engine.utterance import UpdateResult
-from .errors import OK, Cancelled, MessageTooLarge, RecognitionFailed, Status, StreamTooLong, is_expected, status_of
+from .errors import (OK, Cancelled, InvalidRequest, MessageTooLarge, RecognitionFailed, Status, StreamTooLong,
+                     is_expected, status_of)
 from .outbox import Outbox, Slot
 from .types import Backend, RecognitionSettings, SpeechEvent, Transcript, Word, align_words
 
@@ -157,6 +161,16 @@ class Session:
             self._handle(self.segmenter.push(samples))
         except Exception as exc:  # noqa: BLE001 - bad audio, the engine full or closed: the call ends
             self._failed(exc)
+
+    def set_key_terms(self, terms: Sequence[str]) -> None:
+        """Key terms for the utterances that start from now on (Deepgram's Configure); raises
+        InvalidRequest beyond the limits (``engine.bias.check_terms``, as for a new call)."""
+        terms = tuple(dict.fromkeys(t.strip() for t in terms))
+        try:
+            check_terms(terms, self.settings.term_boost)
+        except ValueError as exc:
+            raise InvalidRequest(str(exc)) from None
+        self.settings = dataclasses.replace(self.settings, key_terms=terms)
 
     def keep_alive(self) -> None:
         """The client is there though it sends no audio now (Deepgram's KeepAlive): not idle."""
