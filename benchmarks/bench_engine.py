@@ -38,6 +38,7 @@ period. On a GPU: ``--device cuda --dtype bfloat16 --concurrency 1,32,128,256``.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import statistics
 import threading
 import time
@@ -169,7 +170,8 @@ def run_policy(args) -> None:
     record = {"tokens_per_update": tokens, "official_dtype": "float32", "ours": ours_label, "rows": []}
     rows = []
     engine = StreamingEngine(model, tokenizer, EngineOptions(max_utterance_s=max(points) + 1, policy=policy))
-    engine.core.runner.end_ids = (-1,)  # no end-of-text: the same number of new tokens on both sides
+    runner = engine.core.runner  # no end-of-text: the same number of new tokens on both sides
+    runner.stop = dataclasses.replace(runner.stop, end_ids=(-1,))
     done = threading.Event()
     results = []
 

@@ -96,7 +96,7 @@ def greedy_tokens(model, tokenizer, audios, prefixes=None, language: str | None 
     ``prompt_raw + prefix`` does. Returns the new tokens of each recording (no prefix)."""
     import torch
 
-    from qwen3_asr_stream.engine.decoding import GreedyOptions, greedy_generate
+    from qwen3_asr_stream.engine.decoding import StopRules, greedy_generate
     from qwen3_asr_stream.audio.frontend import batch_features
     from qwen3_asr_stream.offline import padded_for_model
     from qwen3_asr_stream.text.prompts import asr_prompt_text
@@ -106,8 +106,7 @@ def greedy_tokens(model, tokenizer, audios, prefixes=None, language: str | None 
     encoded = model.encode_audio([features[i, :, :n] for i, n in enumerate(frames)])
     prefixes = prefixes or [""] * len(audios)
     prompts = [tokenizer.encode(asr_prompt_text(e.shape[0], "", language) + p) for e, p in zip(encoded, prefixes)]
-    options = GreedyOptions(max_new_tokens=max_new_tokens, eos_ids=tokenizer.end_of_text_ids())
-    return greedy_generate(model, prompts, encoded, options)
+    return greedy_generate(model, prompts, encoded, StopRules(tokenizer.end_of_text_ids(), max_new_tokens))
 
 
 def checkpoint(preset: str, folder: str | None, dtype: str = "bfloat16") -> Path:

@@ -1,12 +1,24 @@
-"""Shared fixtures: tiny random-weight checkpoints in the published layout, synthesized audio."""
+"""Shared fixtures and helpers: tiny random-weight checkpoints in the published layout, synthesized
+speech, servers' free ports, raw gRPC calls. Test modules take fixtures from here (pytest does) and
+helpers with ``from conftest import ...``; no test module imports from another.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import datetime
+import ipaddress
 import os
 import shutil
+import socket
 import subprocess
 import sys
+import time
+import wave
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pytest
@@ -81,6 +93,16 @@ def engine(checkpoints):
     engine.close()
 
 
+@pytest.fixture
+def fake_engine():
+    """A started ``FakeEngine`` (the engine's interface on a script, no model), per test."""
+    from qwen3_asr_stream.testing.fake_engine import FakeEngine
+
+    engine = FakeEngine().start()
+    yield engine
+    engine.close()
+
+
 @pytest.fixture(scope="module")
 def aligner(checkpoints):
     """The tiny forced aligner loaded as ``serve`` loads it, per module."""
@@ -140,3 +162,229 @@ def synthesize(espeak, text: str, path: Path) -> Path:
         return path
     subprocess.run([espeak, "-v", "en-us", "-s", "160", "-w", str(path), text], check=True, capture_output=True)
     return path
+
+
+# -- waiting for something to happen -----------------------------------------------------------------
+
+
+def wait_until(condition: Callable[[], object], timeout: float = 10.0, interval: float = 0.01,
+               what: str = "") -> object:
+    """Poll ``condition`` until it is true (returned) or ``timeout`` s pass (AssertionError)."""
+    deadline = time.monotonic() + timeout
+    while not (value := condition()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what or condition}")
+        time.sleep(interval)
+    return value
+
+
+async def wait_until_async(condition: Callable[[], object], timeout: float = 10.0, interval: float = 0.01,
+                           what: str = "") -> object:
+    """``wait_until`` on an event loop: polls without blocking it."""
+    deadline = time.monotonic() + timeout
+    while not (value := condition()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what or condition}")
+        await asyncio.sleep(interval)
+    return value
+
+
+def on_server_loop(server, read: Callable[[], object]) -> object:
+    """``read()`` evaluated on a ``ServerThread``'s event loop (a consistent view of its calls)."""
+    async def call():
+        return read()
+
+    return server.run(call, timeout=10)
+
+
+def speaking_sessions(server) -> int:
+    """How many of a ``ServerThread``'s sessions are inside an utterance now."""
+    return on_server_loop(server, lambda: sum(s.in_speech for s in server.server.calls.sessions))
+
+
+# -- speech: phrases spoken by eSpeak NG, composed into a stream with known speech spans -----------------
+
+SILENCE_S = 1.2
+LEAD_S = 0.5
+BOUNDARY_TOLERANCE_MS = 150  # how far a detected speech start / end may be from the audible span
+
+
+@dataclass
+class Speech:
+    pcm: np.ndarray  # int16 mono
+    rate: int
+    spans: list[tuple[int, int]]  # (first, last) audible ms of each phrase, from the stream start
+
+    @property
+    def format(self):
+        from qwen3_asr_client import AudioFormat
+
+        return AudioFormat(self.rate)
+
+    def chunks(self, ms: float, pcm: np.ndarray | None = None) -> list[bytes]:
+        data = (self.pcm if pcm is None else pcm).tobytes()
+        step = self.format.chunk_bytes(ms)
+        return [data[i : i + step] for i in range(0, len(data), step)]
+
+
+def read_wav(path) -> tuple[np.ndarray, int]:
+    with wave.open(str(path)) as w:
+        return np.frombuffer(w.readframes(w.getnframes()), "<i2").copy(), w.getframerate()
+
+
+def write_wav(path, pcm: np.ndarray, rate: int):
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(pcm.astype("<i2").tobytes())
+    return path
+
+
+def compose(phrases: list[np.ndarray], rate: int, lead_s: float = LEAD_S, gap_s: float = SILENCE_S,
+            tail_s: float = SILENCE_S) -> Speech:
+    """Phrases with silence before, between and after them, and where each one is audible."""
+    parts, spans, at = [np.zeros(int(lead_s * rate), np.int16)], [], int(lead_s * rate)
+    for i, phrase in enumerate(phrases):
+        audible = np.nonzero(np.abs(phrase.astype(np.int32)) > 300)[0]
+        spans.append((round(1000 * (at + audible[0]) / rate), round(1000 * (at + audible[-1]) / rate)))
+        parts.append(phrase)
+        at += len(phrase)
+        pause = int((gap_s if i < len(phrases) - 1 else tail_s) * rate)
+        parts.append(np.zeros(pause, np.int16))
+        at += pause
+    return Speech(np.concatenate(parts), rate, spans)
+
+
+@pytest.fixture(scope="module")
+def phrases(espeak, tmp_path_factory):
+    """Two spoken phrases (int16 at eSpeak's rate) and the rate."""
+    folder = tmp_path_factory.mktemp("speech")
+    a, rate = read_wav(synthesize(espeak, "the quick brown fox jumps over the lazy dog", folder / "a.wav"))
+    b, _ = read_wav(synthesize(espeak, "hello world this is a test", folder / "b.wav"))
+    return a, b, rate
+
+
+# -- servers and raw calls --------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+async def collect(address: str, chunks, fmt, options, *, realtime: bool = False, **client) -> list:
+    """Everything the asr.v1 client's stream yields."""
+    from qwen3_asr_client import AsyncStreamingClient
+
+    async with AsyncStreamingClient(address, **client) as c:
+        return [item async for item in c.stream(chunks, fmt, options, realtime=realtime)]
+
+
+def call_status_sync(address: str, requests, metadata=(), credentials=None, stub=None):
+    """Send raw requests to ``stub``'s StreamingRecognize (then half-close); the call's status,
+    details and responses (asr.v1's stub unless given).
+
+    The blocking API: a request the server no longer reads does not turn the status
+    into a client-side INTERNAL error, as a failed write does in grpc.aio.
+    """
+    import grpc
+
+    if stub is None:
+        from qwen3_asr_client.proto import asr_pb2_grpc
+
+        stub = asr_pb2_grpc.SpeechRecognitionStub
+    if credentials is None:
+        channel = grpc.insecure_channel(address)
+    else:
+        channel = grpc.secure_channel(address, credentials)
+    with channel:
+        call = stub(channel).StreamingRecognize(iter(requests), metadata=metadata)
+        responses = []
+        with contextlib.suppress(grpc.RpcError):
+            for response in call:
+                responses.append(response)
+        return call.code(), call.details(), responses
+
+
+async def call_status(address: str, requests, metadata=(), credentials=None):
+    return await asyncio.to_thread(call_status_sync, address, list(requests), metadata, credentials)
+
+
+def finals(items) -> list:
+    """The final results (asr.v1 client ``Result``s) among a stream's items."""
+    from qwen3_asr_client import Result
+
+    return [i for i in items if isinstance(i, Result) and i.is_final]
+
+
+def asr_config(fmt=None, **fields):
+    """An asr.v1 streaming config request (no interims, no word times) with ``fields`` set on its config."""
+    from qwen3_asr_client import AudioFormat, RecognitionOptions
+
+    request = RecognitionOptions(interim_results=False, word_timestamps=False).streaming_request(
+        fmt or AudioFormat(16000))
+    for name, value in fields.items():
+        setattr(request.streaming_config.config, name, value)
+    return request
+
+
+def asr_audio(data: bytes):
+    """An asr.v1 audio request."""
+    from qwen3_asr_client.proto import asr_pb2
+
+    return asr_pb2.StreamingRecognizeRequest(audio_content=data)
+
+
+def self_signed(tmp_path):
+    """A self-signed certificate for localhost / 127.0.0.1: with `cryptography` if installed, else `openssl`."""
+    cert_path, key_path = tmp_path / "cert.pem", tmp_path / "key.pem"
+    try:
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives.asymmetric import ec
+        from cryptography.x509.oid import NameOID
+    except ImportError:
+        if shutil.which("openssl") is None:
+            pytest.skip("neither cryptography nor openssl is available to make a test certificate")
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                        "-nodes", "-days", "1", "-subj", "/CN=localhost", "-keyout", str(key_path),
+                        "-out", str(cert_path), "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
+                       check=True, capture_output=True)
+        return cert_path, key_path
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost"),
+                                                        x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
+            .sign(key, hashes.SHA256()))
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return cert_path, key_path
+
+
+# -- the command lines, in subprocesses ---------------------------------------------------------------
+
+
+def _env() -> dict:
+    return dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT / "service"), str(ROOT / "client")]))
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    """The client's command line (``qwen3_asr_client.cli``), run to its end."""
+    return subprocess.run([sys.executable, "-m", "qwen3_asr_client.cli", *args], capture_output=True, text=True,
+                          env=_env(), timeout=300)
+
+
+def serve(*args: str) -> subprocess.Popen:
+    """``qwen3_asr_stream.cli serve`` started (no token from the environment); output on its stdout."""
+    env = _env()
+    env.pop("QWEN3_ASR_TOKEN", None)
+    return subprocess.Popen([sys.executable, "-m", "qwen3_asr_stream.cli", "serve", *args], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

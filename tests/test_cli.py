@@ -3,21 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 import soundfile
 
-from conftest import ROOT, synthesize
-
-
-def run_cli(*args: str) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT / "service"), str(ROOT / "client")]))
-    return subprocess.run([sys.executable, "-m", "qwen3_asr_client.cli", *args], capture_output=True, text=True,
-                          env=env, timeout=300)
+from conftest import run_cli, synthesize
 
 
 @pytest.fixture(scope="module")

@@ -54,7 +54,7 @@ def test_replayed_cuda_graphs_give_the_tokens_of_the_eager_path(checkpoints, dty
     graphed, runner = _updates(model, tokenizer, static=True)
     graphs = runner.graphs
     assert graphs is not None and graphs.use_graphs, "the CUDA graphs were not captured"
-    assert graphs.captures == len(graphs._buckets) and graphs.eager_batches == 0
+    assert graphs.captures == len(graphs.shapes) and graphs.eager_batches == 0
     assert all(len(t) > 0 for t in eager)
     if dtype == "float32":
         assert graphed == eager

@@ -18,10 +18,8 @@ import aiohttp
 import numpy as np
 import pytest
 
-from conftest import framework_python
-from test_openai_api import free_port
-from test_riva_service import write_wav
-from test_server_e2e import BOUNDARY_TOLERANCE_MS, compose, phrases  # noqa: F401 - module fixtures
+from conftest import (BOUNDARY_TOLERANCE_MS, compose, framework_python, free_port, speaking_sessions,
+                      wait_until_async, write_wav)
 
 pytest.importorskip("webrtcvad")
 
@@ -191,7 +189,7 @@ def test_bad_input_beside_a_healthy_stream(server, speech):
     base = url(server)
 
     async def bad_inputs():
-        await asyncio.sleep(0.5)
+        await wait_until_async(lambda: speaking_sessions(server), what="the healthy stream in speech")
         async with aiohttp.ClientSession(base) as anonymous:
             body = await refused(anonymous, LIVE, 401, "API key")
             assert body["err_code"] == "INVALID_AUTH"

@@ -10,11 +10,8 @@ import aiohttp
 import numpy as np
 import pytest
 
+from conftest import framework_python, free_port, write_wav
 from test_deepgram_api import INSTALL, drive
-from test_openai_api import free_port
-from test_riva_service import write_wav
-from conftest import framework_python
-from test_server_e2e import phrases  # noqa: F401 - module fixture
 
 pytest.importorskip("webrtcvad")
 

@@ -20,7 +20,7 @@ from qwen3_asr_client.resilience import ResumableStream, RetryPolicy
 from qwen3_asr_stream.testing.harness import ServerThread, load_engine
 from qwen3_asr_stream.server.options import ServerOptions
 
-from conftest import synthesize
+from conftest import synthesize, wait_until_async
 
 RATE = 16000
 FAST = RetryPolicy(initial_backoff_s=0.1, max_backoff_s=0.4, attempts=20)
@@ -67,7 +67,7 @@ async def occupy(address: str, audio: bytes) -> list:
 def test_a_refused_start_is_retried_with_backoff_until_served(one_stream_server, speech):
     async def scenario():
         first = asyncio.create_task(occupy(one_stream_server.address, speech))
-        await asyncio.sleep(0.5)
+        await wait_until_async(lambda: one_stream_server.server.calls.active == 1, what="the first stream admitted")
         async with AsyncStreamingClient(one_stream_server.address) as client:
             stream = ResumableStream(client, AudioFormat(RATE), OPTIONS, policy=FAST)
             items = [i async for i in stream.run(chunks(speech, False))]
@@ -83,7 +83,7 @@ def test_a_refused_start_is_retried_with_backoff_until_served(one_stream_server,
 def test_a_start_refused_every_time_raises_the_servers_status(one_stream_server, speech):
     async def scenario():
         first = asyncio.create_task(occupy(one_stream_server.address, speech))
-        await asyncio.sleep(0.5)
+        await wait_until_async(lambda: one_stream_server.server.calls.active == 1, what="the first stream admitted")
         started = time.monotonic()
         policy = RetryPolicy(attempts=3, initial_backoff_s=0.1, max_backoff_s=0.2, jitter=0.0)
         async with AsyncStreamingClient(one_stream_server.address) as client:

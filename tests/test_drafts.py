@@ -7,7 +7,7 @@ import torch
 
 from conftest import tone_mix
 from qwen3_asr_stream.checkpoint import load_model
-from qwen3_asr_stream.engine.decoding import DecodeRow, StopRules, decode, greedy_generate, GreedyOptions
+from qwen3_asr_stream.engine.decoding import DecodeRow, StopRules, decode, greedy_generate
 from qwen3_asr_stream.engine.options import PolicyOptions
 from qwen3_asr_stream.engine.runner import ModelRunner
 from qwen3_asr_stream.engine.utterance import Utterance, UtteranceSpec
@@ -50,7 +50,7 @@ def _drafts(truth: list[int]) -> dict[str, list[int]]:
 def test_every_draft_gives_the_tokens_of_decoding_without_one(asr):
     model, tokenizer = asr
     prompt, audio = _prompt(model, tokenizer, 5.3, seed=2)
-    truth = greedy_generate(model, [prompt], [audio], GreedyOptions(MAX, tokenizer.end_of_text_ids()))[0]
+    truth = greedy_generate(model, [prompt], [audio], StopRules(tokenizer.end_of_text_ids(), MAX))[0]
     assert len(truth) > 4, "the random model should say something"
     plain = decode(model, [_row(model, tokenizer, prompt, audio)])[0]
     assert plain.tokens == truth
@@ -73,7 +73,7 @@ def test_batched_rows_with_different_acceptances_equal_each_alone(asr):
     for i, (seconds, kind) in enumerate([(2.2, "right"), (7.9, "wrong"), (4.1, "partly right"), (9.5, "empty"),
                                          (3.3, "longer than greedy")]):
         prompt, audio = _prompt(model, tokenizer, seconds, seed=10 + i)
-        truth = greedy_generate(model, [prompt], [audio], GreedyOptions(MAX, tokenizer.end_of_text_ids()))[0]
+        truth = greedy_generate(model, [prompt], [audio], StopRules(tokenizer.end_of_text_ids(), MAX))[0]
         cases.append((prompt, audio, _drafts(truth)[kind], truth))
     alone = [decode(model, [_row(model, tokenizer, p, a, d)])[0] for p, a, d, _ in cases]
     batched = decode(model, [_row(model, tokenizer, p, a, d) for p, a, d, _ in cases])
@@ -86,7 +86,7 @@ def test_stop_rules_hold_inside_an_accepted_draft(asr):
     """Token bound and repetition guard cut an accepted draft exactly where greedy decoding stops."""
     model, tokenizer = asr
     prompt, audio = _prompt(model, tokenizer, 6.0, seed=4)
-    truth = greedy_generate(model, [prompt], [audio], GreedyOptions(MAX, tokenizer.end_of_text_ids()))[0]
+    truth = greedy_generate(model, [prompt], [audio], StopRules(tokenizer.end_of_text_ids(), MAX))[0]
     short = decode(model, [_row(model, tokenizer, prompt, audio, truth, max_tokens=5)])[0]
     assert short.tokens == truth[:5] and short.done
     looping = [5, 6, 7] * 10

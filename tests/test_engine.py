@@ -10,7 +10,7 @@ import torch
 
 from conftest import tone_mix
 from qwen3_asr_stream.checkpoint import load_model
-from qwen3_asr_stream.engine.decoding import GreedyOptions, greedy_generate
+from qwen3_asr_stream.engine.decoding import StopRules, greedy_generate
 from qwen3_asr_stream.engine.text_layer import EngineFull, StreamingEngine, _TextState, text_of
 from qwen3_asr_stream.engine.options import EngineOptions, PolicyOptions, UtteranceOptions
 from qwen3_asr_stream.engine.decoding import repetition_detected
@@ -48,7 +48,7 @@ def _from_scratch(model, tokenizer, audio, prefix, max_new, language=None):
     features = log_mel(torch.from_numpy(audio))
     encoded = model.encode_audio([features])[0]
     prompt = tokenizer.encode(asr_prompt_text(encoded.shape[0], "", language)) + list(prefix)
-    return greedy_generate(model, [prompt], [encoded], GreedyOptions(max_new_tokens=max_new))[0]
+    return greedy_generate(model, [prompt], [encoded], StopRules(tokenizer.end_of_text_ids(), max_new))[0]
 
 
 def _chunks(total: int, rng: np.random.Generator):
@@ -323,7 +323,7 @@ def test_fixed_shape_decode_steps_give_the_tokens_of_the_dynamic_path(asr):
     static, runner = run(True)
     assert static == dynamic
     # Every bucket was prepared at warm-up, none while decoding.
-    assert runner.graphs is not None and runner.graphs.captures == len(runner.graphs._buckets) > 1
+    assert runner.graphs is not None and runner.graphs.captures == len(runner.graphs.shapes) > 1
 
 
 def test_finals_go_first_then_the_oldest_interim(asr):

@@ -105,7 +105,7 @@ def test_a_long_utterance_prepares_no_graph_after_start_and_never_grows_its_cach
     assert graphs is not None and graphs.captures == 0
     with engine:
         prepared = graphs.captures
-        assert prepared == len(graphs._buckets) > 1
+        assert prepared == len(graphs.shapes) > 1
         uid = engine.open(UtteranceOptions(), results.append)
         audio = tone_mix(39.0, seed=12)
         storages = set()
@@ -121,3 +121,41 @@ def test_a_long_utterance_prepares_no_graph_after_start_and_never_grows_its_cach
     assert graphs.captures == prepared  # nothing captured mid-utterance
     assert graphs.eager_batches == 0  # every batch fit a prepared bucket
     assert len(storages) == 1  # one cache, allocated once, never grown or replaced
+
+
+@pytest.mark.parametrize("language", [None, "English", "Indonesian"])
+def test_the_served_budget_admits_max_utterances_whatever_language_they_force(checkpoints, language):
+    """``load_engine`` (what ``serve`` uses) sizes the cache for the longest prompt a stream gets
+    without context: as many utterances as ``max_utterances`` fit with any language forced, and
+    the one after is refused by count."""
+    from qwen3_asr_stream.server.loading import load_engine
+    from qwen3_asr_stream.server.options import ServerOptions
+
+    engine = load_engine(str(checkpoints["asr"]), ServerOptions(), max_utterances=4)
+    try:
+        for _ in range(4):
+            engine.open(UtteranceOptions(language=language), lambda result: None)
+        with pytest.raises(EngineFull, match="utterances"):
+            engine.open(UtteranceOptions(language=language), lambda result: None)
+    finally:
+        engine.close()
+
+
+def test_a_cache_view_writes_into_its_cache_and_keeps_every_attribute():
+    import torch
+
+    from qwen3_asr_stream.model.kv_cache import KVCache
+
+    big = KVCache(n_layers=2, batch=4, kv_heads=2, head_dim=3, capacity=8, dtype=torch.float32, device="cpu")
+    big.cursor = 5
+    view = big.view(2, 6)
+    assert set(vars(view)) == set(vars(big))  # a field added to KVCache reaches views too
+    assert (view.batch, view.capacity, view.cursor, view.n_layers) == (2, 6, 0, 2)
+    keys = torch.ones(2, 2, 1, 3)
+    view.write(1, keys, 2 * keys)
+    view.advance(torch.ones(2, 1, dtype=torch.bool))
+    assert big.keys[1][:2, :, 0].eq(1).all() and big.values[1][:2, :, 0].eq(2).all() and big.keys[1][2:].eq(0).all()
+    assert big.valid[:, 0].tolist() == [True, True, False, False] and big.next_position.tolist() == [1, 1, 0, 0]
+    assert big.cursor == 5  # the view's cursor is its own
+    with pytest.raises(ValueError):
+        big.view(5, 6)

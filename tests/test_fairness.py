@@ -15,7 +15,7 @@ import statistics
 import pytest
 
 from qwen3_asr_client import AsyncStreamingClient, RecognitionOptions, Result
-from test_server_e2e import compose, phrases  # noqa: F401 - shared module fixtures
+from conftest import compose
 
 pytest.importorskip("webrtcvad")
 from qwen3_asr_stream.testing.harness import ServerThread  # noqa: E402

@@ -151,10 +151,10 @@ def test_greedy_tokens_match_official(oracle_asr, checkpoints, name):
         assert ours == oracle.processor.batch_decode(
             out.sequences[:, inputs["input_ids"].shape[1]:], skip_special_tokens=True,
             clean_up_tokenization_spaces=False)
-        from qwen3_asr_stream.engine.decoding import GreedyOptions, greedy_generate
+        from qwen3_asr_stream.engine.decoding import StopRules, greedy_generate
         feats, frames = batch_features([torch.from_numpy(w) for w in batch])
         audio = model.encode_audio([feats[i, :, :n] for i, n in enumerate(frames)])
-        mine = greedy_generate(model, prompt_ids, audio, GreedyOptions(max_new_tokens=MAX_NEW))
+        mine = greedy_generate(model, prompt_ids, audio, StopRules(tokenizer.end_of_text_ids(), MAX_NEW))
         for a, b in zip(mine, theirs):
             assert a == b[: len(a)] and (len(a) == len(b) or len(a) == MAX_NEW)
 

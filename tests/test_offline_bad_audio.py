@@ -9,8 +9,7 @@ import numpy as np
 import pytest
 import soundfile
 
-from conftest import tone_mix
-from test_cli import run_cli
+from conftest import run_cli, tone_mix
 
 from qwen3_asr_client.cli import TranscriptPrinter, printable
 from qwen3_asr_client.results import Result, Word

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 import soxr
 
-from conftest import synthesize
+from conftest import speaking_sessions, synthesize, wait_until_async
 from qwen3_asr_client import AsyncStreamingClient, AudioFormat, RecognitionOptions, Result
 
 pytest.importorskip("webrtcvad")
@@ -495,7 +495,7 @@ def test_busy_draining_and_probes(engine, phrases):
             # Half a phrase: the session is in speech, so the drain waits for the utterance.
             await ws.send_json({"type": "input_audio_buffer.append",
                                 "audio": base64.b64encode(data[:len(data) // 3 // 2 * 2]).decode()})
-            await asyncio.sleep(0.5)
+            await wait_until_async(lambda: speaking_sessions(server) == 1, what="the Realtime session in speech")
             def form():
                 data = aiohttp.FormData()
                 data.add_field("file", b"RIFF", filename="a.wav")
@@ -513,7 +513,7 @@ def test_busy_draining_and_probes(engine, phrases):
                     await grpc_client.recognize(data[:3200], AudioFormat(16000))
             metrics = await (await http.get(base + "/metrics")).text()
             stopping = asyncio.get_running_loop().run_in_executor(None, server.stop)
-            await asyncio.sleep(0.5)
+            await wait_until_async(lambda: server.server.calls.draining, what="the server draining")
             draining = await http.get(base + "/readyz")
             refused = await http.post(base + "/v1/audio/transcriptions", data=form())
             ended = []  # the utterance in progress is finished, then the drain's error and the close

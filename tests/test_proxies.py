@@ -26,7 +26,7 @@ from qwen3_asr_client.proto import asr_pb2, asr_pb2_grpc
 from qwen3_asr_stream.session.calls import SHUTDOWN_MESSAGE
 from qwen3_asr_stream.testing.fleet import HAProxy, Nginx, Replica
 
-from conftest import synthesize
+from conftest import synthesize, wait_until_async
 
 pytestmark = pytest.mark.slow
 
@@ -180,15 +180,16 @@ def test_drain_moves_new_streams_to_the_other_replicas(proxy, fleet, speech, phr
         first = []
         for _ in range(9):  # one at a time, so that least-connections sees each
             first.append(asyncio.create_task(run_stream(proxy.address, speech)))
-            await asyncio.sleep(0.25)
-        await asyncio.sleep(0.3)
+            await wait_until_async(lambda: sum(r.metric("asr_active_streams") for r in fleet) == len(first),
+                                   timeout=30, interval=0.05, what=f"stream {len(first)} on a replica")
         assert [r.metric("asr_active_streams") for r in fleet] == [3, 3, 3]
 
         victim = fleet[0]
         await asyncio.sleep(0.5)  # the latest streams are in their first utterance
         sigterm_at = time.monotonic()
         victim.terminate()
-        await asyncio.sleep(0.3)
+        await wait_until_async(lambda: victim.probe("/readyz") == 503, timeout=10, interval=0.05,
+                               what="the replica draining")
         probes = victim.probe("/readyz"), victim.probe("/livez"), refuses(victim.port)
         second = [asyncio.create_task(run_stream(proxy.address, pcm(0.3) + phrase + pcm(0.8))) for _ in range(6)]
         exit_code = await asyncio.get_running_loop().run_in_executor(None, victim.wait, GRACE_S + 5)

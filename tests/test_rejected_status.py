@@ -17,6 +17,7 @@ import grpc
 import numpy as np
 import pytest
 
+from conftest import speaking_sessions, wait_until_async
 from qwen3_asr_client import AsyncStreamingClient, AudioFormat, RecognitionOptions
 from qwen3_asr_client.proto import asr_pb2, asr_pb2_grpc
 
@@ -130,8 +131,9 @@ def while_full(server, client) -> collections.Counter:
     async def run():
         async with AsyncStreamingClient(server.address, token=TOKEN) as holder:
             held = [await holder.open_stream(FORMAT) for _ in range(server.options.max_streams)]
-            await asyncio.sleep(0.3)
-            assert server.server.calls.active == server.options.max_streams  # the precondition
+            # the precondition: they are all admitted
+            await wait_until_async(lambda: server.server.calls.active == server.options.max_streams,
+                                   what="the held streams admitted")
             outcomes = collections.Counter()
             for _ in range(0, STREAMS, WAVE):
                 outcomes.update(await asyncio.gather(*[client(server.address, TOKEN, RecognitionOptions())
@@ -157,12 +159,11 @@ def while_draining(engine, client) -> collections.Counter:
                         await held.send_audio(VOICED)
                         await asyncio.sleep(0.1)
                 speaking = asyncio.ensure_future(speak())
-                await asyncio.sleep(1.0)
-                (session,) = server.server.calls.sessions
-                assert session.in_speech  # the precondition: draining waits for this utterance
+                # the precondition: draining waits for this utterance
+                await wait_until_async(lambda: speaking_sessions(server) == 1, what="the held stream in speech")
+                assert len(server.server.calls.sessions) == 1
                 stopping = asyncio.get_running_loop().run_in_executor(None, server.stop)
-                while not server.server.calls.draining:
-                    await asyncio.sleep(0.01)
+                await wait_until_async(lambda: server.server.calls.draining, what="the server draining")
                 outcomes = collections.Counter()
                 for _ in range(0, STREAMS, WAVE):
                     outcomes.update(await asyncio.gather(*[client(server.address, None, RecognitionOptions())

@@ -14,9 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import framework_python
-from test_riva_service import write_wav
-from test_server_e2e import compose, phrases  # noqa: F401 - module fixtures
+from conftest import compose, framework_python, write_wav
 
 from qwen3_asr_stream.testing.harness import ServerThread  # noqa: E402
 from qwen3_asr_stream.server.options import ServerOptions  # noqa: E402

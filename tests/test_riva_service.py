@@ -7,10 +7,8 @@ statuses), not the words recognized.
 
 from __future__ import annotations
 
-import dataclasses
 import threading
 import time
-import wave
 
 import grpc
 import numpy as np
@@ -22,10 +20,7 @@ from riva.client.proto import riva_asr_pb2_grpc as rasr_grpc
 from riva.client.proto import riva_audio_pb2 as raudio
 
 from qwen3_asr_client.proto import asr_pb2
-from test_server_e2e import (  # noqa: F401 - module fixtures shared with the e2e tests
-    BOUNDARY_TOLERANCE_MS, call_status_sync, compose, phrases, self_signed,
-)
-from test_server_errors import OPTIONS as ERROR_OPTIONS, audio as asr_audio, config as asr_config  # noqa: E402
+from conftest import BOUNDARY_TOLERANCE_MS, asr_audio, asr_config, call_status_sync, compose, self_signed, write_wav
 
 from qwen3_asr_stream.audio.vad import EndpointingOptions  # noqa: E402
 from qwen3_asr_stream.testing.harness import ServerThread  # noqa: E402
@@ -33,7 +28,8 @@ from qwen3_asr_stream.server.options import ServerOptions  # noqa: E402
 
 CODE = grpc.StatusCode
 EP = EndpointingOptions()
-OPTIONS = dataclasses.replace(ERROR_OPTIONS, max_recognize_bytes=1 << 20)  # room for the 8 s test file
+# test_server_errors.py's limits, with room for the 8 s test file in Recognize.
+OPTIONS = ServerOptions(port=0, max_streams=8, idle_timeout_s=2.0, max_recognize_bytes=1 << 20, max_queued_responses=8)
 
 
 @pytest.fixture(scope="module")
@@ -46,15 +42,6 @@ def server(engine, aligner):
 def speech(phrases):
     a, b, rate = phrases
     return compose([a, b], rate)
-
-
-def write_wav(path, pcm: np.ndarray, rate: int):
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(rate)
-        w.writeframes(pcm.astype("<i2").tobytes())
-    return path
 
 
 @pytest.fixture(scope="module")

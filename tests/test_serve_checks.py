@@ -6,7 +6,7 @@ import socket
 
 import pytest
 
-from test_server_cli import serve
+from conftest import run_cli, serve
 
 pytest.importorskip("webrtcvad")
 
@@ -99,7 +99,6 @@ def test_offline_missing_checkpoints_say_what_to_do(checkpoints, tmp_path):
     import numpy as np
     import soundfile
 
-    from test_cli import run_cli
 
     wav = tmp_path / "a.wav"
     soundfile.write(str(wav), np.zeros(1600, np.float32), 16000)

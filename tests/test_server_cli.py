@@ -2,31 +2,20 @@
 
 from __future__ import annotations
 
-import os
 import re
 import signal
 import socket
-import subprocess
-import sys
 import threading
 import time
 import urllib.request
-from pathlib import Path
 
 import grpc
 import pytest
 
+from conftest import serve
 from qwen3_asr_client.proto import asr_pb2, asr_pb2_grpc
 
-ROOT = Path(__file__).resolve().parents[1]
 pytest.importorskip("webrtcvad")
-
-
-def serve(*args: str) -> subprocess.Popen:
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT / "service"), str(ROOT / "client")]))
-    env.pop("QWEN3_ASR_TOKEN", None)
-    return subprocess.Popen([sys.executable, "-m", "qwen3_asr_stream.cli", "serve", *args], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
 def test_bad_option_exits_with_the_reason():

@@ -7,24 +7,16 @@ The tiny model's text is random, so these tests check the service's contract
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import datetime
-import ipaddress
-import shutil
-import socket
-import subprocess
 import threading
 import urllib.request
-import wave
-from dataclasses import dataclass
 
 import grpc
-import numpy as np
 import pytest
 
-from conftest import synthesize
-from qwen3_asr_client import FINALIZE, AsyncStreamingClient, AudioFormat, RecognitionOptions, Result, SpeechEvent
-from qwen3_asr_client.proto import asr_pb2, asr_pb2_grpc
+from conftest import (BOUNDARY_TOLERANCE_MS, Speech, call_status, call_status_sync, collect, compose, finals,
+                      free_port, self_signed, wait_until_async)
+from qwen3_asr_client import FINALIZE, AsyncStreamingClient, RecognitionOptions, Result, SpeechEvent
+from qwen3_asr_client.proto import asr_pb2
 
 pytest.importorskip("webrtcvad")
 from grpc_health.v1 import health_pb2, health_pb2_grpc  # noqa: E402
@@ -34,64 +26,11 @@ from qwen3_asr_stream.server.app import SERVICE_NAME  # noqa: E402
 from qwen3_asr_stream.testing.harness import ServerThread  # noqa: E402
 from qwen3_asr_stream.server.options import ServerOptions  # noqa: E402
 
-SILENCE_S = 1.2
-LEAD_S = 0.5
-BOUNDARY_TOLERANCE_MS = 150
-
-
-@dataclass
-class Speech:
-    pcm: np.ndarray  # int16 mono
-    rate: int
-    spans: list[tuple[int, int]]  # (first, last) audible ms of each phrase, from the stream start
-
-    @property
-    def format(self) -> AudioFormat:
-        return AudioFormat(self.rate)
-
-    def chunks(self, ms: float, pcm: np.ndarray | None = None) -> list[bytes]:
-        data = (self.pcm if pcm is None else pcm).tobytes()
-        step = self.format.chunk_bytes(ms)
-        return [data[i : i + step] for i in range(0, len(data), step)]
-
-
-def read_wav(path) -> tuple[np.ndarray, int]:
-    with wave.open(str(path)) as w:
-        return np.frombuffer(w.readframes(w.getnframes()), "<i2").copy(), w.getframerate()
-
-
-def compose(phrases: list[np.ndarray], rate: int, lead_s: float = LEAD_S, gap_s: float = SILENCE_S,
-            tail_s: float = SILENCE_S) -> Speech:
-    parts, spans, at = [np.zeros(int(lead_s * rate), np.int16)], [], int(lead_s * rate)
-    for i, phrase in enumerate(phrases):
-        audible = np.nonzero(np.abs(phrase.astype(np.int32)) > 300)[0]
-        spans.append((round(1000 * (at + audible[0]) / rate), round(1000 * (at + audible[-1]) / rate)))
-        parts.append(phrase)
-        at += len(phrase)
-        pause = int((gap_s if i < len(phrases) - 1 else tail_s) * rate)
-        parts.append(np.zeros(pause, np.int16))
-        at += pause
-    return Speech(np.concatenate(parts), rate, spans)
-
-
-@pytest.fixture(scope="module")
-def phrases(espeak, tmp_path_factory):
-    folder = tmp_path_factory.mktemp("speech")
-    a, rate = read_wav(synthesize(espeak, "the quick brown fox jumps over the lazy dog", folder / "a.wav"))
-    b, _ = read_wav(synthesize(espeak, "hello world this is a test", folder / "b.wav"))
-    return a, b, rate
-
 
 @pytest.fixture(scope="module")
 def speech(phrases) -> Speech:
     a, b, rate = phrases
     return compose([a, b], rate)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -100,43 +39,8 @@ def server(engine, aligner):
         yield server
 
 
-async def collect(address: str, chunks, fmt: AudioFormat, options: RecognitionOptions, *, realtime: bool = False,
-                  **client) -> list:
-    async with AsyncStreamingClient(address, **client) as c:
-        return [item async for item in c.stream(chunks, fmt, options, realtime=realtime)]
-
-
-def call_status_sync(address: str, requests, metadata=(), credentials=None,
-                     stub=asr_pb2_grpc.SpeechRecognitionStub) -> tuple[grpc.StatusCode, str, list]:
-    """Send raw requests to ``stub``'s StreamingRecognize (then half-close); the call's status,
-    details and responses.
-
-    The blocking API: a request the server no longer reads does not turn the status
-    into a client-side INTERNAL error, as a failed write does in grpc.aio.
-    """
-    if credentials is None:
-        channel = grpc.insecure_channel(address)
-    else:
-        channel = grpc.secure_channel(address, credentials)
-    with channel:
-        call = stub(channel).StreamingRecognize(iter(requests), metadata=metadata)
-        responses = []
-        with contextlib.suppress(grpc.RpcError):
-            for response in call:
-                responses.append(response)
-        return call.code(), call.details(), responses
-
-
-async def call_status(address: str, requests, metadata=(), credentials=None) -> tuple[grpc.StatusCode, str, list]:
-    return await asyncio.to_thread(call_status_sync, address, list(requests), metadata, credentials)
-
-
 def stream(address, chunks, fmt, options=RecognitionOptions(interim_results=False), **kw) -> list:
     return asyncio.run(collect(address, chunks, fmt, options, **kw))
-
-
-def finals(items) -> list[Result]:
-    return [i for i in items if isinstance(i, Result) and i.is_final]
 
 
 def events(items) -> list[SpeechEvent]:
@@ -306,7 +210,7 @@ def test_health_then_graceful_shutdown(engine, aligner, phrases):
                     items.append(await it.__anext__())
                 stopper = threading.Thread(target=server.stop)
                 stopper.start()
-                await asyncio.sleep(0.5)
+                await wait_until_async(lambda: server.server.calls.draining, what="the server draining")
                 config = RecognitionOptions().streaming_request(speech.format)
                 code, _, _ = await call_status(server.address, [config])  # no new streams while draining
                 assert code == grpc.StatusCode.UNAVAILABLE
@@ -327,38 +231,6 @@ def test_health_then_graceful_shutdown(engine, aligner, phrases):
         channel.close()
     finally:
         server.stop()
-
-
-def self_signed(tmp_path):
-    """A self-signed certificate for localhost / 127.0.0.1: with `cryptography` if installed, else `openssl`."""
-    cert_path, key_path = tmp_path / "cert.pem", tmp_path / "key.pem"
-    try:
-        from cryptography import x509
-        from cryptography.hazmat.primitives import hashes, serialization
-        from cryptography.hazmat.primitives.asymmetric import ec
-        from cryptography.x509.oid import NameOID
-    except ImportError:
-        if shutil.which("openssl") is None:
-            pytest.skip("neither cryptography nor openssl is available to make a test certificate")
-        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-                        "-nodes", "-days", "1", "-subj", "/CN=localhost", "-keyout", str(key_path),
-                        "-out", str(cert_path), "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
-                       check=True, capture_output=True)
-        return cert_path, key_path
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost"),
-                                                        x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
-            .sign(key, hashes.SHA256()))
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
-    return cert_path, key_path
 
 
 def test_tls_and_bearer_token(engine, tmp_path, phrases):

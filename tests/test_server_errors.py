@@ -12,9 +12,8 @@ import pytest
 
 from qwen3_asr_client import AsyncStreamingClient, AudioFormat, RecognitionOptions
 from qwen3_asr_client.proto import asr_pb2, asr_pb2_grpc
-from test_server_e2e import (  # noqa: F401 - module fixtures shared with the e2e tests
-    call_status, call_status_sync, collect, compose, finals, phrases,
-)
+from conftest import (asr_audio as audio, asr_config as config, call_status, call_status_sync, collect, compose, finals,
+                      wait_until, wait_until_async)
 
 pytest.importorskip("webrtcvad")
 from qwen3_asr_stream.testing.harness import ServerThread, load_engine  # noqa: E402
@@ -37,17 +36,6 @@ def speech(phrases):
     return compose([a], rate)
 
 
-def config(fmt: AudioFormat = AudioFormat(16000), **fields) -> asr_pb2.StreamingRecognizeRequest:
-    request = RecognitionOptions(interim_results=False, word_timestamps=False).streaming_request(fmt)
-    for name, value in fields.items():
-        setattr(request.streaming_config.config, name, value)
-    return request
-
-
-def audio(data: bytes) -> asr_pb2.StreamingRecognizeRequest:
-    return asr_pb2.StreamingRecognizeRequest(audio_content=data)
-
-
 def control(kind) -> asr_pb2.StreamingRecognizeRequest:
     return asr_pb2.StreamingRecognizeRequest(control=asr_pb2.Control(kind=kind))
 
@@ -64,8 +52,9 @@ async def good_stream(address: str, speech) -> list:
 def alongside(server, speech, bad, others: int = 2):
     """Run ``bad()`` while ``others`` good streams run; they must each get their one final."""
     async def run():
+        active = server.server.calls.active
         good = [asyncio.ensure_future(good_stream(server.address, speech)) for _ in range(others)]
-        await asyncio.sleep(0.2)
+        await wait_until_async(lambda: server.server.calls.active >= active + others, what="the good streams admitted")
         try:
             outcome = await bad()
         finally:
@@ -239,13 +228,11 @@ def test_client_cancels_mid_utterance(server, speech, engine):
             first = await it.__anext__()  # speech started: an engine utterance is open
             assert first.type == "start"
             stream.cancel()
-        await asyncio.sleep(0.5)
         return first
 
     alongside(server, speech, bad)
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline and (server.server.calls.active or engine.stats().open_utterances):
-        time.sleep(0.05)
+    wait_until(lambda: not server.server.calls.active and not engine.stats().open_utterances, timeout=5,
+               what="the cancelled call released")
     assert server.server.calls.active == 0 and not server.server.calls.sessions
     assert engine.stats().open_utterances == 0
 
@@ -305,7 +292,7 @@ def test_more_streams_than_the_limit(engine, speech):
             async with AsyncStreamingClient(server.address) as c:
                 held = await c.open_stream(speech.format, RecognitionOptions(interim_results=False))
                 await held.send_audio(speech.chunks(100)[0])
-                await asyncio.sleep(0.2)
+                await wait_until_async(lambda: server.server.calls.active == 3, what="the held stream admitted")
                 refused = await call_status(server.address, [config()])
                 await held.done_writing()
                 async for _ in held:
@@ -328,7 +315,7 @@ def test_engine_full(checkpoints, speech):
 
             async def bad():
                 # the two good streams hold both engine slots while they speak
-                await asyncio.sleep(0.1)
+                await wait_until_async(lambda: small.stats().open_utterances == 2, what="both engine slots taken")
                 return await call_status(server.address, [config(speech.format), *body])
 
             code, details, _ = alongside(server, speech, bad)

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from qwen3_asr_client import AsyncStreamingClient, RecognitionOptions, Result, SpeechEvent
-from test_server_e2e import compose, phrases  # noqa: F401 - shared module fixtures
+from conftest import compose
 
 pytest.importorskip("webrtcvad")
 from qwen3_asr_stream.testing.harness import ServerThread  # noqa: E402

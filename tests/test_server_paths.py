@@ -4,13 +4,12 @@ routing between several models, and a stopped engine answering UNAVAILABLE."""
 from __future__ import annotations
 
 import asyncio
-import time
 
 import grpc
 import numpy as np
 import pytest
 
-from conftest import tone_mix
+from conftest import tone_mix, wait_until
 from qwen3_asr_client import AsyncStreamingClient, AudioFormat, RecognitionOptions, Result
 
 pytest.importorskip("webrtcvad")
@@ -52,9 +51,7 @@ def test_aligner_worker_fallback_fails_only_the_bad_request(checkpoints):
     worker = AlignerWorker(aligner, max_batch=8, on_batch=lambda n, seconds: batches.append(n)).start()
     try:
         busy = worker.submit(AlignRequest(tone_mix(60.0, seed=9), "a long busy request " * 20, "English"))
-        deadline = time.monotonic() + 10
-        while worker.queued and time.monotonic() < deadline:  # until the worker has taken it
-            time.sleep(0.001)
+        wait_until(lambda: not worker.queued, timeout=10, interval=0.001, what="the worker taking it")
         futures = [worker.submit(r) for r in (good[0], bad, good[1], good[2])]
         # The precondition: the four wait together while the long one runs, so they form one batch.
         assert worker.queued == 4 and not busy.done()

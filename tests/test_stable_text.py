@@ -87,7 +87,7 @@ def test_stable_text_through_the_service(checkpoints, espeak, tmp_path):
     from qwen3_asr_client import AsyncStreamingClient, RecognitionOptions, Result
     from qwen3_asr_stream.testing.harness import ServerThread, load_engine
     from qwen3_asr_stream.server.options import ServerOptions
-    from test_server_e2e import compose, read_wav, synthesize
+    from conftest import compose, read_wav, synthesize
 
     texts = ["the quick brown fox jumps over the lazy dog near the river bank",
              "seven silver spoons were stacked beside the old wooden table"]

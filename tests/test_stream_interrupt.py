@@ -10,13 +10,14 @@ import sys
 import threading
 import time
 from concurrent import futures
+from typing import Callable
 
 import grpc
 import numpy as np
 import pytest
 import soundfile
 
-from conftest import ROOT
+from conftest import ROOT, on_server_loop, wait_until
 from qwen3_asr_client.proto import asr_pb2_grpc
 
 pytest.importorskip("webrtcvad")
@@ -49,10 +50,11 @@ class BlackHole(asr_pb2_grpc.SpeechRecognitionServicer):
     def __init__(self):
         self.release = threading.Event()
         self.half_closed = threading.Event()
+        self.received = 0  # requests read
 
     def StreamingRecognize(self, requests, context):
         for _ in requests:
-            pass
+            self.received += 1
         self.half_closed.set()
         self.release.wait(60)
         return iter(())
@@ -64,15 +66,20 @@ def start_cli(*args: str) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def wait_for_output(process: subprocess.Popen, seconds: float) -> None:
-    """Let the client start and stream for ``seconds`` (its imports take a moment)."""
-    time.sleep(seconds)
+def wait_streaming(process: subprocess.Popen, streaming: Callable[[], bool]) -> None:
+    """Wait until the client streams (``streaming()``; its imports take a moment), still running."""
+    wait_until(lambda: streaming() or process.poll() is not None, timeout=60, what="the client streaming")
     assert process.poll() is None, process.communicate()
+
+
+def received_ms(server) -> int:
+    """The most audio any of the server's calls has received, ms."""
+    return on_server_loop(server, lambda: max((s.received_ms for s in server.server.calls.sessions), default=0))
 
 
 def test_ctrl_c_ends_the_audio_and_waits_for_the_last_final(server, voiced_wav):
     process = start_cli(str(voiced_wav), "--server", server.address, "--realtime", "--json", "--no-word-timestamps")
-    wait_for_output(process, 4.0)
+    wait_streaming(process, lambda: received_ms(server) >= 2500)  # 2.5 s into the file, in real time
     interrupted = time.monotonic()
     process.send_signal(signal.SIGINT)
     out, err = process.communicate(timeout=30)
@@ -94,7 +101,7 @@ def test_a_second_ctrl_c_quits_at_once(voiced_wav):
     grpc_server.start()
     try:
         process = start_cli(str(voiced_wav), "--server", f"127.0.0.1:{port}", "--realtime")
-        wait_for_output(process, 3.0)
+        wait_streaming(process, lambda: hole.received >= 5)  # the configuration and audio
         process.send_signal(signal.SIGINT)
         assert hole.half_closed.wait(10), "the first Ctrl-C did not end the audio"
         time.sleep(1.0)

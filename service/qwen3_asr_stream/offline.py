@@ -13,7 +13,7 @@ from .text.alignment import WordTime, clamp_word_times
 from .audio.files import split_long_audio
 from .checkpoint import LoadOptions, load_pretrained
 from .engine.bias import DEFAULT_BOOST, TermBias, check_terms
-from .engine.decoding import GreedyOptions, greedy_generate
+from .engine.decoding import StopRules, greedy_generate
 from .engine.text_layer import term_bias
 from .audio.frontend import N_FFT, SAMPLE_RATE, batch_features
 from .model.qwen3_asr import SpeechModel
@@ -106,7 +106,7 @@ class Transcriber:
                     bias: TermBias | None = None) -> list[str]:
         """Decoded model output per audio (pieces under the model's limit), batched like the official code."""
         outputs: list[str] = []
-        greedy = GreedyOptions(max_new_tokens=max_new_tokens, eos_ids=self.tokenizer.end_of_text_ids())
+        stop = StopRules(self.tokenizer.end_of_text_ids(), max_new_tokens)
         for start in range(0, len(audios), batch_size):
             waves = [torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32)) for a in audios[start : start + batch_size]]
             features, frames = batch_features(waves)
@@ -115,7 +115,7 @@ class Transcriber:
                 self.tokenizer.encode(asr_prompt_text(e.shape[0], contexts[start + i], languages[start + i]))
                 for i, e in enumerate(encoded)
             ]
-            for tokens in greedy_generate(self.model, prompts, encoded, greedy, bias):
+            for tokens in greedy_generate(self.model, prompts, encoded, stop, bias):
                 outputs.append(self.tokenizer.decode(tokens))
         return outputs
 

@@ -19,10 +19,14 @@ import numpy as np
 import torch
 
 from . import SAMPLE_RATE  # noqa: E402  (one constant, torch-free)
-N_FFT = 400
+N_FFT = 400  # samples per frame (25 ms), also the Hann window's length
 HOP_LENGTH = 160  # 10 ms
+HALF_WINDOW = N_FFT // 2  # samples each side of a frame's centre (torch.stft(center=True))
 N_MELS = 128
+LOG_EPSILON = 1e-10  # mel power clamped here before log10
 LOG_FLOOR_RANGE = 8.0  # dB/10 below the maximum that are kept
+LOG_OFFSET = 4.0  # features = (log10 mel + LOG_OFFSET) / LOG_SCALE
+LOG_SCALE = 4.0
 
 
 def _hz_to_mel_slaney(hz: np.ndarray) -> np.ndarray:
@@ -59,6 +63,35 @@ def mel_filters(n_mels: int = N_MELS, n_fft: int = N_FFT, sample_rate: int = SAM
     return torch.from_numpy(filters.astype(np.float32))
 
 
+def power_spectrum(waveforms: torch.Tensor, *, center: bool = True) -> torch.Tensor:
+    """Power of the Hann-windowed STFT: ``(..., samples)`` -> ``(..., n_fft // 2 + 1, frames)``.
+
+    ``center=True`` reflects ``HALF_WINDOW`` samples at both ends (``1 + samples // HOP_LENGTH``
+    frames); ``center=False`` takes the frames that fit (the caller padded already).
+    """
+    window = torch.hann_window(N_FFT, device=waveforms.device)
+    spectrum = torch.stft(waveforms, N_FFT, HOP_LENGTH, window=window, center=center, return_complex=True)
+    return spectrum.abs() ** 2
+
+
+def log10_mel(power: torch.Tensor, n_mels: int = N_MELS) -> torch.Tensor:
+    """Pre-floor log10 mel power: ``(..., n_fft // 2 + 1, frames)`` -> ``(..., n_mels, frames)``."""
+    mel = mel_filters(n_mels).to(power.device).T @ power
+    return torch.clamp(mel, min=LOG_EPSILON).log10()
+
+
+def log_floor(peak: torch.Tensor | float) -> torch.Tensor | float:
+    """The floor for a log10 mel whose maximum (over every frame of the input) is ``peak``."""
+    return peak - LOG_FLOOR_RANGE
+
+
+def scale_log_mel(raw: torch.Tensor, floor: torch.Tensor | float) -> torch.Tensor:
+    """Features from pre-floor log10 mel: values under ``floor`` raised to it, then scaled
+    (``floor`` a float, or a tensor that broadcasts against ``raw``)."""
+    floored = torch.maximum(raw, floor) if isinstance(floor, torch.Tensor) else torch.clamp(raw, min=floor)
+    return (floored + LOG_OFFSET) / LOG_SCALE
+
+
 def log_mel(waveforms: torch.Tensor, n_mels: int = N_MELS) -> torch.Tensor:
     """Log-mel features of a batch of 16 kHz waveforms.
 
@@ -70,16 +103,9 @@ def log_mel(waveforms: torch.Tensor, n_mels: int = N_MELS) -> torch.Tensor:
     """
     squeeze = waveforms.dim() == 1
     batch = waveforms.unsqueeze(0) if squeeze else waveforms
-    batch = batch.to(torch.float32)
-    window = torch.hann_window(N_FFT, device=batch.device)
-    spectrum = torch.stft(batch, N_FFT, HOP_LENGTH, window=window, return_complex=True)
-    power = spectrum[..., :-1].abs() ** 2  # (batch, n_fft // 2 + 1, frames); the last frame is dropped
-    filters = mel_filters(n_mels).to(batch.device)
-    mel = filters.T @ power
-    logs = torch.clamp(mel, min=1e-10).log10()
-    peak = logs.amax(dim=(1, 2), keepdim=True)
-    logs = torch.maximum(logs, peak - LOG_FLOOR_RANGE)
-    features = (logs + 4.0) / 4.0
+    power = power_spectrum(batch.to(torch.float32))[..., :-1]  # the last frame is dropped
+    logs = log10_mel(power, n_mels)  # (batch, n_mels, frames)
+    features = scale_log_mel(logs, log_floor(logs.amax(dim=(1, 2), keepdim=True)))
     return features[0] if squeeze else features
 
 

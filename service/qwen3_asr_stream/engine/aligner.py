@@ -49,7 +49,7 @@ class ForcedAligner:
         for words, feats in zip(word_lists, audio):
             text = aligner_input_text(words).replace(AUDIO_PAD, AUDIO_PAD * feats.shape[0], 1)
             prompts.append(self.tokenizer.encode(text))
-        ids, valid = left_pad(prompts)
+        ids, valid = left_pad(prompts, self.tokenizer.pad_id)
         ids, valid = ids.to(self.model.device), valid.to(self.model.device)
         cache = self.model.new_cache(len(prompts), ids.shape[1])
         logits = self.model(self.model.embed(ids, list(audio)), cache, valid, last_only=False)

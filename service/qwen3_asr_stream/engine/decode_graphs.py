@@ -36,20 +36,6 @@ class _Bucket:
     graph: "torch.cuda.CUDAGraph | None" = None
 
 
-def _view(big: KVCache, rows: int, slots: int) -> KVCache:
-    """A batch cache sharing ``big``'s storage: its first ``rows`` rows and ``slots`` slots."""
-    view = KVCache.__new__(KVCache)
-    view.n_layers, view.batch, view.kv_heads, view.head_dim = big.n_layers, rows, big.kv_heads, big.head_dim
-    view.dtype, view.device = big.dtype, big.device
-    view.keys = [k[:rows, :, :slots] for k in big.keys]
-    view.values = [v[:rows, :, :slots] for v in big.values]
-    view.valid = big.valid[:rows, :slots]
-    view.next_position = big.next_position[:rows]
-    view.cursor = 0
-    view.static_slot = None
-    return view
-
-
 class DecodeGraphs:
     def __init__(self, model: SpeechModel, rows: list[int], lengths: list[int], pad_id: int,
                  use_graphs: bool | None = None) -> None:
@@ -59,7 +45,7 @@ class DecodeGraphs:
         self.staging = model.new_cache(rows[-1], lengths[-1])
         device = model.device
         self._buckets = {
-            (r, n): _Bucket(_view(self.staging, r, n), torch.zeros(r, 1, dtype=torch.long, device=device),
+            (r, n): _Bucket(self.staging.view(r, n), torch.zeros(r, 1, dtype=torch.long, device=device),
                             torch.zeros(1, dtype=torch.long, device=device))
             for r in rows for n in lengths
         }
@@ -72,9 +58,15 @@ class DecodeGraphs:
         """Keys and values of the staging cache (measured from its tensors)."""
         return sum(t.untyped_storage().nbytes() for t in self.staging.keys + self.staging.values)
 
-    def bucket_for(self, rows: int, slots: int) -> tuple[int, int] | None:
+    @property
+    def shapes(self) -> list[tuple[int, int]]:
+        """The (rows, slots) of every bucket, smallest first."""
+        return sorted(self._buckets)
+
+    def bucket(self, rows: int, slots: int) -> _Bucket | None:
+        """The smallest bucket that holds ``rows`` rows of ``slots`` slots; None when none does."""
         fits = [key for key in self._buckets if key[0] >= rows and key[1] >= slots]
-        return min(fits) if fits else None
+        return self._buckets[min(fits)] if fits else None
 
     # -- preparation (at start only) -------------------------------------------------
 
@@ -150,13 +142,12 @@ class StaticStepper:
     def begin(self, rows: list[DecodeRow]) -> None:
         remaining = max(r.stop.max_tokens - len(r.tokens) for r in rows)
         slots = max(r.cache.length for r in rows) + remaining + 1
-        key = self.graphs.bucket_for(len(rows), slots)
-        if key is None:
+        self.bucket = self.graphs.bucket(len(rows), slots)
+        if self.bucket is None:
             self.graphs.eager_batches += 1
             self.eager = EagerStepper(self.graphs.model)
             self.eager.begin(rows)
             return
-        self.bucket = self.graphs._buckets[key]
         stack_rows([r.cache for r in rows], into=self.bucket.cache)
 
     def step(self, active: list[int], tokens: list[int]) -> torch.Tensor:

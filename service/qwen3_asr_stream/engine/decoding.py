@@ -11,8 +11,8 @@ can flip, as batching can; with int8 weights the activations are quantized per c
 all positions, so a draft changes the scales of the whole prefill and the tokens can
 differ more often (measured: a fully right draft rejected at its first token at 20 s).
 Key terms (``DecodeRow.bias``, engine/bias.py) change the pick at each position, in the
-prefill's draft verification and in the steps alike. Stop rules: end-of-text ids (from the checkpoint's tokenizer), a token bound and
-a repetition guard.
+prefill's draft verification and in the steps alike. Stop rules (``StopRules``): end-of-text
+ids (from the checkpoint's tokenizer), a token bound and a repetition guard.
 """
 
 from __future__ import annotations
@@ -26,37 +26,32 @@ from ..model.kv_cache import RowCache
 from ..model.qwen3_asr import SpeechModel
 from .bias import TermBias
 
-END_OF_TEXT_ID = 151643
-IM_END_ID = 151645
-DEFAULT_EOS_IDS = (IM_END_ID, END_OF_TEXT_ID)  # the published checkpoints'; callers pass the tokenizer's
-
-
-@dataclass(frozen=True)
-class GreedyOptions:
-    max_new_tokens: int = 512
-    eos_ids: tuple[int, ...] = DEFAULT_EOS_IDS
-
-    def __post_init__(self) -> None:
-        if self.max_new_tokens < 1:
-            raise ValueError(f"max_new_tokens must be at least 1, got {self.max_new_tokens}")
-        if not self.eos_ids:
-            raise ValueError("eos_ids must name at least one end-of-text token")
+def check_repetition_guard(repetition_limit: int, max_pattern_tokens: int) -> None:
+    """The repetition guard's settings (``StopRules``, ``PolicyOptions``); raises ValueError."""
+    if repetition_limit < 0 or repetition_limit == 1:
+        raise ValueError("repetition_limit must be 0 (off) or at least 2")
+    if max_pattern_tokens < 1:
+        raise ValueError("max_pattern_tokens must be at least 1")
 
 
 @dataclass(frozen=True)
 class StopRules:
+    """When a row's greedy decoding stops (offline transcription and the streaming engine).
+
+    ``end_ids`` come from the checkpoint's tokenizer (``TextTokenizer.end_of_text_ids()``).
+    """
+
     end_ids: tuple[int, ...]  # a row stops before any of these
     max_tokens: int  # at most this many output tokens
     repetition_limit: int = 0  # stop when a pattern repeats this many times (0 = off); one copy is kept
-    max_pattern_tokens: int = 8
+    max_pattern_tokens: int = 8  # longest pattern the repetition guard looks for
 
     def __post_init__(self) -> None:
         if not self.end_ids:
             raise ValueError("end_ids must name at least one end-of-text token")
         if self.max_tokens < 1:
             raise ValueError(f"max_tokens must be at least 1, got {self.max_tokens}")
-        if self.repetition_limit < 0 or self.repetition_limit == 1:
-            raise ValueError("repetition_limit must be 0 (off) or at least 2")
+        check_repetition_guard(self.repetition_limit, self.max_pattern_tokens)
 
 
 def repetition_detected(tokens: Sequence[int], limit: int, max_pattern: int) -> int:
@@ -148,7 +143,7 @@ def right_pad(rows: Sequence[Sequence[int]], pad_id: int) -> torch.Tensor:
     return ids
 
 
-def left_pad(rows: Sequence[Sequence[int]], pad_id: int = END_OF_TEXT_ID) -> tuple[torch.Tensor, torch.Tensor]:
+def left_pad(rows: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
     """``(batch, longest)`` ids and the matching valid mask, padded on the left (batch caches)."""
     longest = max(len(r) for r in rows)
     ids = torch.full((len(rows), longest), pad_id, dtype=torch.long)
@@ -221,11 +216,10 @@ def greedy_generate(
     model: SpeechModel,
     prompts: Sequence[Sequence[int]],
     audio: Sequence[torch.Tensor | None],
-    options: GreedyOptions = GreedyOptions(),
+    stop: StopRules,
     bias: TermBias | None = None,
 ) -> list[list[int]]:
     """Greedy tokens per prompt, each up to (not including) its end-of-text token."""
-    stop = StopRules(options.eos_ids, options.max_new_tokens)
-    rows = [DecodeRow(model.new_row_cache(len(p) + options.max_new_tokens), p, stop, a, bias=bias)
+    rows = [DecodeRow(model.new_row_cache(len(p) + stop.max_tokens), p, stop, a, bias=bias)
             for p, a in zip(prompts, audio)]
     return [r.tokens for r in decode(model, rows)]

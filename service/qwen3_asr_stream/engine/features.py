@@ -23,9 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..audio.frontend import HOP_LENGTH, LOG_FLOOR_RANGE, N_FFT, mel_filters
-
-HALF_WINDOW = N_FFT // 2
+from ..audio.frontend import HALF_WINDOW, HOP_LENGTH, log10_mel, log_floor, power_spectrum
 
 
 def raw_log_mel(samples: np.ndarray, first_frame: int, end_frame: int, n_mels: int) -> torch.Tensor:
@@ -42,15 +40,7 @@ def raw_log_mel(samples: np.ndarray, first_frame: int, end_frame: int, n_mels: i
     index = np.where(index < 0, -index, index)
     index = np.where(index >= n, 2 * (n - 1) - index, index)
     segment = torch.from_numpy(samples[index].astype(np.float32, copy=False))
-    window = torch.hann_window(N_FFT)
-    spectrum = torch.stft(segment, N_FFT, HOP_LENGTH, window=window, center=False, return_complex=True)
-    power = spectrum.abs() ** 2  # (n_fft // 2 + 1, frames)
-    mel = mel_filters(n_mels).T @ power
-    return torch.clamp(mel, min=1e-10).log10()
-
-
-def floor_features(raw: torch.Tensor, floor: float) -> torch.Tensor:
-    return (torch.clamp(raw, min=floor) + 4.0) / 4.0
+    return log10_mel(power_spectrum(segment, center=False), n_mels)
 
 
 @dataclass
@@ -115,7 +105,7 @@ class WindowedFeatures:
             open_raw = torch.zeros(self.n_mels, 0)
         peak = max([w.raw_max for w in self.windows] + ([float(open_raw.max())] if open_raw.numel() else []),
                    default=float("-inf"))
-        return open_raw, peak - LOG_FLOOR_RANGE
+        return open_raw, log_floor(peak)
 
     def stale_from(self, floor: float) -> int:
         """Index of the first completed window that must be (re-)encoded for ``floor``."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .bias import DEFAULT_BOOST, check_terms
+from .decoding import check_repetition_guard
 
 # The interim cadence (audio time between interim updates), written once: its bounds, the
 # default a stream gets unless it asks (the server's --update-interval-ms), and the official
@@ -54,12 +55,9 @@ class PolicyOptions:
             raise ValueError("unfixed_updates and rollback_tokens must not be negative")
         if self.max_tokens_per_update < 1 or self.max_tokens_final < 1:
             raise ValueError("token bounds must be at least 1")
-        if self.repetition_limit < 0 or self.repetition_limit == 1:
-            raise ValueError("repetition_limit must be 0 (off) or at least 2")
+        check_repetition_guard(self.repetition_limit, self.max_pattern_tokens)
         if self.draft_probe_tokens < 1:
             raise ValueError("draft_probe_tokens must be at least 1")
-        if self.max_pattern_tokens < 1:
-            raise ValueError("max_pattern_tokens must be at least 1")
 
 
 @dataclass(frozen=True)

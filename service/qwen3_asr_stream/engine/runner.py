@@ -17,23 +17,23 @@ An update of an utterance computes only what is new:
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable
 
 import numpy as np
 import torch
 
 from .decoding import DecodeRow, StopRules, decode, right_pad
+from ..audio.frontend import N_FFT, scale_log_mel
 from ..model.kv_cache import RowCache
 from ..model.qwen3_asr import SpeechModel
 from .decode_graphs import DecodeGraphs
-from .features import floor_features
 from .kv_ledger import graph_shapes, utterance_slots
 from .options import EngineOptions, PolicyOptions
 from .policy import WholeCharacters, choose_prefix, record_interim
 from .utterance import TokenResult, Utterance
 
-MIN_SAMPLES = 400  # one STFT window: less audio than this gives no result
+MIN_SAMPLES = N_FFT  # one STFT window: less audio than this gives no result
 
 
 @dataclass
@@ -74,7 +74,9 @@ class ModelRunner:
         self.model = model
         self.policy = policy
         self.options = options or EngineOptions(policy=policy)
-        self.end_ids = tuple(end_ids)
+        # The policy's stop rules; each update replaces the token bound.
+        self.stop = StopRules(tuple(end_ids), policy.max_tokens_final, policy.repetition_limit,
+                              policy.max_pattern_tokens)
         self.whole = whole
         self.dims = model.dims.audio
         self.audio_pad_id = model.dims.audio_token_id
@@ -164,13 +166,13 @@ class ModelRunner:
             pad_to = model.encoder.chunk_padding(total_frames)
             final_frames = u.features.final_frames(w.audio.shape[0])
             for k in range(w.commit_from, w.complete):
-                mel = floor_features(u.features.windows[k].raw, floor)
+                mel = scale_log_mel(u.features.windows[k].raw, floor)
                 first_chunk = k * self.dims.chunks_per_window
                 pieces.append(self._embed_chunks(w, mel, first_chunk, floor, pad_to, final_frames))
                 owners.append((w, k))
                 w.encoder_frames += mel.shape[1]
             if open_window and open_raw.shape[1]:
-                mel = floor_features(open_raw, floor)
+                mel = scale_log_mel(open_raw, floor)
                 pieces.append(self._embed_chunks(w, mel, w.complete * self.dims.chunks_per_window, floor, pad_to,
                                                  final_frames))
                 owners.append((w, None))
@@ -267,8 +269,8 @@ class ModelRunner:
             ids = commit_ids + [self.audio_pad_id] * n_open + list(u.spec.tail_ids) + list(w.prefix)
             pieces = [a for a in (commit_audio, open_audio) if a is not None]
             audio = torch.cat(pieces) if pieces else None
-            stop = StopRules(self.end_ids, limit, policy.repetition_limit, policy.max_pattern_tokens)
-            w.row = DecodeRow(u.cache, ids, stop, audio, history=w.prefix, draft=draft, bias=u.spec.bias)
+            w.row = DecodeRow(u.cache, ids, replace(self.stop, max_tokens=limit), audio, history=w.prefix,
+                              draft=draft, bias=u.spec.bias)
             rows.append(w.row)
         decode(self.model, rows, self.graphs.stepper() if self.graphs is not None else None)
         for w in works:

@@ -32,7 +32,8 @@ class Request(enum.IntEnum):
 
 @dataclass(frozen=True)
 class UtteranceSpec:
-    """What one utterance asks of the token-level engine."""
+    """What one utterance asks of the token-level engine: the text layer's ``UtteranceOptions``
+    (language, context, cadence) turned into prompt ids."""
 
     head_ids: tuple[int, ...]  # prompt before the audio placeholders
     tail_ids: tuple[int, ...]  # prompt after them (ends where the transcript starts)
@@ -80,6 +81,9 @@ class UpdateResult(TokenResult):
 
 @dataclass
 class Utterance:
+    """The engine's state of one utterance (``EngineCore.open`` makes it from an ``UtteranceSpec``):
+    its audio, features, decoder cache and hypothesis."""
+
     id: int
     spec: UtteranceSpec
     window_frames: int

@@ -10,6 +10,8 @@ the new keys and values of every layer at ``cursor`` and then the model calls
 
 from __future__ import annotations
 
+import copy
+
 import torch
 
 
@@ -45,6 +47,25 @@ class KVCache:
     @property
     def capacity(self) -> int:
         return self.valid.shape[1]
+
+    def view(self, rows: int, slots: int) -> "KVCache":
+        """A batch cache on this one's storage: its first ``rows`` rows and ``slots`` slots.
+
+        Writes through the view (keys, values, ``valid``, in-place ``next_position``) land in
+        this cache's buffers; the view has its own cursor (at 0) and no static slot. It must
+        not ``reserve`` (growing would detach it).
+        """
+        if not (0 < rows <= self.batch and 0 < slots <= self.capacity):
+            raise ValueError(f"a view of {rows} x {slots} does not fit a cache of {self.batch} x {self.capacity}")
+        view = copy.copy(self)  # every attribute, then the ones a view narrows
+        view.batch = rows
+        view.keys = [k[:rows, :, :slots] for k in self.keys]
+        view.values = [v[:rows, :, :slots] for v in self.values]
+        view.valid = self.valid[:rows, :slots]
+        view.next_position = self.next_position[:rows]
+        view.cursor = 0
+        view.static_slot = None
+        return view
 
     def reserve(self, extra: int) -> None:
         """Make room for ``extra`` more slots after the cursor (grows by doubling)."""

@@ -20,7 +20,7 @@ from typing import AsyncIterator, Awaitable, Callable
 import grpc
 
 from ..session.calls import Calls
-from ..session.errors import Code, IdleTimeout, InvalidRequest, MessageTooLarge, Status, is_expected, status_of
+from ..session.errors import CallEnded, Code, InvalidRequest, MessageTooLarge, Status, is_expected, status_of
 from ..session.types import RecognitionSettings
 
 log = logging.getLogger(__name__)
@@ -52,15 +52,13 @@ async def read_before_reject(requests, seconds: float = ERROR_DRAIN_S) -> None:
             await asyncio.wait_for(anext(requests), left)
 
 
-async def first_request(requests, idle_s: float, rest: str = "audio comes"):
+async def first_request(requests, rest: str = "audio comes"):
     """The first request of a stream, which must carry ``streaming_config``; raises InvalidRequest
-    or IdleTimeout."""
+    (a client that sends nothing is ended by the core's watchdog, ``StreamCall.before_session``)."""
     try:
-        first = await asyncio.wait_for(anext(requests), idle_s)
+        first = await anext(requests)
     except StopAsyncIteration:
         raise InvalidRequest("the stream ended before its configuration; send streaming_config first") from None
-    except asyncio.TimeoutError:
-        raise IdleTimeout(f"no configuration within {idle_s:g} s") from None
     if first.WhichOneof("streaming_request") != "streaming_config":
         raise InvalidRequest(f"the first request must carry streaming_config; {rest} after it")
     return first
@@ -74,7 +72,10 @@ async def serve_stream(calls: Calls, protocol: str, requests, context, start: St
     try:
         with calls.stream(protocol, peer) as call:
             try:
-                settings, inputs, response_of = await start(requests)
+                started = await call.before_session(start(requests))
+                if started is None:  # ended by the watchdog: idle, or the server drains
+                    raise CallEnded(call.status)
+                settings, inputs, response_of = started
                 session = call.open(settings)
                 reader = asyncio.create_task(call.pump(inputs))
                 while not isinstance(item := await session.next(), Status):

@@ -45,8 +45,8 @@ from dataclasses import dataclass, replace
 
 from aiohttp import WSMsgType, web
 
-from ..session.calls import SHUTDOWN_MESSAGE, Calls, StreamCall
-from ..session.errors import IdleTimeout, InvalidRequest, ShuttingDown, Status, is_expected, status_of
+from ..session.calls import Calls, StreamCall
+from ..session.errors import InvalidRequest, Status, is_expected, status_of
 from ..session.settings import settings_from
 from ..session.types import RecognitionSettings, SpeechEvent, Transcript
 from .openai_common import SUBPROTOCOL, EventIds, OpenAIError, error_body, error_event, error_for, model_for
@@ -55,7 +55,6 @@ from .openai_realtime_config import BadEvent, SessionConfig, as_object, session_
 log = logging.getLogger(__name__)
 
 MESSAGE_OVERHEAD = 4096  # JSON around the base64 audio of one append
-DRAIN_POLL_S = 0.5  # how often a connection without audio yet looks for the server's drain
 BAD = error_for("INVALID_ARGUMENT")
 
 
@@ -110,9 +109,10 @@ class Connection:
         idle = self.backend.limits.idle_timeout_s
         try:
             while True:
-                if self.session is None:  # the core watches a call (idle, drain) once its session is open
-                    message = await self._first_audio_wait(idle)
+                if self.session is None:  # the core's watchdog ends the call when idle or draining
+                    message = await self.call.before_session(self.ws.receive())
                     if message is None:
+                        await self.end(self.call.status)
                         return
                 else:
                     message = await self.ws.receive()
@@ -133,25 +133,6 @@ class Connection:
                     self._writer.cancel()
                 with contextlib.suppress(asyncio.CancelledError, ConnectionError):
                     await self._writer
-
-    async def _first_audio_wait(self, idle: float):
-        """The next message before the session opens; None when the connection ended meanwhile
-        (nothing for the idle timeout, or the server began to drain)."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + idle
-        while True:
-            if self.call.calls.draining:
-                await self.end(status_of(ShuttingDown(SHUTDOWN_MESSAGE)))
-                return None
-            left = deadline - loop.time()
-            if left <= 0:
-                await self.end(status_of(IdleTimeout(f"no audio for {idle:g} s; configure the session and send "
-                                                     f"audio (silence counts), or close")))
-                return None
-            try:
-                return await self.ws.receive(timeout=min(left, DRAIN_POLL_S))
-            except asyncio.TimeoutError:
-                continue
 
     async def on_text(self, text: str) -> None:
         try:
@@ -291,11 +272,9 @@ class Connection:
         return events
 
     def _delta(self, item: _Item, delta: str, t: Transcript) -> dict:
-        text, stable = t.text, t.stable_text if not t.is_final else t.text
         return {"type": "conversation.item.input_audio_transcription.delta", "item_id": item.item_id,
-                "content_index": 0, "delta": delta, "text": text, "stable_text": stable,
-                "unstable_text": text[len(stable):] if text.startswith(stable) else text,
-                "stability": 1.0 if t.is_final else (len(stable) / len(text) if text else 0.0),
+                "content_index": 0, "delta": delta, "text": t.text, "stable_text": t.stable_text,
+                "unstable_text": t.unstable_text, "stability": t.stability,
                 "audio_start_ms": t.start_ms, "audio_end_ms": t.end_ms, "language": t.language}
 
     def _completed(self, item: _Item, transcript: str, *, result: Transcript | None = None,

@@ -162,7 +162,8 @@ def words_of(results: list[Transcript]) -> list[dict]:
     return [{"word": w.word, "start": w.start_ms / 1000, "end": w.end_ms / 1000} for t in results for w in t.words]
 
 
-def language_of(results: list[Transcript], asked: str | None) -> str:
+def transcription_language(results: list[Transcript], asked: str | None) -> str:
+    """The language a transcription response names: the first detected, else what was asked (lower case)."""
     for t in results:
         if t.language:
             return t.language.lower()
@@ -202,8 +203,8 @@ def body_of(req: TranscriptionRequest, results: list[Transcript], duration_ms: i
         return web.Response(text=vtt(results), content_type="text/vtt")
     if req.response_format == "json":
         return web.json_response({"text": text, "usage": usage(duration_ms)})
-    body = {"task": "transcribe", "language": language_of(results, req.language), "duration": duration_ms / 1000,
-            "text": text, "usage": usage(duration_ms)}
+    body = {"task": "transcribe", "language": transcription_language(results, req.language),
+            "duration": duration_ms / 1000, "text": text, "usage": usage(duration_ms)}
     if "segment" in req.granularities or not req.granularities:
         body["segments"] = segments_of(results)
     if "word" in req.granularities:

@@ -15,6 +15,7 @@ from ..checkpoint import LoadOptions, load_pretrained
 from ..engine.aligner import ForcedAligner
 from ..engine.options import EngineOptions, PolicyOptions
 from ..engine.text_layer import StreamingEngine, memory_needed
+from ..text.transcript import SUPPORTED_LANGUAGES
 from .options import ServerOptions
 
 GIB = 1 << 30
@@ -44,8 +45,11 @@ def load_engine(path: str, options: ServerOptions = ServerOptions(), load: LoadO
     """A started engine for the checkpoint at ``path`` sized for ``options``.
 
     ``overrides`` replace fields of the ``EngineOptions`` (``max_batch=8``, ``policy=...``).
-    The decoder cache budget is exactly what ``max_utterances`` utterances need (the KV
-    ledger's arithmetic), unless ``kv_cache_gib`` or a ``kv_budget_bytes`` override sets it.
+    The decoder cache budget is exactly what ``max_utterances`` utterances need with the
+    longest prompt a stream gets without context (any language forced; the KV ledger's
+    arithmetic), unless ``kv_cache_gib`` or a ``kv_budget_bytes`` override sets it. A
+    stream's context lengthens its prompt beyond that: such utterances may find the
+    budget full (``EngineFull``) before ``max_utterances`` are open.
     """
     log.info("loading %s from %s on %s (%s%s)", model_name(path), path, load.device, load.dtype,
              ", int8 decoder" if load.quantize == "int8" else "")
@@ -53,7 +57,9 @@ def load_engine(path: str, options: ServerOptions = ServerOptions(), load: LoadO
     engine_opts = dataclasses.replace(engine_options(options), **overrides)
     if "kv_budget_bytes" not in overrides:
         budget = (int(kv_cache_gib * GIB) if kv_cache_gib
-                  else memory_needed(model, tokenizer, engine_opts).budget_for(engine_opts.max_utterances))
+                  else max((memory_needed(model, tokenizer, engine_opts, language=language)
+                            for language in (None, *SUPPORTED_LANGUAGES)), key=lambda m: m.utterance_bytes)
+                  .budget_for(engine_opts.max_utterances))
         engine_opts = dataclasses.replace(engine_opts, kv_budget_bytes=budget)
     return StreamingEngine(model, tokenizer, engine_opts).start()
 

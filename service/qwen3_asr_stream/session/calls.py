@@ -15,6 +15,11 @@ One ``Calls`` per server (the server builds it), shared by the protocol adapters
 ``max_streams`` calls run at once (streams and unary calls together); while the
 server drains, new calls are refused with UNAVAILABLE and running streams end
 after the utterance in progress (all of them at half the grace period).
+
+A stream is watched from its admission: before its session opens (a client still
+configuring, a Realtime connection without audio yet) it ends when it hears nothing
+from the client for the idle timeout, and at once when the server drains; the adapter
+awaits the client's messages of that phase through ``call.before_session``.
 """
 
 from __future__ import annotations
@@ -25,13 +30,14 @@ import enum
 import itertools
 import logging
 import time
-from typing import AsyncIterator
+from typing import AsyncIterator, Awaitable, TypeVar
 
 from .core import Session
-from .errors import OK, Cancelled, IdleTimeout, ServerBusy, ShuttingDown, Status, is_expected, status_of
+from .errors import OK, CallEnded, Cancelled, IdleTimeout, ServerBusy, ShuttingDown, Status, is_expected, status_of
 from .types import Backend, RecognitionSettings
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 SHUTDOWN_MESSAGE = "the server is shutting down; reconnect to continue"
 
@@ -49,6 +55,7 @@ class Calls:
         self.limits = backend.limits
         self.metrics = backend.metrics
         self.sessions: set[Session] = set()
+        self.streams: set[StreamCall] = set()  # admitted streaming calls, with or without a session
         self.active = 0
         self.draining = False
         self._idle = asyncio.Event()  # set while no call runs
@@ -87,6 +94,9 @@ class Calls:
         """Refuse new calls; let every stream finish its utterance (forced after half the grace);
         returns when no call runs or the grace is over."""
         self.draining = True
+        for call in list(self.streams):
+            if call.session is None:  # nothing to finish: ends now
+                call.end(status_of(ShuttingDown(SHUTDOWN_MESSAGE)))
         for session in list(self.sessions):
             session.drain(ShuttingDown(SHUTDOWN_MESSAGE))
         with contextlib.suppress(asyncio.TimeoutError):
@@ -160,8 +170,11 @@ class StreamCall(_Call):
     def __init__(self, calls: Calls, call_id: int, protocol: str, peer: str) -> None:
         super().__init__(calls, call_id, protocol, peer)
         self.session: Session | None = None
-        self._watchdog: asyncio.Task | None = None
+        self.heard_at = time.monotonic()  # the client's last message before the session opened
+        self._ended = asyncio.Event()
         calls.metrics.active_streams.inc()
+        calls.streams.add(self)
+        self._watchdog = asyncio.get_running_loop().create_task(self._watch())
 
     def __enter__(self) -> "StreamCall":
         return self
@@ -177,11 +190,35 @@ class StreamCall(_Call):
     def open(self, settings: RecognitionSettings) -> Session:
         """The call's session; it is drained at shutdown and watched for idleness."""
         assert self.session is None, "one session per call"
+        if self.ended:
+            raise CallEnded(self.status)  # the watchdog ended it meanwhile (idle, drain)
         self.calls.check_open()
         self.session = Session(settings, self.calls.backend)
         self.calls.sessions.add(self.session)
-        self._watchdog = asyncio.get_running_loop().create_task(self._watch())
         return self.session
+
+    async def before_session(self, message: Awaitable[T]) -> T | None:
+        """Await ``message`` (the client's next message, or the reading of its configuration)
+        before the session opens; None when the call ends meanwhile (nothing from the client
+        for the idle timeout, or the server drains): ``status`` says how."""
+        if self.ended:
+            if asyncio.iscoroutine(message):
+                message.close()
+            return None
+        reading = asyncio.ensure_future(message)
+        ended = asyncio.get_running_loop().create_task(self._ended.wait())
+        try:
+            await asyncio.wait({reading, ended}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            ended.cancel()
+            if not reading.done():
+                reading.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await reading
+        if reading.cancelled():
+            return None
+        self.heard_at = time.monotonic()
+        return reading.result()
 
     async def pump(self, inputs: AsyncIterator) -> None:
         """Feed the session from ``inputs`` (bytes of audio, or a Control) until it ends; the
@@ -211,19 +248,26 @@ class StreamCall(_Call):
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - a bad request from the adapter's conversion, or a bug
-            session._failed(exc)
+            session.fail(exc)
 
     async def _watch(self) -> None:
         """End a call whose client sends nothing (after its due results) or reads nothing.
 
-        A client that accepts no response blocks the protocol's send, so the handler cannot
+        Before the session opens, nothing heard for the idle timeout ends the call here. A
+        client that accepts no response blocks the protocol's send, so the handler cannot
         end the call itself; the session and the admission are released here (the
         connection ends when the client reads or goes away).
         """
-        session = self.session
         idle = self.calls.limits.idle_timeout_s
         while not self.ended:
             await asyncio.sleep(min(1.0, idle / 4))
+            session = self.session
+            if session is None:
+                if time.monotonic() - self.heard_at >= idle:
+                    self.end(status_of(IdleTimeout(f"no audio for {idle:g} s; configure the call and send audio "
+                                                   f"(silence counts), or close")))
+                    return
+                continue
             if session.outbox.sending_for() >= idle:
                 exc = IdleTimeout(f"the client read no responses for {idle:g} s")
                 session.fail(exc)
@@ -234,6 +278,8 @@ class StreamCall(_Call):
 
     def _release(self) -> None:
         self.calls.metrics.active_streams.dec()
+        self.calls.streams.discard(self)
+        self._ended.set()
         if self._watchdog is not None and self._watchdog is not asyncio.current_task():
             self._watchdog.cancel()
         if self.session is not None:

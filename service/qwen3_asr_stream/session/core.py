@@ -70,6 +70,9 @@ class State(enum.Enum):
 
 @dataclass(eq=False)
 class _Utterance:
+    """The session's record of one utterance of its call: the VAD's index, the engine utterance
+    that decodes it, audio kept for the aligner, and the outbox slot of its final."""
+
     index: int
     engine_id: int
     audio_start: int  # sample of the call where its audio starts (with pre-roll)
@@ -160,7 +163,7 @@ class Session:
             self.metrics.audio_seconds.labels(self.kind).inc(len(data) / (fmt.frame_bytes * fmt.sample_rate))
             self._handle(self.segmenter.push(samples))
         except Exception as exc:  # noqa: BLE001 - bad audio, the engine full or closed: the call ends
-            self._failed(exc)
+            self.fail(exc)
 
     def set_key_terms(self, terms: Sequence[str]) -> None:
         """Key terms for the utterances that start from now on (Deepgram's Configure); raises
@@ -186,7 +189,7 @@ class Session:
             self._handle(self.segmenter.push(self.decoder.drain()))
             self._handle(self.segmenter.finish(EndReason.FORCED))
         except Exception as exc:  # noqa: BLE001
-            self._failed(exc)
+            self.fail(exc)
 
     def clear(self) -> None:
         """Drop the utterance in progress and the audio held, without a final."""
@@ -226,7 +229,10 @@ class Session:
         self._check_drain()
 
     def fail(self, exc: BaseException) -> None:
-        """End the call now with the status of ``exc``; nothing more is sent."""
+        """End the call now with the status of ``exc``; nothing more is sent. An exception that
+        is not a client-facing condition (a bug) is logged with its traceback."""
+        if not is_expected(exc):
+            log.error("recognition call failed", exc_info=exc)
         self._close(status_of(exc), graceful=False)
 
     def close(self) -> None:
@@ -276,7 +282,7 @@ class Session:
             self._handle(self.segmenter.push(tail))
             self._handle(self.segmenter.finish(EndReason.END_OF_STREAM))
         except Exception as exc:  # noqa: BLE001 - e.g. the engine is full or closed
-            self._failed(exc)
+            self.fail(exc)
             return
         self._close(OK if reason is None else status_of(reason), graceful=True)
 
@@ -292,11 +298,6 @@ class Session:
             self._cancel_all()
             self.outbox.abort(status)
             self._final_delivered.set()
-
-    def _failed(self, exc: BaseException) -> None:
-        if not is_expected(exc):
-            log.exception("recognition call failed")
-        self.fail(exc)
 
     def _check_drain(self) -> None:
         if self.state is State.DRAINING and not self.in_speech:
@@ -399,7 +400,7 @@ class Session:
         before = self.outbox.coalesced
         transcript = Transcript(
             utterance_index=u.index, is_final=False, text=result.text, stable_text=result.stable_text,
-            language=self.settings.language_of(result.language),
+            language=self.settings.result_language(result.language),
             start_ms=u.audio_start // SAMPLES_PER_MS,
             end_ms=(u.audio_start + result.audio_samples) // SAMPLES_PER_MS,
             processed_ms=self.segmenter.received_ms, latency_ms=round(1000 * (now - arrived)), eager=eager,
@@ -420,7 +421,8 @@ class Session:
     async def _final_with_words(self, u: _Utterance, result: UpdateResult) -> None:
         assert self.backend.aligner is not None and u.ended is not None
         audio = np.concatenate(u.audio) if u.audio else np.zeros(0, np.float32)
-        words = await align_words(self.backend.aligner, audio, result.text, self.settings.language_of(result.language),
+        words = await align_words(self.backend.aligner, audio, result.text,
+                                  self.settings.result_language(result.language),
                                   u.audio_start, u.ended.audio_end_sample, f"utterance {u.index}")
         self._deliver_final(u, result, words)
 
@@ -429,7 +431,7 @@ class Session:
         latency = time.monotonic() - u.ended_at
         self.outbox.fill(u.slot, Transcript(
             utterance_index=u.index, is_final=True, text=result.text, stable_text=result.text,
-            language=self.settings.language_of(result.language),
+            language=self.settings.result_language(result.language),
             start_ms=u.audio_start // SAMPLES_PER_MS, end_ms=u.ended.audio_end_ms,
             processed_ms=self.segmenter.received_ms, latency_ms=round(1000 * latency),
             end_reason=u.ended.reason, words=words,

@@ -44,7 +44,7 @@ class RecognitionSettings:
     key_terms: tuple[str, ...] = ()  # steer decoding (engine/bias.py)
     term_boost: float = DEFAULT_BOOST
 
-    def language_of(self, detected: str) -> str:
+    def result_language(self, detected: str) -> str:
         """A result's language: what the model detected, else what the client forced, else ''."""
         return detected or self.language or ""
 
@@ -71,7 +71,12 @@ class Backend:
 
 @dataclass(frozen=True)
 class Transcript:
-    """An interim or final result of one utterance (offsets in ms from the stream start)."""
+    """An interim or final result of one utterance (offsets in ms from the stream start).
+
+    ``stable_text`` is a prefix of ``text``: for interims the part every later interim of the
+    utterance starts with (the engine's text layer keeps it so), for finals all of the text.
+    ``unstable_text`` and ``stability`` derive from it; every protocol reads them here.
+    """
 
     utterance_index: int
     is_final: bool
@@ -87,6 +92,22 @@ class Transcript:
     # An early end of turn (endpointing ``eager_pause_ms``): the speaker paused; the transcript so
     # far, decoded at once. A SpeechEvent "resumed" follows if the utterance goes on.
     eager: bool = False
+
+    def __post_init__(self) -> None:
+        assert self.text.startswith(self.stable_text), "the text layer gives a stable text that prefixes the text"
+
+    @property
+    def unstable_text(self) -> str:
+        """The rest of the text after ``stable_text``, which later interims may still change."""
+        return self.text[len(self.stable_text):]
+
+    @property
+    def stability(self) -> float:
+        """The share of the text that later interims keep: characters of ``stable_text`` /
+        characters of ``text`` (0 for an empty interim); 1 for finals. Not a probability."""
+        if self.is_final:
+            return 1.0
+        return len(self.stable_text) / len(self.text) if self.text else 0.0
 
 
 def words_in_stream(words: list[WordTime], start_sample: int, end_sample: int) -> tuple[Word, ...]:

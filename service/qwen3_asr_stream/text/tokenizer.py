@@ -138,6 +138,11 @@ class TextTokenizer:
         """Ids that end a transcript: the checkpoint's ``<|im_end|>`` and ``<|endoftext|>``."""
         return (self.token_id(IM_END), self.token_id(END_OF_TEXT))
 
+    @property
+    def pad_id(self) -> int:
+        """The checkpoint's padding id (``<|endoftext|>``, as the official generation config)."""
+        return self.token_id(END_OF_TEXT)
+
     def is_special(self, token_id: int) -> bool:
         return token_id in self.special_ids
 

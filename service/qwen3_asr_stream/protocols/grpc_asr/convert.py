@@ -59,12 +59,9 @@ def settings_of(backend: Backend, config: asr_pb2.RecognitionConfig,
 
 
 def result_proto(t: Transcript) -> asr_pb2.StreamingRecognitionResult:
-    stable = t.stable_text
-    assert t.text.startswith(stable), "the engine gives a stable text that prefixes the text"
     return asr_pb2.StreamingRecognitionResult(
-        transcript=t.text, is_final=t.is_final,
-        stability=1.0 if t.is_final else (len(stable) / len(t.text) if t.text else 0.0),
-        stable_text=stable, unstable_text=t.text[len(stable):], language_code=t.language,
+        transcript=t.text, is_final=t.is_final, stability=t.stability,
+        stable_text=t.stable_text, unstable_text=t.unstable_text, language_code=t.language,
         words=[asr_pb2.WordInfo(word=w.word, start_ms=w.start_ms, end_ms=w.end_ms) for w in t.words],
         utterance_index=t.utterance_index, result_start_offset_ms=t.start_ms, result_end_offset_ms=t.end_ms,
         audio_processed_ms=t.processed_ms, processing_latency_ms=t.latency_ms,

@@ -51,7 +51,7 @@ class SpeechRecognitionServicer(asr_pb2_grpc.SpeechRecognitionServicer):
             yield response
 
     async def _start(self, requests):
-        first = await first_request(requests, self.limits.idle_timeout_s, "audio and control come")
+        first = await first_request(requests, "audio and control come")
         settings = settings_of(self.backend, first.streaming_config.config, first.streaming_config)
         return settings, _inputs(requests), response_proto
 

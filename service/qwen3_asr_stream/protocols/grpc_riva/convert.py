@@ -223,17 +223,10 @@ def alternative(t: Transcript) -> rasr.SpeechRecognitionAlternative:
                for w in t.words])
 
 
-def stability(t: Transcript) -> float:
-    """1 for finals; for interims the share of the text that later interims keep."""
-    if t.is_final:
-        return 1.0
-    return len(t.stable_text) / len(t.text) if t.text else 0.0
-
-
 def streaming_response(t: Transcript, request_id: str = "") -> rasr.StreamingRecognizeResponse:
     """One result per response (frameworks treat each result as its own transcript)."""
     result = rasr.StreamingRecognitionResult(
-        alternatives=[alternative(t)], is_final=t.is_final, stability=stability(t), channel_tag=1,
+        alternatives=[alternative(t)], is_final=t.is_final, stability=t.stability, channel_tag=1,
         audio_processed=t.processed_ms / 1000)
     response = rasr.StreamingRecognizeResponse(results=[result])
     if request_id:

@@ -75,7 +75,7 @@ class RivaSpeechRecognitionServicer(rasr_grpc.RivaSpeechRecognitionServicer):
             yield response
 
     async def _start(self, requests):
-        first = await first_request(requests, self.limits.idle_timeout_s)
+        first = await first_request(requests)
         force_eou(first)  # checks its keys; there is no utterance to end yet
         streaming = first.streaming_config
         settings = self._settings(streaming.config, interim_results=streaming.interim_results)
