@@ -18,8 +18,8 @@ import aiohttp
 import numpy as np
 import pytest
 
-from conftest import (BOUNDARY_TOLERANCE_MS, compose, framework_python, free_port, speaking_sessions,
-                      wait_until_async, write_wav)
+from conftest import (BOUNDARY_TOLERANCE_MS, compose, deepgram_drive, deepgram_python, framework_python, free_port,
+                      speaking_sessions, wait_until_async, write_wav)
 
 pytest.importorskip("webrtcvad")
 
@@ -27,14 +27,12 @@ from qwen3_asr_stream.server.options import ServerOptions  # noqa: E402
 from qwen3_asr_stream.session.types import Transcript  # noqa: E402
 from qwen3_asr_stream.testing.harness import ServerThread  # noqa: E402
 
-DRIVER = Path(__file__).with_name("deepgram_driver.py")
 KEY = "dg-key"
-INSTALL = "-e . 'pipecat-ai[nvidia,deepgram]==1.14.0' deepgram-sdk==7.16.0"
 
 
 @pytest.fixture(scope="module")
 def venv_python() -> Path:
-    return framework_python(".venv-pipecat", "QWEN3_ASR_PIPECAT_PYTHON", INSTALL)
+    return deepgram_python()
 
 
 @pytest.fixture(scope="module")
@@ -60,12 +58,7 @@ def url(server) -> str:
 
 
 def drive(python: Path, server, wav: Path, mode: str, key: str = KEY, **options) -> list[dict]:
-    command = [str(python), str(DRIVER), "--url", url(server), "--wav", str(wav), "--mode", mode, "--api-key", key]
-    for name, value in options.items():
-        command += [f"--{name.replace('_', '-')}", json.dumps(value) if isinstance(value, dict) else str(value)]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=240)
-    assert done.returncode == 0, done.stderr[-3000:]
-    return [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    return deepgram_drive(python, url(server), wav, mode, key, **options)
 
 
 def messages(out: list[dict], kind: str) -> list[dict]:

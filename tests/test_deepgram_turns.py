@@ -10,8 +10,7 @@ import aiohttp
 import numpy as np
 import pytest
 
-from conftest import framework_python, free_port, write_wav
-from test_deepgram_api import INSTALL, drive
+from conftest import deepgram_drive, deepgram_python, free_port, write_wav
 
 pytest.importorskip("webrtcvad")
 
@@ -103,11 +102,10 @@ def test_no_eager_events_without_the_option(server, phrases):
 
 
 def test_the_sdk_flux_client(server, phrases, tmp_path):
-    python = framework_python(".venv-pipecat", "QWEN3_ASR_PIPECAT_PYTHON", INSTALL)
     pcm, rate = with_pause(phrases)
     wav = write_wav(tmp_path / "turn.wav", pcm, rate)
-    out = drive(python, server, wav, "sdk-flux", key=KEY,
-                query={"eager_eot_threshold": "0.5", "eot_timeout_ms": str(END_MS)})
+    out = deepgram_drive(deepgram_python(), f"http://127.0.0.1:{server.server.http_port}", wav, "sdk-flux", KEY,
+                         query={"eager_eot_threshold": "0.5", "eot_timeout_ms": str(END_MS)})
     assert not [o for o in out if o["kind"] in ("exception", "error")], out
     events = [o["data"]["event"] for o in out if o["kind"] == "message" and o["data"]["type"] == "TurnInfo"]
     assert events[0] == "StartOfTurn" and events[-1] == "EndOfTurn", events
