@@ -321,14 +321,24 @@ def test_read_wav_data_chunk_bounds(tmp_path):
         read_audio(tmp_path / "cut.wav")
 
 
-def test_unsupported_audio_gives_clear_error(tmp_path, monkeypatch):
-    monkeypatch.setitem(sys.modules, "soundfile", None)  # as if soundfile were not installed
+def test_compressed_files_are_sent_as_they_are(tmp_path, monkeypatch):
+    """No codec library on the client: other WAV sample formats and compressed files go to the
+    server as their bytes, with the encoding that names them; what is no audio file is refused."""
+    monkeypatch.setitem(sys.modules, "soundfile", None)
+    monkeypatch.setitem(sys.modules, "av", None)
     write_wav_raw(tmp_path / "s24.wav", bytes(300), 16000, 1, tag=1, bits=24)
-    with pytest.raises(AudioFileError, match="16-bit PCM and 32-bit float WAV"):
-        read_audio(tmp_path / "s24.wav")
-    (tmp_path / "x.mp3").write_bytes(b"ID3\x03junk")
-    with pytest.raises(AudioFileError, match="pcm_s16le"):
-        read_audio(tmp_path / "x.mp3")
+    files = {"s24.wav": (tmp_path / "s24.wav").read_bytes(), "x.mp3": b"ID3\x03" + bytes(20),
+             "x.m4a": b"\0\0\0\x20ftypM4A " + bytes(20), "x.webm": b"\x1a\x45\xdf\xa3" + bytes(20),
+             "x.flac": b"fLaC" + bytes(20), "x.opus": b"OggS" + bytes(24) + b"OpusHead" + bytes(11)}
+    expected = {"x.flac": "FLAC", "x.opus": "OGG_OPUS"}
+    for name, blob in files.items():
+        (tmp_path / name).write_bytes(blob)
+        audio = read_audio(tmp_path / name)
+        assert audio.data == blob and audio.format == AudioFormat(0, 1, expected.get(name, "CONTAINER"))
+        assert audio.format.bytes_per_second == 0 and audio.format.chunk_bytes(100) == 4096
+    (tmp_path / "notes.txt").write_text("this is not audio")
+    with pytest.raises(AudioFileError, match="not an audio file.*pcm_s16le"):
+        read_audio(tmp_path / "notes.txt")
     with pytest.raises(AudioFileError, match="cannot read"):
         read_audio(tmp_path / "missing.wav")
 

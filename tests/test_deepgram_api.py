@@ -288,3 +288,32 @@ def test_livekit_deepgram_plugin(server, wav):
     finals = [e for e in events if e["kind"] == "FINAL_TRANSCRIPT"]
     assert len(finals) >= 2 and all(e["text"] for e in finals), events  # endpointing 25 ms may split phrases
     assert [e for e in events if e["kind"] == "END_OF_SPEECH"], events
+
+
+@pytest.mark.parametrize("fmt,query", [("mulaw", "encoding=mulaw&sample_rate=8000"), ("ogg_opus", "encoding=opus"),
+                                       ("wav", "")])
+def test_live_codecs(server, speech, fmt, query):
+    """The audio layer's codecs on /v1/listen: G.711 at 8 kHz, Ogg Opus, and a WAV with no encoding."""
+    pytest.importorskip("av")
+    import soxr
+
+    from qwen3_asr_stream.testing.codecs import encode
+
+    rate = 8000 if fmt == "mulaw" else speech.rate
+    pcm = speech.pcm if rate == speech.rate else (
+        soxr.resample(speech.pcm.astype(np.float32) / 32768, speech.rate, rate) * 32767).astype(np.int16)
+    data = encode(pcm, rate, fmt)
+
+    async def run():
+        async with aiohttp.ClientSession(url(server), headers={"Authorization": f"Token {KEY}"}) as session:
+            async with session.ws_connect(f"/v1/listen?{query}") as ws:
+                for i in range(0, len(data), 2000):
+                    await ws.send_bytes(data[i:i + 2000])
+                    await asyncio.sleep(0.01)
+                await ws.send_str(json.dumps({"type": "CloseStream"}))
+                return [json.loads(m.data) async for m in ws if m.type == aiohttp.WSMsgType.TEXT]
+
+    out = asyncio.run(run())
+    texts = [m["channel"]["alternatives"][0]["transcript"] for m in out if m["type"] == "Results" and m["is_final"]]
+    assert len(texts) == 2 and all(texts), out
+    assert out[-1]["type"] == "Metadata" and out[-1]["duration"] == pytest.approx(len(pcm) / rate, abs=0.05)

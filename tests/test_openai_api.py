@@ -390,7 +390,7 @@ def test_realtime_bad_input(server, phrases):
         await expect_error({"type": "response.create"})
         await expect_error({"type": "no.such.event"})
         await expect_error({"type": "session.update", "session": {"type": "transcription", "audio": {
-            "input": {"format": {"type": "audio/pcmu"}}}}})
+            "input": {"format": {"type": "audio/opus"}}}}})
         await expect_error({"type": "session.update", "session": {"type": "transcription", "audio": {
             "input": {"format": {"type": "audio/pcm", "rate": 96000}}}}})
         await expect_error({"type": "session.update", "session": {"type": "transcription", "audio": {

@@ -42,7 +42,7 @@ def test_server_vad_and_manual_turns_map_onto_endpointing():
 
 @pytest.mark.parametrize("session, code", [
     ({"type": "realtime"}, "unsupported_session_type"),
-    ({"type": "transcription", "audio": {"input": {"format": {"type": "audio/pcmu"}}}}, "unsupported_audio_format"),
+    ({"type": "transcription", "audio": {"input": {"format": {"type": "audio/opus"}}}}, "unsupported_audio_format"),
     ({"type": "transcription", "audio": {"input": {"format": {"type": "audio/pcm", "rate": 4000}}}}, "invalid_value"),
     ({"type": "transcription", "audio": {"input": {"turn_detection": {"type": "magic"}}}}, "invalid_value"),
     ({"type": "transcription", "audio": {"input": {"turn_detection": {"threshold": 2}}}}, "invalid_value"),

@@ -80,10 +80,6 @@ def test_bad_endpointing_names_the_field(fields, words):
 
 
 UNSUPPORTED = {
-    "FLAC": {"encoding": raudio.FLAC},
-    "MULAW": {"encoding": raudio.MULAW},
-    "OGGOPUS": {"encoding": raudio.OGGOPUS},
-    "ALAW": {"encoding": raudio.ALAW},
     "unknown audio encoding 7": {"encoding": 7},
     "max_alternatives 3": {"max_alternatives": 3},
     "diarization": {"diarization_config": rasr.SpeakerDiarizationConfig(enable_speaker_diarization=True)},

@@ -151,7 +151,7 @@ def test_get_speech_recognition_config(server):
     assert [(m.name, m.is_default, m.word_time_offsets) for m in config.models] == [("tiny", True, True)]
     assert "English" in config.languages and "en" in config.languages and "English" in config.models[0].languages
     assert (config.min_sample_rate_hertz, config.max_sample_rate_hertz) == (8000, 48000)
-    assert list(config.encodings) == [asr_pb2.LINEAR_PCM, asr_pb2.FLOAT32] and list(config.channel_counts) == [1, 2]
+    assert list(config.encodings) == list(range(1, 9)) and list(config.channel_counts) == [1, 2]
     options = server.options
     assert config.limits.max_streams == options.max_streams
     assert config.limits.max_message_bytes == options.max_message_bytes

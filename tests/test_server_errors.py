@@ -66,7 +66,7 @@ def alongside(server, speech, bad, others: int = 2):
 
 
 BAD_CONFIGS = {
-    "unknown encoding": ({"encoding": 7}, "encoding"),
+    "unknown encoding": ({"encoding": 99}, "encoding"),
     "negative sample rate": ({"sample_rate_hertz": -1}, "sample rate"),
     "1 MHz sample rate": ({"sample_rate_hertz": 1_000_000}, "8000-48000"),
     "three channels": ({"audio_channel_count": 3}, "channels"),

@@ -127,7 +127,7 @@ class _Pacer:
 
     def __init__(self, audio_format: AudioFormat, enabled: bool):
         self._bps = audio_format.bytes_per_second
-        self._enabled = enabled
+        self._enabled = enabled and self._bps > 0  # a container's pace is kept by the server
         self._sent = 0
         self._t0: float | None = None
 

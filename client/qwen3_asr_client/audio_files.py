@@ -1,9 +1,11 @@
-"""Read an audio file into the bytes and format the server takes, without resampling.
+"""Read an audio file into the bytes and format the server takes, without decoding or resampling.
 
-WAV files of 16-bit PCM or 32-bit float are read by a small RIFF reader here (the
-standard library's ``wave`` reads integer PCM only, not float WAV). Any other file
-or WAV sample format is decoded with ``soundfile`` when it is installed (to 32-bit
-float), otherwise it is an ``AudioFileError`` that says how to convert it.
+WAV files of 16-bit PCM, 32-bit float or G.711 (mu-law, A-law) are read by a small RIFF
+reader here (the standard library's ``wave`` reads integer PCM only) and sent as raw
+samples. Any other file is sent as it is, compressed, and the server decodes it: an
+Ogg/Opus file as OGG_OPUS, FLAC as FLAC, anything else (WebM, MP3, M4A, MP4, Ogg
+Vorbis, WAV of other sample formats, ...) as CONTAINER, which the server recognizes
+from the bytes. So the client needs no codec library (no PyAV, no soundfile).
 """
 
 from __future__ import annotations
@@ -15,9 +17,8 @@ from typing import Iterator
 
 from .results import AudioFormat
 
-_PCM, _IEEE_FLOAT, _EXTENSIBLE = 0x0001, 0x0003, 0xFFFE
+_PCM, _IEEE_FLOAT, _ALAW, _MULAW, _EXTENSIBLE = 0x0001, 0x0003, 0x0006, 0x0007, 0xFFFE
 _CONVERT_HINT = "convert it to 16-bit PCM WAV (e.g. `ffmpeg -i IN -ac 1 -c:a pcm_s16le OUT.wav`)"
-_SOUNDFILE_HINT = "or install soundfile (`pip install soundfile`) to read FLAC, OGG and other WAV formats"
 
 
 class AudioFileError(ValueError):
@@ -46,12 +47,10 @@ class WavHeader:
 
     @property
     def encoding(self) -> str | None:
-        """"LINEAR16" or "FLOAT32", or None for a sample format the server does not take."""
-        if self.format_tag == _PCM and self.bits == 16:
-            return "LINEAR16"
-        if self.format_tag == _IEEE_FLOAT and self.bits == 32:
-            return "FLOAT32"
-        return None
+        """"LINEAR16", "FLOAT32", "MULAW" or "ALAW" (G.711), or None for another sample format
+        (sent to the server as a CONTAINER file)."""
+        return {(_PCM, 16): "LINEAR16", (_IEEE_FLOAT, 32): "FLOAT32", (_MULAW, 8): "MULAW",
+                (_ALAW, 8): "ALAW"}.get((self.format_tag, self.bits))
 
 
 def parse_wav_header(blob: bytes) -> WavHeader | None:
@@ -98,19 +97,35 @@ class AudioData:
 
 
 def read_audio(path: str | Path) -> AudioData:
-    """Read a WAV file (16-bit PCM or 32-bit float), or any format soundfile reads."""
+    """Read a WAV file (16-bit PCM or 32-bit float) as raw samples; any other file as its
+    compressed bytes with the encoding the server decodes it by (see the module's docstring)."""
     path = Path(path)
     try:
-        with open(path, "rb") as f:
-            head = f.read(12)
-            if head[:4] == b"RIFF" and head[8:12] == b"WAVE":
-                f.seek(0)
-                audio = _read_wav(f.read(), path)
-                if audio is not None:
-                    return audio
+        blob = path.read_bytes()
     except OSError as exc:
         raise AudioFileError(f"cannot read {path}: {exc.strerror or exc}") from exc
-    return _read_with_soundfile(path)
+    if blob[:4] == b"RIFF" and blob[8:12] == b"WAVE":
+        audio = _read_wav(blob, path)
+        if audio is not None:
+            return audio
+    encoding = container_encoding(blob)
+    if encoding is None:
+        raise AudioFileError(f"{path}: not an audio file this client recognizes (WAV, Ogg, Opus, WebM, FLAC, MP3, "
+                             f"M4A/MP4, MPEG, AIFF, CAF); {_CONVERT_HINT}")
+    return AudioData(blob, AudioFormat(sample_rate=0, channels=1, encoding=encoding))
+
+
+def container_encoding(head: bytes) -> str | None:
+    """The encoding a compressed file is sent with, from its first bytes; None when they are
+    no audio container's signature."""
+    if head[:4] == b"OggS" and head[28:36] == b"OpusHead":
+        return "OGG_OPUS"
+    if head[:4] == b"fLaC":
+        return "FLAC"
+    mpeg_frame = len(head) > 1 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0  # MP3 or AAC (ADTS)
+    signatures = (head[:4] in (b"OggS", b"\x1a\x45\xdf\xa3", b"RIFF", b"FORM", b"caff", b"\x00\x00\x01\xba")
+                  or head[:3] == b"ID3" or head[4:8] == b"ftyp" or mpeg_frame)
+    return "CONTAINER" if signatures else None
 
 
 def _read_wav(blob: bytes, path: Path) -> AudioData | None:
@@ -129,21 +144,3 @@ def _read_wav(blob: bytes, path: Path) -> AudioData | None:
     data = blob[header.data_offset : header.data_end]
     data = data[: len(data) - len(data) % block_align]
     return AudioData(data, AudioFormat(sample_rate=header.sample_rate, channels=channels, encoding=encoding))
-
-
-def _read_with_soundfile(path: Path) -> AudioData:
-    try:
-        import soundfile
-    except ImportError:
-        raise AudioFileError(
-            f"{path}: only 16-bit PCM and 32-bit float WAV can be read without soundfile; "
-            f"{_CONVERT_HINT} {_SOUNDFILE_HINT}"
-        ) from None
-    try:
-        samples, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
-    except Exception as exc:  # soundfile raises its own error types and RuntimeError
-        raise AudioFileError(f"{path}: not audio that libsndfile can decode ({exc}); {_CONVERT_HINT}") from exc
-    return AudioData(
-        samples.astype("<f4").tobytes(),
-        AudioFormat(sample_rate=int(rate), channels=samples.shape[1], encoding="FLOAT32"),
-    )

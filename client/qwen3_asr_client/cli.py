@@ -143,7 +143,8 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     stream = commands.add_parser("stream", help="stream an audio file and print the transcripts")
-    stream.add_argument("file", help="WAV file (16-bit PCM or 32-bit float; other formats with soundfile)")
+    stream.add_argument("file", help="audio file: WAV (16-bit PCM or 32-bit float) is sent as samples; Opus, "
+                        "Ogg, WebM, FLAC, MP3, M4A, MP4 ... are sent as they are and decoded by the server")
     stream.add_argument("--realtime", action="store_true", help="send the audio no faster than real time")
     stream.add_argument("--chunk-ms", type=float, default=100.0, help="audio per message, ms (default: 100)")
     _add_common(stream)

@@ -95,6 +95,9 @@ class ResumableStream:
                  dropped_codes: frozenset = DROPPED_CODES) -> None:
         if max_replay_s <= 0:
             raise ValueError("max_replay_s must be positive")
+        if not audio_format.raw:
+            raise ValueError(f"a resumable stream replays raw samples from a time offset; {audio_format.encoding} "
+                             f"cannot be resumed mid-stream: use LINEAR16, FLOAT32, MULAW or ALAW")
         self.client, self.format, self.options, self.policy = client, audio_format, options, policy
         self.resume, self.dropped_codes = resume, dropped_codes
         self._max_replay_bytes = int(max_replay_s * audio_format.sample_rate) * audio_format.frame_bytes

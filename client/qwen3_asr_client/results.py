@@ -8,35 +8,51 @@ from typing import Iterator, Union
 
 from .proto import asr_pb2
 
-ENCODINGS = {"LINEAR16": asr_pb2.LINEAR_PCM, "FLOAT32": asr_pb2.FLOAT32}
-_SAMPLE_BYTES = {"LINEAR16": 2, "FLOAT32": 4}
+ENCODINGS = {"LINEAR16": asr_pb2.LINEAR_PCM, "FLOAT32": asr_pb2.FLOAT32, "MULAW": asr_pb2.MULAW,
+             "ALAW": asr_pb2.ALAW, "OGG_OPUS": asr_pb2.OGG_OPUS, "WEBM_OPUS": asr_pb2.WEBM_OPUS,
+             "FLAC": asr_pb2.FLAC, "CONTAINER": asr_pb2.CONTAINER}
+_SAMPLE_BYTES = {"LINEAR16": 2, "FLOAT32": 4, "MULAW": 1, "ALAW": 1}
+CONTAINER_CHUNK_BYTES = 4096  # a compressed file is sent in pieces of this size (the server paces it)
 
 
 @dataclass(frozen=True)
 class AudioFormat:
-    """How the audio bytes are laid out: little-endian, channels interleaved."""
+    """How the audio bytes are laid out.
+
+    Raw samples (LINEAR16, FLOAT32, MULAW, ALAW): little-endian, channels interleaved, at
+    ``sample_rate``. Containers (OGG_OPUS, WEBM_OPUS, FLAC, CONTAINER: detected by the server)
+    carry their own rate and channels: ``sample_rate`` 0 lets the server read them."""
 
     sample_rate: int = 16_000
     channels: int = 1
-    encoding: str = "LINEAR16"  # or "FLOAT32"
+    encoding: str = "LINEAR16"  # or FLOAT32, MULAW, ALAW, OGG_OPUS, WEBM_OPUS, FLAC, CONTAINER
 
     def __post_init__(self):
         if self.encoding not in ENCODINGS:
             raise ValueError(f"encoding must be one of {sorted(ENCODINGS)}, got {self.encoding!r}")
-        if self.sample_rate <= 0 or self.channels <= 0:
+        if self.sample_rate < (1 if self.raw else 0) or self.channels <= 0:
             raise ValueError(f"sample_rate and channels must be positive, got {self.sample_rate}, {self.channels}")
 
     @property
+    def raw(self) -> bool:
+        """Fixed-size samples (their duration is known from their size)."""
+        return self.encoding in _SAMPLE_BYTES
+
+    @property
     def frame_bytes(self) -> int:
-        """Bytes of one sample of every channel."""
-        return _SAMPLE_BYTES[self.encoding] * self.channels
+        """Bytes of one sample of every channel (1 for a container: bytes are its unit)."""
+        return _SAMPLE_BYTES.get(self.encoding, 1) * (self.channels if self.raw else 1)
 
     @property
     def bytes_per_second(self) -> int:
-        return self.frame_bytes * self.sample_rate
+        """0 for a container (unknown before decoding)."""
+        return self.frame_bytes * self.sample_rate if self.raw else 0
 
     def chunk_bytes(self, chunk_ms: float) -> int:
-        """Bytes of chunk_ms of audio, a whole number of frames (at least one)."""
+        """Bytes of chunk_ms of audio, a whole number of frames (at least one); a container's
+        pieces are CONTAINER_CHUNK_BYTES."""
+        if not self.raw:
+            return CONTAINER_CHUNK_BYTES
         return max(1, round(self.sample_rate * chunk_ms / 1000)) * self.frame_bytes
 
 

@@ -39,15 +39,28 @@ def to_mono_16k(samples: np.ndarray, sample_rate: int) -> np.ndarray:
 
 
 def read_audio(path: str | Path) -> np.ndarray:
-    """An audio file as 16 kHz mono float32: the client's reader (WAV, or whatever libsndfile
-    reads), then downmix and resample. Raises AudioFileError."""
+    """An audio file as 16 kHz mono float32: the client's reader (WAV), or PyAV for any other
+    file FFmpeg reads, then downmix and resample. Raises AudioFileError."""
     path = Path(path)
     if not path.is_file():
         raise AudioFileError(f"audio file {str(path)!r} does not exist")
     audio = read_audio_file(path)
     fmt = audio.format
+    if not fmt.raw:  # a compressed file: decoded here by PyAV (the client sends it as it is)
+        from .codecs import InvalidAudio
+        from .containers import decode_file
+
+        try:
+            samples, rate = decode_file(audio.data, max_seconds=float("inf"))
+        except InvalidAudio as exc:
+            raise AudioFileError(f"{path}: {exc}") from None
+        return to_mono_16k(samples, rate)
     if fmt.encoding == "LINEAR16":
         samples = np.frombuffer(audio.data, "<i2").astype(np.float32) * np.float32(1.0 / 32768.0)
+    elif fmt.encoding in ("MULAW", "ALAW"):
+        from . import g711
+
+        samples = g711.decode(audio.data, g711.ULAW if fmt.encoding == "MULAW" else g711.ALAW)
     else:
         samples = np.frombuffer(audio.data, "<f4")
     return to_mono_16k(samples.reshape(-1, fmt.channels), fmt.sample_rate)

@@ -243,7 +243,7 @@ class DeepgramApi:
                 body = await request.read()
                 if not body:
                     raise BadParameter("body", "the request has no audio; send the audio bytes as the body")
-                settings = live_settings(options, backend, need_format=False)
+                settings = live_settings(options, backend)
                 if options.encoding is None:  # containerized audio: read the file
                     try:
                         pcm, rate, channels = await asyncio.to_thread(decode_file, body, limit / PCM16_BYTES_PER_S)

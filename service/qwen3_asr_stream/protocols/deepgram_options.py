@@ -16,8 +16,9 @@ Every parameter Deepgram documents is in exactly one of these tables:
 anything else               refused: HTTP 400 naming the parameter
 ==========================  =================================================================
 
-``ENCODINGS`` maps Deepgram's encoding names onto the audio layer's decoders; a codec the
-audio layer learns is one line here.
+Deepgram's encoding names map onto the audio layer's decoders in its one table
+(``audio.codecs.deepgram_encoding``: linear16, mulaw, alaw, opus / ogg-opus, flac; no encoding:
+containerized audio, detected from the bytes).
 """
 
 from __future__ import annotations
@@ -25,16 +26,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Mapping, Sequence
 
-from ..audio.input import AudioEncoding
+from ..audio.codecs import AudioEncoding, deepgram_encoding
 from ..audio.vad import MAX_WINDOW_MS, EndpointingOptions
 from ..session.errors import InvalidRequest
 from ..session.settings import endpointing_with, language_of, settings_from
 from ..session.types import Backend, RecognitionSettings
 
-# Deepgram's encoding names -> ours (raw audio; containerized audio is sent without ``encoding``).
-ENCODINGS: dict[str, AudioEncoding] = {
-    "linear16": AudioEncoding.LINEAR16,
-}
 # Deepgram's model families select the server's default model, so clients whose model is fixed work.
 DEEPGRAM_MODEL_PREFIXES = ("nova", "base", "enhanced", "general", "phonecall", "meeting", "voicemail", "finance",
                            "conversationalai", "video", "medical", "drivethru", "automotive", "atc", "whisper",
@@ -76,7 +73,7 @@ class ListenOptions:
     model: str | None = None
     language: str | None = None
     detect_language: bool = False
-    encoding: str | None = None
+    encoding: AudioEncoding | None = None  # None: containerized audio (detected from the bytes)
     sample_rate: int | None = None
     channels: int = 1
     interim_results: bool = False
@@ -104,10 +101,10 @@ def _int(param: str, value: str, low: int, high: int, unit: str = "") -> int:
 
 
 def _encoding(value: str) -> dict:
-    name = value.strip().lower()
-    if name not in ENCODINGS:
-        raise BadParameter("encoding", f"{value!r} is not decoded by this server; use {', '.join(ENCODINGS)}")
-    return {"encoding": name}
+    try:
+        return {"encoding": deepgram_encoding(value)}
+    except ValueError as exc:
+        raise BadParameter("encoding", str(exc)) from None
 
 
 def _endpointing(value: str) -> dict:
@@ -166,7 +163,8 @@ def parse_query(query: Mapping[str, Sequence[str]]) -> ListenOptions:
     keyterms = fields.pop("keyterm", ()) + fields.pop("keywords", ())
     options = ListenOptions(**fields, keyterms=tuple(dict.fromkeys(keyterms)))
     if options.sample_rate is not None and options.encoding is None:
-        raise BadParameter("encoding", "sample_rate is given without encoding; send encoding=linear16 with it")
+        raise BadParameter("encoding", "sample_rate is given without encoding; send the encoding with it "
+                                       "(e.g. linear16), or neither for containerized audio")
     if options.utterance_end_ms is not None and not options.interim_results:
         raise BadParameter("utterance_end_ms", "needs interim_results=true (as on Deepgram)")
     return options
@@ -198,12 +196,8 @@ def endpointing_of(options: ListenOptions, default: EndpointingOptions, eager_pa
         raise BadParameter("endpointing" if not eager else "eager_pause_ms", str(exc)) from None
 
 
-def live_settings(options: ListenOptions, backend: Backend, *, need_format: bool = True,
-                  eager_pause_ms: int = 0) -> RecognitionSettings:
-    """The core's settings for a live stream (raw audio: encoding and sample_rate are needed)."""
-    if need_format and (options.encoding is None or options.sample_rate is None):
-        raise BadParameter("encoding", "a live stream needs encoding=linear16 and sample_rate (containerized "
-                                       "audio is not decoded on live streams here)")
+def live_settings(options: ListenOptions, backend: Backend, *, eager_pause_ms: int = 0) -> RecognitionSettings:
+    """The core's settings for a stream (raw encodings need sample_rate; containers carry it)."""
     try:
         language = None if options.detect_language or (options.language or "").lower() == "multi" \
             else options.language
@@ -212,7 +206,7 @@ def live_settings(options: ListenOptions, backend: Backend, *, need_format: bool
         raise BadParameter("language", str(exc)) from None
     try:
         return settings_from(
-            backend, encoding=ENCODINGS[options.encoding or "linear16"], sample_rate=options.sample_rate or 16000,
+            backend, encoding=options.encoding or deepgram_encoding(None), sample_rate=options.sample_rate or 0,
             channels=options.channels, model=model_of(options.model, backend), language=language,
             key_terms=options.keyterms, word_times=backend.aligner is not None,
             endpointing=endpointing_of(options, backend.limits.endpointing, eager_pause_ms),
@@ -220,7 +214,10 @@ def live_settings(options: ListenOptions, backend: Backend, *, need_format: bool
     except BadParameter:
         raise
     except InvalidRequest as exc:
-        raise BadParameter("keyterm" if "key term" in str(exc) else "request", str(exc)) from None
+        text = str(exc)
+        param = ("keyterm" if "key term" in text else "sample_rate" if "sample rate" in text or "Hz" in text
+                 else "channels" if "channel" in text else "encoding" if "encoding" in text else "request")
+        raise BadParameter(param, text) from None
 
 
 

@@ -170,8 +170,8 @@ class Connection:
                            param="session.audio.input.transcription.model")
         if config.words and self.backend.aligner is None:
             config = replace(config, words=False)  # as gRPC: no aligner, no words (session.updated shows it)
-        settings = settings_from(self.backend, sample_rate=config.rate, model=model, language=config.language,
-                                 context=config.prompt, word_times=config.words,
+        settings = settings_from(self.backend, encoding=config.encoding, sample_rate=config.rate, model=model,
+                                 language=config.language, context=config.prompt, word_times=config.words,
                                  endpointing=config.endpointing(self.backend.limits.endpointing),
                                  interim_results=True, update_interval_ms=config.update_interval_ms)
         if self.session is not None and settings != self.settings:
@@ -190,12 +190,13 @@ class Connection:
             data = base64.b64decode(audio, validate=True)
         except (binascii.Error, ValueError):
             raise BadEvent("'audio' is not valid base64", code="invalid_audio", param="audio") from None
-        if len(data) % 2:
-            raise BadEvent(f"'audio' has {len(data)} bytes; pcm16 audio has an even number (2 bytes a sample)",
-                           code="invalid_audio", param="audio")
         if self.settings is None:
             raise BadEvent("configure the session first: send session.update (type transcription, audio format and "
                            "turn detection) before input_audio_buffer.append", code="session_not_configured")
+        frame = self.settings.audio.frame_bytes
+        if len(data) % frame:
+            raise BadEvent(f"'audio' has {len(data)} bytes; pcm16 audio has an even number (2 bytes a sample)",
+                           code="invalid_audio", param="audio")
         self.open().audio(data)
 
     async def on_commit(self, event: dict) -> None:

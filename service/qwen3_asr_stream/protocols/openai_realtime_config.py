@@ -13,11 +13,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
+from ..audio.codecs import AudioEncoding
 from ..audio.vad import MAX_WINDOW_MS, EndpointingOptions
 from ..engine.options import MAX_UPDATE_INTERVAL_MS, MIN_UPDATE_INTERVAL_MS
 from ..session.settings import endpointing_with
 
 DEFAULT_RATE = 24_000  # OpenAI's pcm16 rate
+G711_RATE = 8_000
+# OpenAI's audio formats -> (the codec layer's encoding, the rate it implies): the beta shape's
+# input_audio_format names, the GA shape's audio.input.format.type values.
+BETA_FORMATS = {"pcm16": (AudioEncoding.LINEAR16, DEFAULT_RATE), "g711_ulaw": (AudioEncoding.MULAW, G711_RATE),
+                "g711_alaw": (AudioEncoding.ALAW, G711_RATE)}
+GA_FORMATS = {"audio/pcm": (AudioEncoding.LINEAR16, DEFAULT_RATE), "audio/pcmu": (AudioEncoding.MULAW, G711_RATE),
+              "audio/pcma": (AudioEncoding.ALAW, G711_RATE)}
 WORDS_INCLUDE = "item.input_audio_transcription.words"  # our value of session.include: word times on completed
 
 
@@ -44,6 +52,7 @@ class SessionConfig:
     """What the client configured, in OpenAI's terms (both shapes map onto this)."""
 
     rate: int = DEFAULT_RATE
+    encoding: AudioEncoding = AudioEncoding.LINEAR16
     model: str = ""
     language: str = ""
     prompt: str = ""
@@ -142,9 +151,12 @@ def update_ga(config: SessionConfig, session: dict) -> SessionConfig:
     if "format" in audio_in:
         fmt = as_object(audio_in["format"], "session.audio.input.format")
         kind = fmt.get("type", "audio/pcm")
-        if kind != "audio/pcm":
-            raise BadEvent(f"audio format {kind!r} is not supported; send audio/pcm (16-bit little-endian mono)",
+        if kind not in GA_FORMATS:
+            raise BadEvent(f"audio format {kind!r} is not supported; send audio/pcm (16-bit little-endian mono), "
+                           f"audio/pcmu (G.711 mu-law) or audio/pcma (G.711 A-law)",
                            code="unsupported_audio_format", param="session.audio.input.format.type")
+        encoding, rate = GA_FORMATS[kind]
+        config = replace(config, encoding=encoding, rate=rate)
         if "rate" in fmt:
             config = replace(config, rate=_int(fmt["rate"], "session.audio.input.format.rate", 8000, 48000))
     config = _transcription(config, audio_in.get("transcription"), "session.audio.input.transcription")
@@ -155,17 +167,16 @@ def update_ga(config: SessionConfig, session: dict) -> SessionConfig:
     return _include(config, session.get("include"))
 
 
-BETA_FORMATS = {"pcm16": DEFAULT_RATE}
-
-
 def update_beta(config: SessionConfig, session: dict) -> SessionConfig:
     """Apply a beta ``transcription_session.update``'s session object."""
     if "input_audio_format" in session:
         fmt = session["input_audio_format"]
         if fmt not in BETA_FORMATS:
-            raise BadEvent(f"input_audio_format {fmt!r} is not supported; send pcm16 (24 kHz 16-bit mono)",
+            raise BadEvent(f"input_audio_format {fmt!r} is not supported; send pcm16 (24 kHz 16-bit mono), "
+                           f"g711_ulaw or g711_alaw (8 kHz)",
                            code="unsupported_audio_format", param="session.input_audio_format")
-        config = replace(config, rate=BETA_FORMATS[fmt])
+        encoding, rate = BETA_FORMATS[fmt]
+        config = replace(config, encoding=encoding, rate=rate)
     if "input_audio_sample_rate" in session:  # our extension for the beta shape
         config = replace(config, rate=_int(session["input_audio_sample_rate"], "session.input_audio_sample_rate",
                                            8000, 48000))
@@ -193,12 +204,14 @@ def session_object(session_id: str, config: SessionConfig, model: str, beta: boo
     transcription = {"model": model, "language": config.language or None, "prompt": config.prompt}
     include = [WORDS_INCLUDE] if config.words else []
     if beta:
-        return {"id": session_id, "object": "realtime.transcription_session", "input_audio_format": "pcm16",
+        beta_format = next(name for name, (e, _) in BETA_FORMATS.items() if e is config.encoding)
+        return {"id": session_id, "object": "realtime.transcription_session", "input_audio_format": beta_format,
                 "input_audio_sample_rate": config.rate, "input_audio_transcription": transcription,
                 "turn_detection": _vad_object(config), "input_audio_noise_reduction": config.noise_reduction,
                 "include": include}
+    ga_format = next(name for name, (e, _) in GA_FORMATS.items() if e is config.encoding)
     return {"id": session_id, "object": "realtime.transcription_session", "type": "transcription",
-            "audio": {"input": {"format": {"type": "audio/pcm", "rate": config.rate},
+            "audio": {"input": {"format": {"type": ga_format, "rate": config.rate},
                                 "transcription": transcription, "turn_detection": _vad_object(config),
                                 "noise_reduction": config.noise_reduction}},
             "include": include}

@@ -5,8 +5,9 @@
                                     stream (server-sent transcript.text.delta / transcript.text.done)
     GET  /v1/models, /v1/models/{id}
 
-The uploaded file (WAV, FLAC, OGG: what libsndfile reads) is decoded here to float32
-samples at its own rate; the core's AudioDecoder resamples 8-48 kHz (other rates are
+The uploaded file (any container FFmpeg reads: flac, mp3, mp4, mpeg, mpga, m4a, ogg, wav,
+webm, as OpenAI lists) is decoded here by the codec layer (PyAV) to float32 samples at its
+own rate, MP3 encoder delay and AAC priming removed; the core's AudioDecoder resamples 8-48 kHz (other rates are
 brought to 16 kHz first). One segment per utterance the core found; word times come from
 the shared aligner. Errors are OpenAI's body with the HTTP status of the one table in
 ``openai_common``.
@@ -15,7 +16,6 @@ the shared aligner. Errors are OpenAI's body with the HTTP status of the one tab
 from __future__ import annotations
 
 import asyncio
-import io
 import json
 from dataclasses import dataclass
 
@@ -23,6 +23,8 @@ import numpy as np
 from aiohttp import web
 
 from ..audio import SAMPLE_RATE
+from ..audio.codecs import AudioTooLong, InvalidAudio
+from ..audio.containers import decode_file as decode_audio_file
 from ..audio.input import MAX_CHANNELS, MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, AudioEncoding
 from ..audio.files import to_mono_16k
 from ..session.calls import Calls
@@ -123,23 +125,17 @@ async def read_form(request: web.Request, max_file_bytes: int) -> TranscriptionR
 
 
 def decode_file(data: bytes, max_seconds: float) -> tuple[bytes, int, int]:
-    """An audio file -> (float32 little-endian PCM, rate, channels) the core accepts. CPU work.
+    """An audio file in any container FFmpeg reads -> (float32 little-endian PCM, rate, channels)
+    the core accepts. CPU work.
 
     Rates outside 8-48 kHz or more than 2 channels are brought to 16 kHz mono first.
     """
-    import soundfile
-
     try:
-        samples, rate = soundfile.read(io.BytesIO(data), dtype="float32", always_2d=True)
-    except Exception as exc:  # noqa: BLE001 - libsndfile raises its own types
-        raise HttpError(f"the file is not audio this server reads (WAV, FLAC, OGG): {exc}",
-                        code="unsupported_file", param="file") from None
-    if len(samples) / rate > max_seconds:
-        raise HttpError(f"the recording is {len(samples) / rate:.1f} s long; this server takes up to "
-                        f"{max_seconds:.0f} s per request; stream longer audio over /v1/realtime",
-                        PAYLOAD_TOO_LARGE, param="file")
-    if not np.all(np.isfinite(samples)):
-        raise HttpError("the file has NaN or infinite samples", code="invalid_audio", param="file")
+        samples, rate = decode_audio_file(data, max_seconds)
+    except AudioTooLong as exc:
+        raise HttpError(f"{exc} ({max_seconds:.0f} s)", PAYLOAD_TOO_LARGE, param="file") from None
+    except InvalidAudio as exc:
+        raise HttpError(str(exc), code="unsupported_file", param="file") from None
     if not (MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE and samples.shape[1] <= MAX_CHANNELS):
         samples, rate = to_mono_16k(samples, int(rate))[:, None], SAMPLE_RATE
     return np.ascontiguousarray(samples, "<f4").tobytes(), int(rate), samples.shape[1]

@@ -49,7 +49,7 @@ from typing import Sequence
 import numpy as np
 
 from ..audio import SAMPLES_PER_MS
-from ..audio.input import AudioDecoder
+from ..audio.input import AudioDecoder, CorruptStream
 from ..audio.vad import EndReason, Segmenter, SpeechAudio, SpeechEnded, SpeechPaused, SpeechResumed, SpeechStarted
 from ..engine.bias import check_terms
 from ..engine.utterance import UpdateResult
@@ -99,10 +99,13 @@ class Session:
         self.metrics = backend.metrics
         self.engine = backend.engines[settings.model]
         self.max_message_bytes = max_message_bytes or limits.max_message_bytes
-        self.decoder = AudioDecoder(settings.audio, max_chunk_bytes=self.max_message_bytes)
+        self.max_stream_ms = max_stream_ms or limits.max_stream_seconds * 1000
+        # A container decoded whole (M4A, MP4, ... sent as CONTAINER) is bounded like a Recognize request.
+        self.decoder = AudioDecoder(settings.audio, max_chunk_bytes=self.max_message_bytes,
+                                    max_file_bytes=limits.max_recognize_bytes,
+                                    max_file_seconds=min(self.max_stream_ms / 1000, 2**31))
         self.segmenter = Segmenter(settings.endpointing)
         self.outbox = Outbox(limits.max_queued_responses)
-        self.max_stream_ms = max_stream_ms or limits.max_stream_seconds * 1000
         self.state = State.OPEN
         self.end_status: Status | None = None
         self.last_input_at = self.started_at = time.monotonic()
@@ -153,17 +156,31 @@ class Session:
                                       f"{self.max_message_bytes}; send 20-100 ms per message"))
             return
         fmt = self.settings.audio
+        too_long = StreamTooLong(f"the stream reached the maximum of {self.max_stream_ms // 1000} s of audio; "
+                                 f"results up to there were sent; open a new stream to continue")
         if self.decoder.received_ms + fmt.bytes_to_ms(len(data)) > self.max_stream_ms:
-            self.stop(StreamTooLong(
-                f"the stream reached the maximum of {self.max_stream_ms // 1000} s of audio; results up to "
-                f"there were sent; open a new stream to continue"))
+            self.stop(too_long)  # raw audio: known before decoding
             return
+        before = self.decoder.received_ms
         try:
             samples = self.decoder.decode(data)
-            self.metrics.audio_seconds.labels(self.kind).inc(len(data) / (fmt.frame_bytes * fmt.sample_rate))
-            self._handle(self.segmenter.push(samples))
-        except Exception as exc:  # noqa: BLE001 - bad audio, the engine full or closed: the call ends
+        except CorruptStream as exc:  # damaged mid-stream: what came before is recognized, then the error
+            self.stop(exc)
+            return
+        except Exception as exc:  # noqa: BLE001 - bad audio: the call ends
             self.fail(exc)
+            return
+        over = self.decoder.received_ms - self.max_stream_ms  # a container: known once decoded
+        if over > 0:
+            samples = samples[:max(0, len(samples) - round(over * SAMPLES_PER_MS))]
+        try:
+            self.metrics.audio_seconds.labels(self.kind).inc((self.decoder.received_ms - before) / 1000)
+            self._handle(self.segmenter.push(samples))
+        except Exception as exc:  # noqa: BLE001 - the engine full or closed: the call ends
+            self.fail(exc)
+            return
+        if over > 0:
+            self.stop(too_long)
 
     def set_key_terms(self, terms: Sequence[str]) -> None:
         """Key terms for the utterances that start from now on (Deepgram's Configure); raises

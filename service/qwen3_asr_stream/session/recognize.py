@@ -17,6 +17,7 @@ from .errors import CallEnded, Status
 from .types import Backend, RecognitionSettings, Transcript
 
 PIECE_SECONDS = 1.0  # audio fed to the session between two looks at the event loop
+CONTAINER_PIECE_BYTES = 4096  # compressed audio fed between two looks (~1 s of 32 kb/s Opus)
 
 
 @dataclass(frozen=True)
@@ -29,7 +30,10 @@ async def recognize(data: bytes, settings: RecognitionSettings, backend: Backend
     """Raises CallEnded with the session's status when it is not OK (bad audio, engine full,
     engine failure); a cancel releases the engine utterances."""
     fmt = settings.audio
-    piece = max(1, int(PIECE_SECONDS * fmt.sample_rate)) * fmt.frame_bytes
+    if fmt.encoding.raw:
+        piece = max(1, int(PIECE_SECONDS * fmt.sample_rate)) * fmt.frame_bytes
+    else:  # compressed: small pieces, so no piece decodes to more than the decoder's bound per call
+        piece = CONTAINER_PIECE_BYTES
     session = Session(settings, backend, max_stream_ms=2**62, max_message_bytes=piece, kind="recognize")
     parallel = backend.limits.recognize_parallel
     results: list[Transcript] = []

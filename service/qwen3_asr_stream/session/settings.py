@@ -81,10 +81,10 @@ def settings_from(backend: Backend, *, encoding: AudioEncoding = AudioEncoding.L
                   term_boost: float | None = None) -> RecognitionSettings:
     """Check a client's request and fill in the server's defaults; raises InvalidRequest."""
     limits = backend.limits
-    if not sample_rate:
+    if not sample_rate and encoding.raw:
         raise InvalidRequest("the sample rate is not set; give the audio's rate, 8000 to 48000 Hz")
     try:
-        audio = AudioFormat(sample_rate, channels or 1, encoding)
+        audio = AudioFormat(sample_rate or 0, channels or 1, encoding)
     except ValueError as exc:
         raise InvalidRequest(str(exc)) from None
     name = model or backend.default_model

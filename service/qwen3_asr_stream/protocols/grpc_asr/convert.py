@@ -14,8 +14,9 @@ from ...session.errors import InvalidRequest
 from ...session.settings import endpointing_with, settings_from
 from ...session.types import Backend, RecognitionSettings, SpeechEvent, Transcript
 
+# asr.v1's AudioEncoding values -> the codec layer's (audio/codecs.py); the names are the same.
 ENCODINGS = {asr_pb2.AUDIO_ENCODING_UNSPECIFIED: AudioEncoding.LINEAR16, asr_pb2.LINEAR_PCM: AudioEncoding.LINEAR16,
-             asr_pb2.FLOAT32: AudioEncoding.FLOAT32}
+             **{asr_pb2.AudioEncoding.Value(e.name): e for e in AudioEncoding if e is not AudioEncoding.LINEAR16}}
 END_REASONS = {EndReason.SILENCE: asr_pb2.SILENCE, EndReason.MAX_LENGTH: asr_pb2.MAX_LENGTH,
                EndReason.FORCED: asr_pb2.FORCED, EndReason.END_OF_STREAM: asr_pb2.END_OF_STREAM}
 
@@ -45,9 +46,11 @@ def settings_of(backend: Backend, config: asr_pb2.RecognitionConfig,
     """Check a client's configuration and fill in the defaults; raises InvalidRequest."""
     encoding = ENCODINGS.get(config.encoding)
     if encoding is None:
-        raise InvalidRequest(f"unknown audio encoding {config.encoding}; use LINEAR_PCM (16-bit) or FLOAT32")
-    if config.sample_rate_hertz == 0:
-        raise InvalidRequest("sample_rate_hertz is not set; give the audio's rate, 8000 to 48000 Hz")
+        names = ", ".join(asr_pb2.AudioEncoding.Name(v) for v in sorted(ENCODINGS) if v)
+        raise InvalidRequest(f"unknown audio encoding {config.encoding}; use one of {names}")
+    if config.sample_rate_hertz == 0 and encoding.raw:
+        raise InvalidRequest(f"sample_rate_hertz is not set; give the audio's rate, 8000 to 48000 Hz "
+                             f"({encoding.name} is raw samples; a container such as OGG_OPUS may leave it 0)")
     return settings_from(
         backend, encoding=encoding, sample_rate=config.sample_rate_hertz, channels=config.audio_channel_count,
         model=config.model, language=config.language_code, context=config.context, hot_words=config.hot_words,

@@ -19,7 +19,7 @@ from ...session.recognize import recognize
 from ...session.settings import language_choices
 from ...text.transcript import SUPPORTED_LANGUAGES
 from ..grpc_stream import abort_with, check_recognize_size, first_request, serve_stream
-from .convert import endpointing_proto, response_proto, result_proto, settings_of
+from .convert import ENCODINGS, endpointing_proto, response_proto, result_proto, settings_of
 
 PROTOCOL = "asr.v1"
 
@@ -77,7 +77,7 @@ class SpeechRecognitionServicer(asr_pb2_grpc.SpeechRecognitionServicer):
                     for name in self.backend.engines],
             languages=language_choices(),
             min_sample_rate_hertz=MIN_SAMPLE_RATE, max_sample_rate_hertz=MAX_SAMPLE_RATE,
-            encodings=[asr_pb2.LINEAR_PCM, asr_pb2.FLOAT32], channel_counts=list(range(1, MAX_CHANNELS + 1)),
+            encodings=sorted(v for v in ENCODINGS if v), channel_counts=list(range(1, MAX_CHANNELS + 1)),
             limits=asr_pb2.Limits(max_stream_seconds=limits.max_stream_seconds,
                                   max_message_bytes=limits.max_message_bytes, max_streams=limits.max_streams,
                                   max_recognize_bytes=limits.max_recognize_bytes),

@@ -26,8 +26,12 @@ from ...session.errors import InvalidRequest
 from ...session.settings import bcp47_of, endpointing_with
 from ...session.types import Transcript
 
-# Encodings Riva names that we do not decode; LINEAR_PCM (and unset) is 16-bit PCM.
-UNSUPPORTED_ENCODINGS = {raudio.FLAC: "FLAC", raudio.MULAW: "MULAW", raudio.ALAW: "ALAW", raudio.OGGOPUS: "OGGOPUS"}
+# Riva's AudioEncoding -> the codec layer's (audio/codecs.py). LINEAR_PCM (and unset) is 16-bit PCM,
+# MULAW / ALAW raw G.711 at sample_rate_hertz; FLAC and OGGOPUS are streams with their own rate
+# (sample_rate_hertz may be 0; a rate given must agree with the stream's).
+ENCODINGS = {raudio.ENCODING_UNSPECIFIED: AudioEncoding.LINEAR16, raudio.LINEAR_PCM: AudioEncoding.LINEAR16,
+             raudio.MULAW: AudioEncoding.MULAW, raudio.ALAW: AudioEncoding.ALAW, raudio.FLAC: AudioEncoding.FLAC,
+             raudio.OGGOPUS: AudioEncoding.OGG_OPUS}
 # Language codes that ask for detection: empty, and Riva's name for its multilingual models.
 DETECT_CODES = ("", "multi")
 # custom_configuration keys of ours (a Riva server passes such keys to its pipeline).
@@ -62,7 +66,7 @@ def wav_header(data: bytes) -> WavHeader | None:
         return None
     if header.encoding is None:
         raise InvalidRequest(f"WAV audio with format tag {header.format_tag} and {header.bits}-bit samples is "
-                             "not supported; send 16-bit PCM (LINEAR_PCM)")
+                             "not supported; send 16-bit PCM (LINEAR_PCM), float, mu-law or A-law WAV")
     try:
         audio = AudioFormat(sample_rate=header.sample_rate, channels=header.channels,
                             encoding=AudioEncoding[header.encoding])
@@ -139,11 +143,9 @@ def custom_of(config: rasr.RecognitionConfig) -> dict:
 
 def unsupported(config: rasr.RecognitionConfig) -> None:
     """Raise InvalidRequest naming the first requested feature this server does not have."""
-    if config.encoding in UNSUPPORTED_ENCODINGS:
-        raise InvalidRequest(f"encoding {UNSUPPORTED_ENCODINGS[config.encoding]} is not supported; "
-                             "send LINEAR_PCM (16-bit little-endian PCM)")
-    if config.encoding not in (raudio.ENCODING_UNSPECIFIED, raudio.LINEAR_PCM):
-        raise InvalidRequest(f"unknown audio encoding {config.encoding}; send LINEAR_PCM (16-bit PCM)")
+    if config.encoding not in ENCODINGS:
+        names = ", ".join(raudio.AudioEncoding.Name(e) for e in ENCODINGS if e)
+        raise InvalidRequest(f"unknown audio encoding {config.encoding}; send one of {names}")
     if config.max_alternatives > 1:
         raise InvalidRequest(f"max_alternatives {config.max_alternatives} is not supported: this server gives "
                              "one alternative; set 0 or 1")
@@ -165,8 +167,12 @@ def config_kwargs(config: rasr.RecognitionConfig, default_endpointing: Endpointi
     channel count is refused.
     """
     unsupported(config)
+    encoding = ENCODINGS[config.encoding]
+    if header is not None and not encoding.raw:
+        raise InvalidRequest(f"the audio is a WAV file but encoding is {raudio.AudioEncoding.Name(config.encoding)}; "
+                             f"set the encoding of the WAV's samples (LINEAR_PCM, MULAW, ALAW)")
     if header is None:
-        encoding, rate, channels = AudioEncoding.LINEAR16, config.sample_rate_hertz, config.audio_channel_count
+        rate, channels = config.sample_rate_hertz, config.audio_channel_count
     else:
         fmt = header.format
         for field, value, ours in (("sample_rate_hertz", config.sample_rate_hertz, fmt.sample_rate),
@@ -254,7 +260,8 @@ def model_configs(models, default_model: str, languages, word_times: bool,
         rasr.RivaSpeechRecognitionConfigResponse.Config(model_name=name, parameters={
             "type": kind, "streaming": str(kind == "online").lower(), "language_code": "multi",
             "language_codes": tags, "default": str(name == default_model).lower(),
-            "word_time_offsets": str(word_times).lower(), "encoding": "LINEAR_PCM",
+            "word_time_offsets": str(word_times).lower(),
+            "encoding": ",".join(raudio.AudioEncoding.Name(e) for e in ENCODINGS if e),
         })
         for name in models if not model_name or name == model_name for kind in ("online", "offline")]
     return rasr.RivaSpeechRecognitionConfigResponse(model_config=configs)

@@ -43,7 +43,7 @@ async def _inputs(requests, audio: AudioFormat):
         finalize = force_eou(request)
         if kind == "audio_content":
             data = request.audio_content
-            if first_audio and data:
+            if first_audio and data and audio.encoding.raw:  # a container's own header is the decoder's
                 first_audio = False
                 header = wav_header(data)
                 if header is not None:

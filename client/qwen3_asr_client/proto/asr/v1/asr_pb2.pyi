@@ -11,6 +11,12 @@ class AudioEncoding(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     AUDIO_ENCODING_UNSPECIFIED: _ClassVar[AudioEncoding]
     LINEAR_PCM: _ClassVar[AudioEncoding]
     FLOAT32: _ClassVar[AudioEncoding]
+    MULAW: _ClassVar[AudioEncoding]
+    ALAW: _ClassVar[AudioEncoding]
+    OGG_OPUS: _ClassVar[AudioEncoding]
+    WEBM_OPUS: _ClassVar[AudioEncoding]
+    FLAC: _ClassVar[AudioEncoding]
+    CONTAINER: _ClassVar[AudioEncoding]
 
 class EndReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -22,6 +28,12 @@ class EndReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
 AUDIO_ENCODING_UNSPECIFIED: AudioEncoding
 LINEAR_PCM: AudioEncoding
 FLOAT32: AudioEncoding
+MULAW: AudioEncoding
+ALAW: AudioEncoding
+OGG_OPUS: AudioEncoding
+WEBM_OPUS: AudioEncoding
+FLAC: AudioEncoding
+CONTAINER: AudioEncoding
 END_REASON_UNSPECIFIED: EndReason
 SILENCE: EndReason
 MAX_LENGTH: EndReason
