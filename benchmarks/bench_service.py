@@ -103,7 +103,9 @@ async def one_stream(address: str, index: int, phrases: list[np.ndarray], config
         await call.write(asr_pb2.StreamingRecognizeRequest(streaming_config=asr_pb2.StreamingRecognitionConfig(
             config=asr_pb2.RecognitionConfig(encoding=asr_pb2.LINEAR_PCM, sample_rate_hertz=RATE,
                                              audio_channel_count=1, language_code="English",
-                                             enable_word_time_offsets=config["words"]),
+                                             enable_word_time_offsets=config["words"],
+                                             diarization=asr_pb2.DiarizationConfig(
+                                                 enable=config.get("diarization", False))),
             interim_results=True, update_interval_ms=config["update_interval_ms"])))
 
         async def send() -> None:
@@ -140,7 +142,8 @@ async def one_stream(address: str, index: int, phrases: list[np.ndarray], config
                     continue
                 if result.is_final:
                     record.update(final_received=now, final_server_ms=result.processing_latency_ms,
-                                  words=len(result.words))
+                                  words=len(result.words),
+                                  speaker=result.speaker if result.HasField("speaker") else None)
                 elif "partial_received" not in record:
                     record.update(partial_received=now, partial_server_ms=result.processing_latency_ms)
         await sender

@@ -404,7 +404,12 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
 
 
 def serve(*args: str) -> subprocess.Popen:
-    """``qwen3_asr_stream.cli serve`` started (no token from the environment); output on its stdout."""
+    """``qwen3_asr_stream.cli serve`` started (no token from the environment); output on its stdout.
+    On free ports: gRPC and HTTP on port 0 (any) unless ``args`` name them (serve's defaults, 50051
+    and 8000, may be taken on the machine; .ci/run holds them during the tests)."""
+    for option in ("--port", "--http-port"):
+        if option not in args:
+            args = (*args, option, "0")
     env = _env()
     env.pop("QWEN3_ASR_TOKEN", None)
     return subprocess.Popen([sys.executable, "-m", "qwen3_asr_stream.cli", "serve", *args], env=env,

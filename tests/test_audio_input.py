@@ -137,7 +137,7 @@ def test_bad_sample_rates_rejected(rate):
         AudioFormat(rate, 1, LINEAR16)
 
 
-@pytest.mark.parametrize("channels", [0, 3, 6, -1, 1.0])
+@pytest.mark.parametrize("channels", [0, 9, 16, -1, 1.0])
 def test_bad_channel_counts_rejected(channels):
     with pytest.raises(ValueError, match="channels"):
         AudioFormat(16000, channels, LINEAR16)

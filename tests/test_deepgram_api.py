@@ -8,7 +8,6 @@ deepgram-sdk pinned, see .ci/run) through tests/deepgram_driver.py, as the Riva 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import hashlib
 import json
 import subprocess
@@ -24,7 +23,6 @@ from conftest import (BOUNDARY_TOLERANCE_MS, compose, deepgram_drive, deepgram_p
 pytest.importorskip("webrtcvad")
 
 from qwen3_asr_stream.server.options import ServerOptions  # noqa: E402
-from qwen3_asr_stream.session.types import Transcript  # noqa: E402
 from qwen3_asr_stream.testing.harness import ServerThread  # noqa: E402
 
 KEY = "dg-key"
@@ -269,12 +267,11 @@ def test_over_capacity_and_idle(engine):
 # -- LiveKit's Deepgram plugin ----------------------------------------------------------------------
 
 LIVEKIT_DRIVER = Path(__file__).with_name("deepgram_livekit_driver.py")
-HAS_CONFIDENCE = "confidence" in {f.name for f in dataclasses.fields(Transcript)}
 
 
-@pytest.mark.xfail(not HAS_CONFIDENCE, strict=True,
-                   reason="LiveKit's plugin reads alternatives[0]['confidence'] unguarded; the engine gives no "
-                          "confidence until issue 19 adds it, and we send no placeholder")
+@pytest.mark.xfail(strict=True, reason="LiveKit's plugin reads alternatives[0]['confidence'] unguarded on interim "
+                                       "results too; interims carry stability, no confidence, and we send no "
+                                       "placeholder")
 def test_livekit_deepgram_plugin(server, wav):
     python = framework_python(".venv-livekit", "QWEN3_ASR_LIVEKIT_PYTHON",
                               "livekit-plugins-nvidia==1.8.9 livekit-plugins-deepgram==1.8.9")

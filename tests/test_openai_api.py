@@ -29,6 +29,7 @@ from openai import AsyncOpenAI  # noqa: E402
 
 from qwen3_asr_stream.testing.harness import ServerThread  # noqa: E402
 from qwen3_asr_stream.server.options import ServerOptions  # noqa: E402
+from qwen3_asr_stream.protocols.openai_realtime import APPEND_FRAME_BYTES, MAX_APPEND_BYTES  # noqa: E402
 
 TOKEN = "test-token"
 GAP_S, LEAD_S = 1.2, 0.5
@@ -202,6 +203,10 @@ def test_rest_formats_with_the_sdk(server, wav_file):
     assert text.strip() == plain.text
     assert verbose.duration == pytest.approx(len(wave.open(str(path)).readframes(10 ** 9)) / 32000, abs=0.01)
     assert verbose.words and all(w.start <= w.end for w in verbose.words)
+    # avg_logprob is measured (the mean log-probability of the segment's tokens), never a constant.
+    assert all(s.avg_logprob < 0 and s.tokens for s in verbose.segments)
+    assert len({s.avg_logprob for s in verbose.segments}) == 2
+    assert all(0 < w.model_extra["confidence"] <= 1 for w in verbose.words)
     assert [w.start for w in verbose.words] == sorted(w.start for w in verbose.words)
     assert srt.startswith("1\n00:00:00,") and "\n\n2\n00:00:0" in srt and verbose.segments[1].text in srt
     assert vtt.startswith("WEBVTT\n\n00:00:00.") and verbose.segments[0].text in vtt
@@ -272,6 +277,63 @@ def test_rest_bad_input(server, wav_file, tmp_path):
             await sdk(server).audio.transcriptions.create(model="whisper-1", file=("a.wav", b"nope"))
 
     asyncio.run(sdk_errors())
+
+
+def test_rest_logprobs_include(server, wav_file):
+    """include[]=logprobs: OpenAI's token list on json (and on the streamed events); its mean per
+    utterance is verbose_json's avg_logprob."""
+    path, _ = wav_file
+
+    async def main():
+        client = sdk(server)
+        plain = await client.audio.transcriptions.create(model="gpt-4o-transcribe", file=path.open("rb"),
+                                                         include=["logprobs"])
+        verbose = await client.audio.transcriptions.create(model="whisper-1", file=path.open("rb"),
+                                                           response_format="verbose_json")
+        stream = await client.audio.transcriptions.create(model="gpt-4o-transcribe", file=path.open("rb"),
+                                                          include=["logprobs"], stream=True)
+        events = [event async for event in stream]
+        async with aiohttp.ClientSession() as http:
+            form = aiohttp.FormData()
+            form.add_field("file", path.read_bytes(), filename="a.wav")
+            form.add_field("response_format", "srt")
+            form.add_field("include[]", "logprobs")
+            async with http.post(base_url(server) + "/audio/transcriptions", data=form,
+                                 headers={"Authorization": f"Bearer {TOKEN}"}) as response:
+                refused = response.status, await response.json()
+        return plain, verbose, events, refused
+
+    plain, verbose, events, refused = asyncio.run(main())
+    tokens = plain.logprobs
+    assert tokens and all(t.logprob <= 0 for t in tokens)
+    assert all(bytes(map(int, t.bytes)).decode("utf-8", "replace") == t.token for t in tokens)
+    deltas = [e for e in events if e.type == "transcript.text.delta"]
+    for delta in deltas:  # each utterance's tokens spell its text
+        spelled = bytes(int(b) for t in delta.logprobs for b in t.bytes).decode("utf-8", "replace")
+        assert spelled.strip() == delta.delta.strip()
+    assert [len(e.logprobs) for e in deltas] and sum(len(e.logprobs) for e in deltas) == len(tokens)
+    assert [t.logprob for t in events[-1].logprobs] == [t.logprob for t in tokens]
+    assert len(verbose.segments) == len(deltas)
+    for segment, delta in zip(verbose.segments, deltas):
+        mean = sum(t.logprob for t in delta.logprobs) / len(delta.logprobs)
+        assert segment.avg_logprob == pytest.approx(mean)
+        assert segment.tokens and len(segment.tokens) == len(delta.logprobs)
+    assert refused[0] == 400 and "response_format=json" in refused[1]["error"]["message"]
+
+
+def test_realtime_logprobs_include(server, phrases):
+    data, starts = speech_at(phrases, 24000)
+    session = ga_session(24000)
+    session["include"] = ["item.input_audio_transcription.words", "item.input_audio_transcription.logprobs"]
+    events = asyncio.run(realtime_events(server, 24000, data, len(starts), session=session, seed=3))
+    finals = [e for e in events if e["type"] == COMPLETED]
+    spoken = [f for f in finals if f["transcript"].strip()]
+    assert spoken
+    for final in spoken:
+        assert final["logprobs"] and all(t["logprob"] <= 0 for t in final["logprobs"])
+        mean = sum(t["logprob"] for t in final["logprobs"]) / len(final["logprobs"])
+        assert final["confidence"] == pytest.approx(np.exp(mean))
+        assert final["words"] and all(0 < w["confidence"] <= 1 for w in final["words"])
 
 
 # -- Realtime --------------------------------------------------------------------------------------
@@ -404,23 +466,50 @@ def test_realtime_bad_input(server, phrases):
         await ws.send_json({"type": "input_audio_buffer.append", "audio": pcm})
         await ws.send_json({"type": "input_audio_buffer.clear"})
         assert (await asyncio.wait_for(ws.receive_json(), 10))["type"] == "input_audio_buffer.cleared"
-        # An oversize append ends the session with an error event and a close.
-        big = base64.b64encode(bytes(server.options.max_message_bytes + 2)).decode()
+        # An append over OpenAI's 15 MiB, and a frame larger than the largest append, are refused
+        # with an error event (not a close); the session goes on.
+        big = base64.b64encode(bytes(MAX_APPEND_BYTES + 2)).decode()
         await expect_error({"type": "input_audio_buffer.append", "audio": big})
-        closed = await asyncio.wait_for(ws.receive(), 10)
+        await expect_error("x" * (APPEND_FRAME_BYTES + 1))
+        await ws.send_json({"type": "input_audio_buffer.clear"})
+        cleared = await asyncio.wait_for(ws.receive_json(), 10)
         await http.close()
         good_events = await good
-        return errors, closed, good_events
+        return errors, cleared, good_events
 
-    errors, closed, good_events = asyncio.run(main())
+    errors, cleared, good_events = asyncio.run(main())
     codes = [e["code"] for e in errors]
     assert codes == ["session_not_configured", "invalid_json", "invalid_event_type", "invalid_event_type",
                      "unsupported_audio_format", "invalid_value", "invalid_value", "invalid_audio", "invalid_audio",
-                     "input_audio_buffer_commit_empty", "rate_limit_exceeded"]
+                     "input_audio_buffer_commit_empty", "payload_too_large", "payload_too_large"]
     assert errors[0]["event_id"] == "ev1"
     assert all(e["type"] and e["message"] for e in errors)
-    assert closed.type == aiohttp.WSMsgType.CLOSE
+    assert {e["type"] for e in errors[-2:]} == {"invalid_request_error"}
+    assert cleared["type"] == "input_audio_buffer.cleared"
     check_phrase_order(good_events, starts)
+
+
+def test_realtime_append_larger_than_a_grpc_message(server, phrases):
+    """OpenAI takes appends up to 15 MiB: the whole recording in one append (over --max-message-bytes)
+    is transcribed as if it came in pieces."""
+    data, starts = speech_at(phrases, 16000)
+    assert len(data) > 2 * server.options.max_message_bytes
+
+    async def main():
+        http, ws = await raw_session(server)
+        await ws.send_json({"type": "input_audio_buffer.append", "audio": base64.b64encode(data).decode()})
+        events = []
+        while sum(e["type"] == COMPLETED for e in events) < len(starts):
+            events.append(await asyncio.wait_for(ws.receive_json(), 60))
+        await http.close()
+        return events
+
+    events = asyncio.run(main())
+    assert not [e for e in events if e["type"] == "error"], events
+    started = [e["audio_start_ms"] for e in events if e["type"] == STARTED]
+    assert len(started) == len(starts) and all(abs(a - b) < 400 for a, b in zip(started, starts)), (started, starts)
+    completed = [e for e in events if e["type"] == COMPLETED]
+    assert [e["audio_end_ms"] > s for e, s in zip(completed, starts)] == [True] * len(starts)
 
 
 def test_realtime_wrong_token_and_intent(server):

@@ -27,7 +27,7 @@ def modified_proto_root(tmp_path: Path) -> Path:
     text = proto.read_text()
     anchor = "  int32 end_ms = 3;\n"
     assert anchor in text
-    proto.write_text(text.replace(anchor, anchor + "  float confidence = 4;\n"))
+    proto.write_text(text.replace(anchor, anchor + "  float added_for_the_test = 99;\n"))
     return root
 
 

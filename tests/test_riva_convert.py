@@ -34,15 +34,17 @@ def test_config_maps_onto_settings_arguments():
     config = rasr.RecognitionConfig(
         encoding=raudio.LINEAR_PCM, sample_rate_hertz=22050, audio_channel_count=2, language_code="de-DE",
         max_alternatives=1, enable_word_time_offsets=True, enable_automatic_punctuation=True,
+        enable_separate_recognition_per_channel=True,
+        diarization_config=rasr.SpeakerDiarizationConfig(enable_speaker_diarization=True, max_speaker_count=3),
         speech_contexts=[rasr.SpeechContext(phrases=["Qwen", "Riva"], boost=4.0),
                          rasr.SpeechContext(phrases=["gRPC"])],
         custom_configuration={"context": "a talk about speech APIs", "update_interval_ms": "500"})
     kwargs = convert.config_kwargs(config, DEFAULT)
     assert kwargs == {
         "encoding": AudioEncoding.LINEAR16, "sample_rate": 22050, "channels": 2, "language": "de-DE",
-        "hot_words": ["Qwen", "Riva", "gRPC"], "key_terms": ["Qwen", "Riva", "gRPC"], "term_boost": 4.0,
-        "word_times": True, "endpointing": None,
-        "context": "a talk about speech APIs", "update_interval_ms": 500}
+        "hot_words": ["Qwen", "Riva", "gRPC"], "key_terms": ["Qwen", "Riva", "gRPC"], "term_boost": 4.0, "word_times": True, "endpointing": None,
+        "context": "a talk about speech APIs", "update_interval_ms": 500,
+        "diarization": True, "max_speakers": 3, "separate_channels": True}
 
 
 @pytest.mark.parametrize("code,expected", [("", None), ("multi", None), ("en-US", "en-US"), (" fr-FR ", "fr-FR")])
@@ -82,8 +84,6 @@ def test_bad_endpointing_names_the_field(fields, words):
 UNSUPPORTED = {
     "unknown audio encoding 7": {"encoding": 7},
     "max_alternatives 3": {"max_alternatives": 3},
-    "diarization": {"diarization_config": rasr.SpeakerDiarizationConfig(enable_speaker_diarization=True)},
-    "enable_separate_recognition_per_channel": {"enable_separate_recognition_per_channel": True},
     "profanity_filter": {"profanity_filter": True},
     "custom_configuration key 'neural_vad.onset'": {"custom_configuration": {"neural_vad.onset": "0.6"}},
     "update_interval_ms must be an integer": {"custom_configuration": {"update_interval_ms": "fast"}},

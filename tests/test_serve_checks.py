@@ -109,3 +109,37 @@ def test_offline_missing_checkpoints_say_what_to_do(checkpoints, tmp_path):
     result = run_cli("transcribe", str(wav), "--model", str(checkpoints["asr"]), "--aligner", str(tmp_path / "none"))
     assert result.returncode == 2 and "aligner checkpoint folder" in result.stderr, result.stderr
     assert "--aligner" in result.stderr and "--preset aligner-0.6b" in result.stderr
+
+
+# ``serve`` as a process whose pre-flight port check passes as if it ran just before another
+# process took the port (replicas started at once on one host): the bind itself then fails.
+RACE_DRIVER = """
+import sys
+from qwen3_asr_stream.server import cli
+cli.check_port_free = lambda host, port, what: None
+from qwen3_asr_stream.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.parametrize("option", ["--http-port", "--port", "--metrics-port"])
+def test_a_port_taken_after_the_check_is_one_line(checkpoints, listening, option):
+    import re
+    import subprocess
+    import sys
+
+    from conftest import _env
+
+    args = {"--port": "0", "--http-port": "0", option: str(listening)}
+    env = _env()
+    done = subprocess.run([sys.executable, "-c", RACE_DRIVER, "serve", "--model", str(checkpoints["asr"]),
+                           "--no-aligner", "--device", "cpu", *[x for kv in args.items() for x in kv]],
+                          env=env, capture_output=True, text=True, timeout=180)
+    out = done.stdout + done.stderr
+    assert done.returncode == 2, out
+    assert "Traceback" not in out and "Event loop is closed" not in out and "Exception ignored" not in out, out
+    # our log lines (loading ...) and gRPC core's own log lines (E1206 12:00:00.0 ... add_port.cc) aside
+    lines = [line for line in out.splitlines() if line.strip() and " INFO " not in line
+             and not re.match(r"[EWI]\d{4} ", line)]
+    assert len(lines) == 1 and lines[0].startswith("qwen3-asr-stream serve: error: cannot listen"), out
+    assert f":{listening}" in lines[0] and "pick another" in lines[0]

@@ -26,7 +26,7 @@ def test_bad_option_exits_with_the_reason():
 
 @pytest.mark.slow
 def test_serve_then_sigterm(checkpoints):
-    with socket.socket() as s:  # the HTTP port (serve's default, 8000, may be taken on a shared machine)
+    with socket.socket() as s:  # a free HTTP port, to ask /readyz there
         s.bind(("127.0.0.1", 0))
         http_port = s.getsockname()[1]
     process = serve("--model", str(checkpoints["asr"]), "--aligner", str(checkpoints["aligner"]),

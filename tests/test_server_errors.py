@@ -69,7 +69,7 @@ BAD_CONFIGS = {
     "unknown encoding": ({"encoding": 99}, "encoding"),
     "negative sample rate": ({"sample_rate_hertz": -1}, "sample rate"),
     "1 MHz sample rate": ({"sample_rate_hertz": 1_000_000}, "8000-48000"),
-    "three channels": ({"audio_channel_count": 3}, "channels"),
+    "nine channels": ({"audio_channel_count": 9}, "channels"),
     "unknown language": ({"language_code": "Klingon"}, "unknown language"),
     "unknown model": ({"model": "no-such-model"}, "unknown model"),
     "context too long": ({"context": "x" * 5000}, "context"),

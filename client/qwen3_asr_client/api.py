@@ -75,6 +75,10 @@ class RecognitionOptions:
     word_timestamps: bool = True
     update_interval_ms: int = 0
     endpointing: asr_pb2.EndpointingConfig | None = None
+    diarization: bool = False  # speaker labels on finals and words (a server with --speaker-model)
+    min_speakers: int = 0  # 0: 1
+    max_speakers: int = 0  # 0: the server's limit
+    separate_channels: bool = False  # each channel its own results (Result.channel); else mixed down
 
     def recognition_config(self, audio_format: AudioFormat) -> asr_pb2.RecognitionConfig:
         config = asr_pb2.RecognitionConfig(
@@ -86,9 +90,13 @@ class RecognitionOptions:
             context=self.context,
             hot_words=list(self.hot_words),
             enable_word_time_offsets=self.word_timestamps,
+            enable_separate_recognition_per_channel=self.separate_channels,
         )
         if self.endpointing is not None:
             config.endpointing.CopyFrom(self.endpointing)
+        if self.diarization or self.min_speakers or self.max_speakers:
+            config.diarization.CopyFrom(asr_pb2.DiarizationConfig(
+                enable=self.diarization, min_speakers=self.min_speakers, max_speakers=self.max_speakers))
         return config
 
     def streaming_request(self, audio_format: AudioFormat) -> asr_pb2.StreamingRecognizeRequest:

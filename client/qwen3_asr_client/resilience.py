@@ -50,7 +50,7 @@ import grpc.aio
 
 from .api import AsyncStreamingClient, RecognitionOptions
 from .proto import asr_pb2
-from .results import AudioFormat, Result, SpeechEvent, StreamItem, Word, items_of
+from .results import AudioFormat, Result, SpeechEvent, StreamItem, items_of
 
 log = logging.getLogger(__name__)
 
@@ -180,7 +180,8 @@ class ResumableStream:
         if isinstance(item, SpeechEvent):
             return dataclasses.replace(item, offset_ms=item.offset_ms + base_ms,
                                        utterance_index=item.utterance_index + base_utterance)
-        words = tuple(Word(w.word, w.start_ms + base_ms, w.end_ms + base_ms) for w in item.words)
+        words = tuple(dataclasses.replace(w, start_ms=w.start_ms + base_ms, end_ms=w.end_ms + base_ms)
+                      for w in item.words)
         return dataclasses.replace(item, start_ms=item.start_ms + base_ms, end_ms=item.end_ms + base_ms,
                                    audio_processed_ms=item.audio_processed_ms + base_ms, words=words,
                                    utterance_index=item.utterance_index + base_utterance)

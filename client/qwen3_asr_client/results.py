@@ -61,6 +61,18 @@ class Word:
     word: str
     start_ms: int  # from the start of the stream
     end_ms: int
+    confidence: float | None = None  # 0-1: exp(mean log-probability of the word's tokens); finals
+    speaker: int | None = None  # with diarization: 1, 2, ... in the order speakers first spoke
+
+
+@dataclass(frozen=True)
+class SpeakerTurn:
+    """Diarization: a stretch of a final spoken by one speaker (ms from the stream start)."""
+
+    speaker: int
+    start_ms: int
+    end_ms: int
+    transcript: str
 
 
 @dataclass(frozen=True)
@@ -80,6 +92,10 @@ class Result:
     audio_processed_ms: int
     latency_ms: int
     end_reason: str  # "silence", "max_length", "forced", "end_of_stream"; "" for interim results
+    confidence: float | None = None  # finals: 0-1, exp(mean log-probability of the transcript's tokens)
+    speaker: int | None = None  # finals with diarization: who spoke most of it (words carry changes)
+    speaker_turns: tuple[SpeakerTurn, ...] = ()  # finals with diarization: who spoke which part
+    channel: int | None = None  # separate recognition per channel: the channel, from 1
 
     @classmethod
     def from_proto(cls, r: asr_pb2.StreamingRecognitionResult) -> "Result":
@@ -91,13 +107,18 @@ class Result:
             stable_text=r.stable_text,
             unstable_text=r.unstable_text,
             language=r.language_code,
-            words=tuple(Word(w.word, w.start_ms, w.end_ms) for w in r.words),
+            words=tuple(Word(w.word, w.start_ms, w.end_ms, w.confidence if w.HasField("confidence") else None,
+                             w.speaker if w.HasField("speaker") else None) for w in r.words),
             utterance_index=r.utterance_index,
             start_ms=r.result_start_offset_ms,
             end_ms=r.result_end_offset_ms,
             audio_processed_ms=r.audio_processed_ms,
             latency_ms=r.processing_latency_ms,
             end_reason=reason.lower(),
+            confidence=r.confidence if r.HasField("confidence") else None,
+            speaker=r.speaker if r.HasField("speaker") else None,
+            speaker_turns=tuple(SpeakerTurn(t.speaker, t.start_ms, t.end_ms, t.transcript) for t in r.speaker_turns),
+            channel=r.channel if r.HasField("channel") else None,
         )
 
 

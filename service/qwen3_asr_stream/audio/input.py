@@ -31,10 +31,12 @@ __all__ = ["AudioDecoder", "AudioEncoding", "AudioFormat", "CorruptStream", "Inv
 TARGET_SAMPLE_RATE = SAMPLE_RATE  # what the VAD and the model consume
 MIN_SAMPLE_RATE = 8_000
 MAX_SAMPLE_RATE = 48_000
-MAX_CHANNELS = 2
+MAX_CHANNELS = 8  # mixed down by averaging, or recognized one by one (``separate``)
 DEFAULT_MAX_CHUNK_BYTES = 1 << 20  # 1 MiB: ~33 s of 16 kHz 16-bit mono
 DEFAULT_MAX_FILE_BYTES = 32 << 20  # a container decoded whole (M4A, MP4, ...) is kept up to this
 DEFAULT_MAX_FILE_SECONDS = 3600.0
+SEPARATE_NEEDS_RAW = ("separate recognition per channel needs raw audio (LINEAR16, FLOAT32, MULAW or ALAW); "
+                      "a compressed or containerized stream is mixed down")
 RESAMPLER_QUALITY = "HQ"
 G711_TABLES = {AudioEncoding.MULAW: g711.ULAW, AudioEncoding.ALAW: g711.ALAW}
 
@@ -70,8 +72,8 @@ class AudioFormat(ClientAudioFormat):
             return
         if not _is_int(self.channels) or not 1 <= self.channels <= MAX_CHANNELS:
             raise ValueError(
-                f"{self.channels!r} audio channels are not supported; send 1 (mono) "
-                f"or 2 (stereo, downmixed by the server)"
+                f"{self.channels!r} audio channels are not supported; send 1 to {MAX_CHANNELS} "
+                f"(mixed down by the server, or recognized separately when asked)"
             )
 
     @property
@@ -93,14 +95,20 @@ class AudioDecoder:
     input's own rate, and ``samples_out`` the 16 kHz samples returned; ``samples_out / 16``
     is the offset in ms from the start of the stream of the next returned sample.
     ``max_file_bytes`` / ``max_file_seconds`` bound a CONTAINER stream that is decoded
-    whole (M4A, MP4, ...).
+    whole (M4A, MP4, ...). The channels are mixed down by averaging, unless ``separate``
+    (raw encodings only): then every output is ``(n, channels)``, each channel resampled
+    on its own.
     """
 
     def __init__(self, fmt: AudioFormat, *, max_chunk_bytes: int = DEFAULT_MAX_CHUNK_BYTES,
-                 max_file_bytes: int = DEFAULT_MAX_FILE_BYTES, max_file_seconds: float = DEFAULT_MAX_FILE_SECONDS):
+                 max_file_bytes: int = DEFAULT_MAX_FILE_BYTES, max_file_seconds: float = DEFAULT_MAX_FILE_SECONDS,
+                 separate: bool = False):
+        if separate and not fmt.encoding.raw:
+            raise ValueError(SEPARATE_NEEDS_RAW)
         if max_chunk_bytes < fmt.frame_bytes:
             raise ValueError(f"max_chunk_bytes must be at least one frame ({fmt.frame_bytes} bytes)")
         self.format = fmt
+        self.out_channels = fmt.channels if separate else 1
         self.max_chunk_bytes = max_chunk_bytes
         self.max_file_bytes, self.max_file_seconds = max_file_bytes, max_file_seconds
         self.frames_in = 0
@@ -117,7 +125,8 @@ class AudioDecoder:
         self._resampler = None if self.rate in (None, TARGET_SAMPLE_RATE) else self._new_resampler()
 
     def _new_resampler(self) -> soxr.ResampleStream:
-        return soxr.ResampleStream(self.rate, TARGET_SAMPLE_RATE, 1, dtype="float32", quality=RESAMPLER_QUALITY)
+        return soxr.ResampleStream(self.rate, TARGET_SAMPLE_RATE, self.out_channels, dtype="float32",
+                                   quality=RESAMPLER_QUALITY)
 
     @property
     def pending_bytes(self) -> int:
@@ -130,7 +139,8 @@ class AudioDecoder:
         return 1000.0 * self.frames_in / self.rate if self.rate else 0.0
 
     def decode(self, data: bytes) -> np.ndarray:
-        """Decode one chunk; returns (n,) float32 mono 16 kHz samples (n may be 0).
+        """Decode one chunk; returns (n,) float32 mono 16 kHz samples (``(n, channels)`` when
+        separate; n may be 0).
 
         Raises InvalidAudio; CorruptStream when a container's bytes are damaged mid-stream."""
         if self._finished:
@@ -162,8 +172,8 @@ class AudioDecoder:
         if self._finished:
             raise RuntimeError("drain() after flush()")
         if self._resampler is None:
-            return np.zeros(0, np.float32)
-        tail = self._emit(np.zeros(0, np.float32), last=True)
+            return self._empty()
+        tail = self._emit(self._empty(), last=True)
         self._resampler = self._new_resampler()
         return tail
 
@@ -187,7 +197,7 @@ class AudioDecoder:
         report the error.
         """
         if self._finished:
-            return np.zeros(0, np.float32), None
+            return self._empty(), None
         error = None
         if not self.format.encoding.raw:
             head = np.zeros(0, np.float32)
@@ -208,7 +218,10 @@ class AudioDecoder:
                 f"{self.format.channels} channel(s)); results up to the last whole frame were sent"
             )
             self._partial = b""
-        return self._emit(np.zeros(0, np.float32), last=True), error
+        return self._emit(self._empty(), last=True), error
+
+    def _empty(self) -> np.ndarray:
+        return np.zeros(0 if self.out_channels == 1 else (0, self.out_channels), np.float32)
 
     def _container(self, data: bytes, final: bool = False) -> np.ndarray:
         if self._reader is None:  # CONTAINER: the first bytes say which
@@ -277,8 +290,10 @@ class AudioDecoder:
                     f"FLOAT32 audio contains NaN or infinite samples (first at "
                     f"{at_ms:.1f} ms from stream start); send finite values in [-1, 1]"
                 )
-        if self.format.channels == 2:
-            samples = samples.reshape(-1, 2).mean(axis=1, dtype=np.float32)
+        if self.out_channels > 1:
+            return samples.reshape(-1, self.out_channels)
+        if self.format.channels > 1:
+            samples = samples.reshape(-1, self.format.channels).mean(axis=1, dtype=np.float32)
         return samples
 
     def _emit(self, samples: np.ndarray, *, last: bool) -> np.ndarray:

@@ -14,7 +14,10 @@ interim due just before a window completes (within ``WINDOW_HOLD_S``) waits for 
 and then covers the audio through that window only (no open window: it costs what
 an update of a full open window costs, and the window is not encoded twice); and a
 window that completes between updates is committed when nothing else is due (a
-COMMIT request, no result; an update commits it if it comes first).
+COMMIT request, no result; an update commits it if it comes first). A held interim
+whose window does not complete because no more audio comes (a client that sent
+exactly 8.0 s and pauses) is computed from the audio there is once no audio has
+arrived for ``held_wait_s`` (twice the last gap between pushes, 0.25-1 s).
 
 Open utterances are bounded by count and by the decoder cache budget of the
 :class:`KVLedger` (``EngineFull`` when either is reached). Callers on an asyncio loop
@@ -47,6 +50,13 @@ TokenCallback = Callable[[TokenResult], None]
 
 # An interim due less than this before a window completes waits for it (at most half an interval).
 WINDOW_HOLD_S = 0.25
+HELD_WAIT_MAX_S = 1.0  # the longest a held interim waits for audio that does not come
+
+
+def held_wait_s(gap_s: float) -> float:
+    """How long a held interim waits for the next audio: twice the last gap between pushes
+    (a pause, not the client's usual chunk time), 0.25-1 s."""
+    return min(max(WINDOW_HOLD_S, 2 * gap_s), HELD_WAIT_MAX_S)
 
 
 class EngineFull(RuntimeError):
@@ -99,7 +109,7 @@ class EngineCore:
         self._ids = itertools.count(1)
         self._entries: dict[int, _Entry] = {}
         self.worker: BatchWorker[list[tuple[_Entry, Request]]] = BatchWorker("asr-engine", self._take_batch,
-                                                                          self._run_batch)
+                                                                          self._run_batch, self._next_held)
         self._cond = self.worker.cond
         self._warm = False
         self._updates = 0
@@ -156,9 +166,15 @@ class EngineCore:
         even = self.options.even_updates
         hold = min(int(WINDOW_HOLD_S * SAMPLE_RATE), interval // 2) if even else -1
         window_soon = features.completion_samples(completed) - length <= hold
-        due = u.spec.interim_results and length - u.last_update_samples >= interval and not window_soon
+        cadence = u.spec.interim_results and length - u.last_update_samples >= interval
+        due = cadence and not window_soon
         new_window = even and completed > features.completed_count(length - samples.shape[0])
+        now = time.monotonic()
         with self._cond:
+            gap, u.last_push_at = now - u.last_push_at if u.last_push_at else 0.0, now
+            u.held_until = now + held_wait_s(gap) if cadence and window_soon else 0.0
+            if u.held_until:
+                self._cond.notify()  # the worker wakes to compute it if no more audio comes
             wanted = Request.INTERIM if due else Request.COMMIT if new_window else Request.NONE
             if due:
                 # A window completed a moment ago (after the last update): cover the audio through it.
@@ -188,6 +204,7 @@ class EngineCore:
         """No more audio: the final result comes through the callback."""
         entry = self._entry(utterance_id)
         with self._cond:
+            entry.utterance.held_until = 0.0
             entry.utterance.request = Request.FINAL
             entry.requested_at = time.monotonic()
             self._cond.notify()
@@ -239,10 +256,28 @@ class EngineCore:
     def _allocate(self, u: Utterance):
         return self.model.new_row_cache(u.capacity)
 
+    def _next_held(self) -> float | None:
+        """Seconds until the next held interim is due by time (None: no interim is held)."""
+        held = [e.utterance.held_until for e in self._entries.values() if e.utterance.held_until]
+        return max(0.0, min(held) - time.monotonic()) if held else None
+
+    def _release_held(self) -> None:
+        """Held interims whose audio stopped coming: computed from the audio there is."""
+        now = time.monotonic()
+        for entry in self._entries.values():
+            u = entry.utterance
+            if u.held_until and now >= u.held_until:
+                u.held_until = 0.0
+                if u.request < Request.INTERIM:
+                    u.request, u.interim_end = Request.INTERIM, 0
+                    u.last_update_samples = u.samples
+                    entry.requested_at = now
+
     def _take_batch(self) -> list[tuple[_Entry, Request]] | None:
         """Finals and urgent interims (an early end of turn) first, then interims, each oldest
         request first; commits only when neither is pending (a batch holds commits or updates,
         not both). Clears the requests taken."""
+        self._release_held()
         pending = [e for e in self._entries.values() if e.utterance.request != Request.NONE]
         if not pending:
             return None

@@ -11,8 +11,13 @@ can flip, as batching can; with int8 weights the activations are quantized per c
 all positions, so a draft changes the scales of the whole prefill and the tokens can
 differ more often (measured: a fully right draft rejected at its first token at 20 s).
 Key terms (``DecodeRow.bias``, engine/bias.py) change the pick at each position, in the
-prefill's draft verification and in the steps alike. Stop rules (``StopRules``): end-of-text
-ids (from the checkpoint's tokenizer), a token bound and a repetition guard.
+prefill's draft verification and in the steps alike (the log-probability is the model's for
+the token picked). Stop rules (``StopRules``): end-of-text ids (from the checkpoint's tokenizer), a token
+bound and a repetition guard.
+
+Every output token comes with its log-probability under the model (float32 log-softmax
+of the logits greedy decoding read it from: a draft position's in the prefill, else a
+step's), so a draft changes which pass computed it, not what it is.
 """
 
 from __future__ import annotations
@@ -81,25 +86,35 @@ class DecodeRow:
     draft: Sequence[int] = ()  # the expected continuation, verified in the prefill
     bias: TermBias | None = None  # key terms that steer the greedy pick (engine/bias.py)
     tokens: list[int] = field(default_factory=list)  # output, without the end-of-text token
+    logprobs: list[float] = field(default_factory=list)  # log-probability of each of ``tokens``
     accepted: int = 0  # draft tokens kept
     positions: int = 0  # decoder positions run for this row (prefill and steps)
     done: bool = False
 
-    def pick(self, logits: torch.Tensor, greedy: int) -> int:
-        """The next token: ``greedy`` (the argmax of ``logits`` (vocab,)), or the key terms' pick."""
-        return greedy if self.bias is None else self.bias.pick(logits, [*self.history, *self.tokens])
+    def pick(self, logits: torch.Tensor, greedy: int, logprob: float) -> tuple[int, float]:
+        """The next token and its log-probability: ``greedy`` (the argmax of ``logits`` (vocab,)),
+        or the key terms' pick."""
+        if self.bias is None:
+            return greedy, logprob
+        token = self.bias.pick(logits, [*self.history, *self.tokens])
+        if token == greedy:
+            return greedy, logprob
+        return token, float(torch.log_softmax(logits.float(), dim=-1)[token])
 
-    def take(self, token: int) -> bool:
-        """Apply the stop rules to the next greedy token; False once the row is done."""
+    def take(self, token: int, logprob: float) -> bool:
+        """Apply the stop rules to the next greedy token (and its log-probability); False once the
+        row is done."""
         rules = self.stop
         if token in rules.end_ids:
             self.done = True
             return False
         self.tokens.append(token)
+        self.logprobs.append(logprob)
         size = repetition_detected(list(self.history) + self.tokens, rules.repetition_limit, rules.max_pattern_tokens)
         if size:
             # Keep one copy of the repeated pattern and stop: a decoding loop.
-            del self.tokens[max(0, len(self.tokens) - size * (rules.repetition_limit - 1)) :]
+            cut = max(0, len(self.tokens) - size * (rules.repetition_limit - 1))
+            del self.tokens[cut:], self.logprobs[cut:]
             self.done = True
         elif len(self.tokens) >= rules.max_tokens:
             self.done = True
@@ -132,6 +147,13 @@ class EagerStepper:
         caches = [self.rows[i].cache for i in active]
         hidden = model.decoder.forward_rows(model.embed(ids), caches, [1] * len(active))
         return model.head(hidden[:, 0])
+
+
+def greedy_pick(logits: torch.Tensor) -> tuple[list[int], list[float]]:
+    """The argmax token of each row of ``(n, vocab)`` logits and its log-probability (float32)."""
+    tokens = logits.argmax(dim=-1)
+    logprobs = torch.log_softmax(logits.float(), dim=-1).gather(-1, tokens[:, None])[:, 0]
+    return tokens.tolist(), logprobs.tolist()
 
 
 def right_pad(rows: Sequence[Sequence[int]], pad_id: int) -> torch.Tensor:
@@ -174,18 +196,18 @@ def decode(model: SpeechModel, rows: list[DecodeRow], stepper: Stepper | None = 
     row_index = [j for j, r in enumerate(rows) for _ in range(len(r.draft) + 1)]
     pos_index = [len(r.ids) - 1 + i for r in rows for i in range(len(r.draft) + 1)]
     logits = model.head(hidden[row_index, pos_index])
-    greedy = logits.argmax(dim=-1).tolist()
+    greedy, scores = greedy_pick(logits)
 
     pending: dict[int, int] = {}  # row -> token to feed next
     at = 0
     for j, r in enumerate(rows):
         first = at
-        guesses = greedy[at : at + len(r.draft) + 1]
+        guesses = zip(greedy[at : at + len(r.draft) + 1], scores[at : at + len(r.draft) + 1])
         at += len(r.draft) + 1
-        for i, token in enumerate(guesses):
-            token = r.pick(logits[first + i], token)
+        for i, (token, logprob) in enumerate(guesses):
+            token, logprob = r.pick(logits[first + i], token, logprob)
             matches = i < len(r.draft) and token == r.draft[i]
-            alive = r.take(token)
+            alive = r.take(token, logprob)
             if matches and token not in r.stop.end_ids:
                 r.accepted = min(r.accepted + 1, len(r.tokens))  # (the repetition guard may cut)
             if not alive:
@@ -202,12 +224,12 @@ def decode(model: SpeechModel, rows: list[DecodeRow], stepper: Stepper | None = 
     while pending:
         active = sorted(pending)
         logits = stepper.step(active, [pending[j] for j in active])
-        tokens = logits.argmax(dim=-1).tolist()
+        tokens, logprobs = greedy_pick(logits)
         pending = {}
-        for k, (j, token) in enumerate(zip(active, tokens)):
-            token = rows[j].pick(logits[k], token)
+        for k, (j, token, logprob) in enumerate(zip(active, tokens, logprobs)):
+            token, logprob = rows[j].pick(logits[k], token, logprob)
             rows[j].positions += 1
-            if rows[j].take(token):
+            if rows[j].take(token, logprob):
                 pending[j] = token
     return rows
 

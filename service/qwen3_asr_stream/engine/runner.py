@@ -294,6 +294,7 @@ class ModelRunner:
             is_final=w.is_final,
             tokens=tuple(w.prefix) + tuple(generated),
             prefix_tokens=len(w.prefix),
+            logprobs=tuple(row.logprobs) if row is not None else (),
             audio_samples=w.audio.shape[0],
             encoder_frames=w.encoder_frames,
             encoder_chunks=w.encoder_chunks,

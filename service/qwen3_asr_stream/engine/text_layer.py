@@ -25,8 +25,9 @@ import numpy as np
 
 from ..model.qwen3_asr import SpeechModel
 from ..text.prompts import asr_prompt_ids
+from ..text.confidence import transcript_tokens
 from ..text.tokenizer import TextTokenizer
-from ..text.transcript import parse_output
+from ..text.transcript import ASR_TEXT_TAG, parse_output
 from .core import EngineClosed, EngineCore, EngineFull, EngineStats, UnknownUtterance
 from .bias import TermBias
 from .kv_ledger import EngineMemory, engine_memory
@@ -66,6 +67,7 @@ class StreamingEngine:
         self.tokenizer = tokenizer
         self.core = EngineCore(model, options, tokenizer.end_of_text_ids(), self._whole_characters)
         self._lock = threading.Lock()
+        self._tag_id = tokenizer.token_id(ASR_TEXT_TAG)
 
     @property
     def options(self) -> EngineOptions:
@@ -130,12 +132,19 @@ class StreamingEngine:
     # -- token results to text ---------------------------------------------------------------
 
     def _text_result(self, state: _TextState, r: TokenResult) -> UpdateResult:
+        scored = ()
         if r.error:
             language, text, stable = "", "", ""
         else:
             language, text, stable = text_of(self.tokenizer, state, r)
+            if r.is_final:  # a final decodes from no prefix: every token has its log-probability
+                tok = self.tokenizer
+                scored = transcript_tokens(r.tokens, r.logprobs, tag_id=self._tag_id,
+                                           forced_language=bool(state.language), is_special=tok.is_special,
+                                           token_bytes=tok.token_bytes)
         token_fields = {f.name: getattr(r, f.name) for f in fields(r)}
-        return UpdateResult(**token_fields, language=language, text=text, stable_text=stable)
+        return UpdateResult(**token_fields, language=language, text=text, stable_text=stable,
+                            transcript_tokens=scored)
 
 
 def text_of(tokenizer: TextTokenizer, state: _TextState, r: TokenResult) -> tuple[str, str, str]:

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from ..model.kv_cache import RowCache
+from ..text.confidence import TokenLogprob
 from .bias import TermBias
 from .features import WindowedFeatures
 from .options import check_update_interval_s
@@ -65,6 +66,7 @@ class TokenResult:
     windows_reencoded: int = 0  # completed windows encoded again because the log floor moved
     compute_s: float = 0.0
     error: str = ""  # set when the engine failed on this update; the tokens are then empty
+    logprobs: tuple[float, ...] = ()  # log-probability of each new token (``tokens[prefix_tokens:]``)
 
 
 @dataclass(frozen=True)
@@ -77,6 +79,8 @@ class UpdateResult(TokenResult):
     # never shrinks or changes). A final is the whole utterance decoded afresh, as offline
     # transcription does: it may differ anywhere from the last interim, stable part included.
     stable_text: str = ""
+    # Finals: the transcript's tokens with their log-probabilities (interims: empty).
+    transcript_tokens: tuple[TokenLogprob, ...] = ()
 
 
 @dataclass
@@ -96,6 +100,8 @@ class Utterance:
     closed: bool = False  # final delivered or cancelled
     last_update_samples: int = 0
     interim_end: int = 0  # audio the requested interim covers (0: all there is when it runs)
+    held_until: float = 0.0  # an interim held for a window about to complete: computed anyway then (monotonic; 0: none)
+    last_push_at: float = 0.0  # when audio last arrived (monotonic)
     draft_kept: float = 1.0  # share of the last whole draft offered that greedy decoding kept
     probe_kept: bool = False  # the last probe (a draft cut to draft_probe_tokens) was kept whole
 

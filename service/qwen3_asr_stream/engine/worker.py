@@ -10,8 +10,9 @@ The streaming engine (and any other single-consumer queue) shares this loop:
     worker.close()
 
 ``take()`` is called with ``worker.cond`` held and returns a batch, or None when there
-is nothing to do (the thread then waits for a notify); ``run(batch)`` is called without
-the lock. After ``close()`` no new batch is taken; a batch already running finishes.
+is nothing to do (the thread then waits for a notify, or at most ``idle_wait()`` seconds
+when that gives a number: work that becomes due by time); ``run(batch)`` is called
+without the lock. After ``close()`` no new batch is taken; a batch already running finishes.
 """
 
 from __future__ import annotations
@@ -23,11 +24,13 @@ T = TypeVar("T")
 
 
 class BatchWorker(Generic[T]):
-    def __init__(self, name: str, take: Callable[[], T | None], run: Callable[[T], None]) -> None:
+    def __init__(self, name: str, take: Callable[[], T | None], run: Callable[[T], None],
+                 idle_wait: Callable[[], float | None] = lambda: None) -> None:
         self.name = name
         self.cond = threading.Condition()
         self._take = take
         self._run = run
+        self._idle_wait = idle_wait
         self._running = False
         self._busy = False
         self._thread: threading.Thread | None = None
@@ -62,7 +65,7 @@ class BatchWorker(Generic[T]):
             with self.cond:
                 batch = None
                 while self._running and (batch := self._take()) is None:
-                    self.cond.wait()
+                    self.cond.wait(self._idle_wait())
                 if not self._running:
                     return
                 self._busy = True

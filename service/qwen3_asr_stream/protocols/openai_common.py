@@ -91,3 +91,40 @@ def token_ok(expected: str | None, headers: Mapping[str, str]) -> bool:
     return any(p.strip().startswith(KEY_SUBPROTOCOL_PREFIX)
                and token_matches(p.strip()[len(KEY_SUBPROTOCOL_PREFIX):], expected)
                for p in headers.get("Sec-WebSocket-Protocol", "").split(","))
+
+
+# -- result shapes both APIs share -------------------------------------------------------------
+
+def words_of(results: Iterable) -> list[dict]:
+    """Each word with its times in s and (our extensions) its confidence, 0-1, and speaker."""
+    words = []
+    for w in (w for t in results for w in t.words):
+        word = {"word": w.word, "start": w.start_ms / 1000, "end": w.end_ms / 1000}
+        if w.confidence is not None:
+            word["confidence"] = w.confidence
+        if w.speaker is not None:
+            word["speaker"] = speaker_name(w.speaker)
+        words.append(word)
+    return words
+
+
+def speaker_name(label: int) -> str:
+    """Our speaker label 1, 2, ... as OpenAI's diarization names speakers: "A", "B", ..."""
+    return chr(ord("A") + label - 1) if label <= 26 else f"S{label}"
+
+
+def speaker_segments(results: Iterable) -> list[dict]:
+    """OpenAI's diarized segments (``transcript.text.segment``): one per speaker turn of each final
+    (a turn's text is empty when the final had no word times to split its text by)."""
+    segments = []
+    for t in results:
+        for turn in t.turns:
+            segments.append({"type": "transcript.text.segment", "id": f"seg_{len(segments):03d}",
+                             "start": turn.start_ms / 1000, "end": turn.end_ms / 1000, "text": turn.text,
+                             "speaker": speaker_name(turn.speaker)})
+    return segments
+
+
+def logprobs_of(tokens) -> list[dict]:
+    """OpenAI's ``logprobs``: each token's text, log-probability and bytes."""
+    return [{"token": t.token, "logprob": t.logprob, "bytes": list(t.bytes)} for t in tokens]

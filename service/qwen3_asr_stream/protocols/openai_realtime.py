@@ -23,8 +23,13 @@ revised the stable text: then ``revised`` is true). Every interim also sends a d
 ``language``. With ``turn_detection.eager_pause_ms`` (our extension), a pause that long inside
 an utterance sends ``input_audio_buffer.eager_end_of_turn`` (``transcript``: the text so far,
 decoded at once) and, if speech goes on in the same item, ``input_audio_buffer.speech_resumed``.
-``completed`` adds ``words`` (``{word, start, end}`` in seconds from the
-session's first audio), ``audio_start_ms``, ``audio_end_ms``, ``language``, ``latency_ms``.
+``completed`` adds ``words`` (``{word, start, end, confidence}``, times in s from
+the session's first audio), OpenAI's ``logprobs`` (``{token, logprob, bytes}`` of the
+transcript's tokens) when ``include`` names ``item.input_audio_transcription.logprobs``,
+``confidence`` (0-1, exp of their mean log-probability), with diarization (``include``
+``item.input_audio_transcription.speakers`` or a ``...-diarize`` model) ``speaker`` ("A", "B",
+... in the order speakers first spoke) and ``segments`` (OpenAI's diarized segments, one per
+speaker turn), ``audio_start_ms``, ``audio_end_ms``, ``language``, ``latency_ms``.
 OpenAI clients ignore these extra fields.
 
 Everything about admission, limits, idle time, drain, order and finals is the core's
@@ -49,12 +54,18 @@ from ..session.calls import Calls, StreamCall
 from ..session.errors import InvalidRequest, Status, is_expected, status_of
 from ..session.settings import settings_from
 from ..session.types import RecognitionSettings, SpeechEvent, Transcript
-from .openai_common import SUBPROTOCOL, EventIds, OpenAIError, error_body, error_event, error_for, model_for
+from .openai_common import (SUBPROTOCOL, EventIds, OpenAIError, error_body, error_event, error_for, logprobs_of,
+                            model_for, speaker_name, speaker_segments, words_of)
 from .openai_realtime_config import BadEvent, SessionConfig, as_object, session_object, update_beta, update_ga
 
 log = logging.getLogger(__name__)
 
 MESSAGE_OVERHEAD = 4096  # JSON around the base64 audio of one append
+MAX_APPEND_BYTES = 15 * 1024 * 1024  # audio in one append, as OpenAI accepts (the core takes it in pieces)
+APPEND_FRAME_BYTES = 4 * -(-MAX_APPEND_BYTES // 3) + MESSAGE_OVERHEAD  # the largest append's frame (base64)
+# Frames up to twice that are read and refused with an error event (the session goes on); larger
+# ones are closed with 1009 by the WebSocket layer before they are read.
+FRAME_LIMIT = 2 * APPEND_FRAME_BYTES
 BAD = error_for("INVALID_ARGUMENT")
 
 
@@ -135,6 +146,11 @@ class Connection:
                     await self._writer
 
     async def on_text(self, text: str) -> None:
+        if len(text) > APPEND_FRAME_BYTES:
+            await self.send_error(f"the event has {len(text)} bytes; an input_audio_buffer.append carries at most "
+                                  f"{MAX_APPEND_BYTES} bytes of audio ({APPEND_FRAME_BYTES} bytes of JSON): split "
+                                  f"the audio over several appends", code="payload_too_large", param="audio")
+            return
         try:
             event = json.loads(text)
         except ValueError as exc:
@@ -173,7 +189,8 @@ class Connection:
         settings = settings_from(self.backend, encoding=config.encoding, sample_rate=config.rate, model=model,
                                  language=config.language, context=config.prompt, word_times=config.words,
                                  endpointing=config.endpointing(self.backend.limits.endpointing),
-                                 interim_results=True, update_interval_ms=config.update_interval_ms)
+                                 interim_results=True, update_interval_ms=config.update_interval_ms,
+                                 diarization=config.diarize)
         if self.session is not None and settings != self.settings:
             raise BadEvent("the session's audio has started; its configuration cannot change now: open a new "
                            "connection for other settings", code="session_already_started", param="session")
@@ -190,6 +207,9 @@ class Connection:
             data = base64.b64decode(audio, validate=True)
         except (binascii.Error, ValueError):
             raise BadEvent("'audio' is not valid base64", code="invalid_audio", param="audio") from None
+        if len(data) > MAX_APPEND_BYTES:
+            raise BadEvent(f"'audio' has {len(data)} bytes; one append carries at most {MAX_APPEND_BYTES}: split "
+                           f"the audio over several appends", code="payload_too_large", param="audio")
         if self.settings is None:
             raise BadEvent("configure the session first: send session.update (type transcription, audio format and "
                            "turn detection) before input_audio_buffer.append", code="session_not_configured")
@@ -197,7 +217,16 @@ class Connection:
         if len(data) % frame:
             raise BadEvent(f"'audio' has {len(data)} bytes; pcm16 audio has an even number (2 bytes a sample)",
                            code="invalid_audio", param="audio")
-        self.open().audio(data)
+        session = self.open()
+        # The core takes audio in messages of up to --max-message-bytes (a gRPC message's 20-100 ms);
+        # a larger append goes in in such pieces, with the core's back-pressure between them.
+        step = max(frame, self.backend.limits.max_message_bytes // frame * frame)
+        for start in range(0, len(data), step):
+            if start:
+                await session.wait_room(self.backend.limits.idle_timeout_s)
+            if not session.taking_input:
+                return
+            session.audio(data[start:start + step])
 
     async def on_commit(self, event: dict) -> None:
         if self.session is None or not self.session.in_speech:
@@ -287,10 +316,16 @@ class Connection:
             event["cleared"] = True
         if result is not None:
             event["usage"]["seconds"] = round((result.end_ms - result.start_ms) / 1000, 3)
-            event.update(words=[{"word": w.word, "start": w.start_ms / 1000, "end": w.end_ms / 1000}
-                                for w in result.words],
+            event.update(words=words_of([result]),
                          audio_start_ms=result.start_ms, audio_end_ms=result.end_ms, language=result.language,
                          latency_ms=result.latency_ms, end_reason=result.end_reason.value if result.end_reason else None)
+            if result.confidence is not None:
+                event["confidence"] = result.confidence
+            if result.speaker is not None:
+                event["speaker"] = speaker_name(result.speaker)
+                event["segments"] = speaker_segments([result])
+            if self.config.logprobs:
+                event["logprobs"] = logprobs_of(result.tokens)
         return event
 
     async def end(self, status: Status) -> None:
@@ -322,9 +357,9 @@ class RealtimeApi:
         app.router.add_get("/v1/realtime", self.realtime)
 
     def _frame_limit(self) -> int:
-        """Largest WebSocket message: room for an append over the audio limit, so that the core
-        refuses it with an error event (base64 is 4/3 of the audio); larger ones close with 1009."""
-        return 2 * self.backend.limits.max_message_bytes + MESSAGE_OVERHEAD
+        """Largest WebSocket message read: twice the largest append, so that an append over the limit
+        gets an error event (``on_text``); larger ones close with 1009."""
+        return FRAME_LIMIT
 
     async def realtime(self, request: web.Request) -> web.StreamResponse:
         intent = request.query.get("intent", "transcription")

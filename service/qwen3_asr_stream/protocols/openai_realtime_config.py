@@ -27,6 +27,8 @@ BETA_FORMATS = {"pcm16": (AudioEncoding.LINEAR16, DEFAULT_RATE), "g711_ulaw": (A
 GA_FORMATS = {"audio/pcm": (AudioEncoding.LINEAR16, DEFAULT_RATE), "audio/pcmu": (AudioEncoding.MULAW, G711_RATE),
               "audio/pcma": (AudioEncoding.ALAW, G711_RATE)}
 WORDS_INCLUDE = "item.input_audio_transcription.words"  # our value of session.include: word times on completed
+LOGPROBS_INCLUDE = "item.input_audio_transcription.logprobs"  # OpenAI's: the tokens' log-probabilities on completed
+SPEAKERS_INCLUDE = "item.input_audio_transcription.speakers"  # ours: diarization (also a "-diarize" model name)
 
 
 class BadEvent(Exception):
@@ -58,8 +60,14 @@ class SessionConfig:
     prompt: str = ""
     vad: ServerVad | None = field(default_factory=ServerVad)  # None: manual turns (commit)
     words: bool = False
+    logprobs: bool = False
+    speakers: bool = False  # diarization; also asked by a transcription model named "...-diarize"
     update_interval_ms: int | None = None
     noise_reduction: object = None  # accepted and reported, not applied
+
+    @property
+    def diarize(self) -> bool:
+        return self.speakers or self.model.endswith("-diarize")
 
     def endpointing(self, default: EndpointingOptions) -> EndpointingOptions:
         if self.vad is None:
@@ -138,7 +146,8 @@ def _include(config: SessionConfig, value) -> SessionConfig:
         return config
     if not isinstance(value, list):
         raise BadEvent("session.include must be a list", param="session.include")
-    return replace(config, words=WORDS_INCLUDE in value)
+    return replace(config, words=WORDS_INCLUDE in value, logprobs=LOGPROBS_INCLUDE in value,
+                   speakers=SPEAKERS_INCLUDE in value)
 
 
 def update_ga(config: SessionConfig, session: dict) -> SessionConfig:
@@ -202,7 +211,8 @@ def _vad_object(config: SessionConfig) -> dict | None:
 def session_object(session_id: str, config: SessionConfig, model: str, beta: bool) -> dict:
     """The effective session as ``session.created`` / ``session.updated`` report it."""
     transcription = {"model": model, "language": config.language or None, "prompt": config.prompt}
-    include = [WORDS_INCLUDE] if config.words else []
+    include = [name for name, on in ((WORDS_INCLUDE, config.words), (LOGPROBS_INCLUDE, config.logprobs),
+                                     (SPEAKERS_INCLUDE, config.diarize)) if on]
     if beta:
         beta_format = next(name for name, (e, _) in BETA_FORMATS.items() if e is config.encoding)
         return {"id": session_id, "object": "realtime.transcription_session", "input_audio_format": beta_format,

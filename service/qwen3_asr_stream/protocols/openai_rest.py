@@ -1,7 +1,9 @@
 """OpenAI's REST transcription API over the session core's unary recognition.
 
     POST /v1/audio/transcriptions   multipart: file, model, language, prompt, response_format
-                                    (json, text, verbose_json, srt, vtt), timestamp_granularities[],
+                                    (json, text, verbose_json, srt, vtt, diarized_json: speaker-labelled
+                                    segments), timestamp_granularities[],
+                                    include[] (logprobs: with json, the transcript's tokens),
                                     stream (server-sent transcript.text.delta / transcript.text.done)
     GET  /v1/models, /v1/models/{id}
 
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import zlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -32,12 +35,15 @@ from ..session.errors import InvalidRequest, MessageTooLarge, status_of
 from ..session.recognize import recognize
 from ..session.settings import settings_from
 from ..session.types import Transcript
-from .openai_common import NOT_FOUND, PAYLOAD_TOO_LARGE, OpenAIError, error_body, error_for, model_for
+from .http_body import form_parts, read_body, refuse_upload
+from .openai_common import (NOT_FOUND, PAYLOAD_TOO_LARGE, OpenAIError, error_body, error_for, logprobs_of,
+                            model_for, speaker_segments, words_of)
 
 BAD_REQUEST = error_for("INVALID_ARGUMENT")
 
-FORMATS = ("json", "text", "verbose_json", "srt", "vtt")
+FORMATS = ("json", "text", "verbose_json", "srt", "vtt", "diarized_json")
 GRANULARITIES = ("word", "segment")
+INCLUDES = ("logprobs",)
 FORM_FIELDS_BYTES = 64 * 1024  # room for the form fields besides the file
 PCM16_BYTES_PER_S = 16000 * 2  # the recording limit is counted as 16 kHz 16-bit mono, like Recognize's
 MODEL_CREATED = 1_700_000_000  # a fixed "created" for /v1/models
@@ -67,33 +73,32 @@ class TranscriptionRequest:
     response_format: str
     granularities: tuple[str, ...]
     stream: bool
+    logprobs: bool = False  # include[]=logprobs
 
 
 # -- request -------------------------------------------------------------------------------------
 
-async def read_form(request: web.Request, max_file_bytes: int) -> TranscriptionRequest:
-    """The multipart form, with the file's size capped as it arrives (413 beyond)."""
+def check_form_type(request: web.Request) -> None:
+    """The request must be a form (checked before its body is read)."""
     if not request.content_type.startswith("multipart/"):
         raise HttpError("send multipart/form-data with a 'file' part (and 'model')", param="file")
+
+
+async def read_form(headers, body: bytes, max_file_bytes: int) -> TranscriptionRequest:
+    """The multipart form from the body read (``http_body``), with the file's size capped (413 beyond)."""
     fields: dict[str, list[str]] = {}
     file, filename, extra = None, "", 0
-    reader = await request.multipart()
-    while (part := await reader.next()) is not None:
+    for part in await form_parts(headers, body, files=("file",)):
         if part.name == "file":
-            chunks, size = [], 0
-            while chunk := await part.read_chunk(64 * 1024):
-                size += len(chunk)
-                if size > max_file_bytes:
-                    raise HttpError(f"the file is larger than this server's limit of {max_file_bytes} bytes; "
-                                    f"send a shorter recording or stream it over /v1/realtime", PAYLOAD_TOO_LARGE, param="file")
-                chunks.append(chunk)
-            file, filename = b"".join(chunks), part.filename or ""
+            if len(part.value) > max_file_bytes:
+                raise HttpError(f"the file is larger than this server's limit of {max_file_bytes} bytes; "
+                                f"send a shorter recording or stream it over /v1/realtime", PAYLOAD_TOO_LARGE, param="file")
+            file, filename = part.value, part.filename or ""
         else:
-            value = await part.text()
-            extra += len(value)
+            extra += len(part.value)
             if extra > FORM_FIELDS_BYTES:
                 raise HttpError("the form fields are too large", PAYLOAD_TOO_LARGE, param=part.name)
-            fields.setdefault(part.name or "", []).append(value)
+            fields.setdefault(part.name, []).append(part.value)
     if file is None:
         raise HttpError("the 'file' part is missing: upload the audio as multipart field 'file'", param="file")
 
@@ -112,6 +117,17 @@ async def read_form(request: web.Request, max_file_bytes: int) -> TranscriptionR
                             param="timestamp_granularities")
     if granularities and response_format != "verbose_json":
         raise HttpError("timestamp_granularities needs response_format=verbose_json", param="timestamp_granularities")
+    include = tuple(dict.fromkeys(fields.get("include[]", []) + fields.get("include", [])))
+    for value in include:
+        if value not in INCLUDES:
+            raise HttpError(f"include has {value!r}; this server offers {', '.join(INCLUDES)}", param="include")
+    if include and response_format != "json":
+        raise HttpError("include=logprobs needs response_format=json", param="include")
+    for name in ("known_speaker_names[]", "known_speaker_references[]", "known_speaker_names",
+                 "known_speaker_references"):
+        if name in fields:
+            raise HttpError("known speakers are not supported: diarized_json labels speakers A, B, ... in the "
+                            "order they first speak", param=name.rstrip("[]"))
     stream = one("stream", "false").lower()
     if stream not in ("true", "false", ""):
         raise HttpError(f"stream must be true or false, got {stream!r}", param="stream")
@@ -121,7 +137,7 @@ async def read_form(request: web.Request, max_file_bytes: int) -> TranscriptionR
     return TranscriptionRequest(file=file, filename=filename, model=one("model") or None,
                                 language=one("language") or None, prompt=one("prompt"),
                                 response_format=response_format, granularities=granularities,
-                                stream=stream == "true")
+                                stream=stream == "true", logprobs="logprobs" in include)
 
 
 def decode_file(data: bytes, max_seconds: float) -> tuple[bytes, int, int]:
@@ -147,15 +163,28 @@ def full_text(results: list[Transcript]) -> str:
     return " ".join(t.text.strip() for t in results if t.text.strip())
 
 
+def compression_ratio(text: str) -> float:
+    """UTF-8 bytes over zlib-compressed bytes, as Whisper measures repetitiveness."""
+    data = text.encode()
+    return len(data) / len(zlib.compress(data))
+
+
 def segments_of(results: list[Transcript]) -> list[dict]:
+    """One segment per utterance; fields we do not compute (seek, no_speech_prob) are left out."""
     spoken = [t for t in results if t.text.strip()]
-    return [{"id": i, "seek": 0, "start": t.start_ms / 1000, "end": t.end_ms / 1000, "text": t.text.strip(),
-             "tokens": [], "temperature": 0.0, "avg_logprob": 0.0, "compression_ratio": 0.0,
-             "no_speech_prob": 0.0} for i, t in enumerate(spoken)]
+    segments = []
+    for i, t in enumerate(spoken):
+        segment = {"id": i, "start": t.start_ms / 1000, "end": t.end_ms / 1000, "text": t.text.strip(),
+                   "tokens": [token.id for token in t.tokens], "temperature": 0.0,
+                   "compression_ratio": compression_ratio(t.text.strip())}
+        if t.avg_logprob is not None:
+            segment["avg_logprob"] = t.avg_logprob
+        segments.append(segment)
+    return segments
 
 
-def words_of(results: list[Transcript]) -> list[dict]:
-    return [{"word": w.word, "start": w.start_ms / 1000, "end": w.end_ms / 1000} for t in results for w in t.words]
+def all_logprobs(results: list[Transcript]) -> list[dict]:
+    return logprobs_of([token for t in results for token in t.tokens])
 
 
 def transcription_language(results: list[Transcript], asked: str | None) -> str:
@@ -197,8 +226,14 @@ def body_of(req: TranscriptionRequest, results: list[Transcript], duration_ms: i
         return web.Response(text=srt(results), content_type="application/x-subrip")
     if req.response_format == "vtt":
         return web.Response(text=vtt(results), content_type="text/vtt")
+    if req.response_format == "diarized_json":
+        return web.json_response({"task": "transcribe", "duration": duration_ms / 1000, "text": text,
+                                  "segments": speaker_segments(results), "usage": usage(duration_ms)})
     if req.response_format == "json":
-        return web.json_response({"text": text, "usage": usage(duration_ms)})
+        body = {"text": text, "usage": usage(duration_ms)}
+        if req.logprobs:
+            body["logprobs"] = all_logprobs(results)
+        return web.json_response(body)
     body = {"task": "transcribe", "language": transcription_language(results, req.language),
             "duration": duration_ms / 1000, "text": text, "usage": usage(duration_ms)}
     if "segment" in req.granularities or not req.granularities:
@@ -208,8 +243,10 @@ def body_of(req: TranscriptionRequest, results: list[Transcript], duration_ms: i
     return web.json_response(body)
 
 
-async def stream_body(request: web.Request, results: list[Transcript], duration_ms: int) -> web.StreamResponse:
-    """Server-sent events: one transcript.text.delta per utterance, then transcript.text.done."""
+async def stream_body(request: web.Request, results: list[Transcript], duration_ms: int,
+                      logprobs: bool = False) -> web.StreamResponse:
+    """Server-sent events: one transcript.text.delta per utterance, then transcript.text.done
+    (with ``logprobs``: each delta's tokens and, on done, all of them)."""
     response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
     await response.prepare(request)
     sent = ""
@@ -217,9 +254,15 @@ async def stream_body(request: web.Request, results: list[Transcript], duration_
         if t.text.strip():
             delta = (" " if sent else "") + t.text.strip()
             sent += delta
-            await response.write(sse({"type": "transcript.text.delta", "delta": delta,
-                                      "start": t.start_ms / 1000, "end": t.end_ms / 1000}))
-    await response.write(sse({"type": "transcript.text.done", "text": sent, "usage": usage(duration_ms)}))
+            event = {"type": "transcript.text.delta", "delta": delta, "start": t.start_ms / 1000,
+                     "end": t.end_ms / 1000}
+            if logprobs:
+                event["logprobs"] = logprobs_of(t.tokens)
+            await response.write(sse(event))
+    done = {"type": "transcript.text.done", "text": sent, "usage": usage(duration_ms)}
+    if logprobs:
+        done["logprobs"] = all_logprobs(results)
+    await response.write(sse(done))
     await response.write_eof()
     return response
 
@@ -265,8 +308,18 @@ class RestApi:
     async def transcriptions(self, request: web.Request) -> web.StreamResponse:
         backend, limits = self.backend, self.backend.limits
         try:
+            check_form_type(request)
+            self.calls.check_open()
+            # the upload is read before admission: a slow or stalled one holds no slot
+            body = await read_body(request, limits.max_recognize_bytes + FORM_FIELDS_BYTES,
+                                   limits.idle_timeout_s, "openai.rest")
+        except HttpError as exc:
+            return exc.response()
+        except Exception as exc:  # noqa: BLE001 - the body's errors and a draining server
+            return await refuse_upload(request, exc, status_response(exc))
+        try:
             with self.calls.unary("openai.rest", request.remote or ""):
-                req = await read_form(request, limits.max_recognize_bytes)
+                req = await read_form(request.headers, body, limits.max_recognize_bytes)
                 model = model_for(req.model, backend.engines, backend.default_model)
                 if model is None:
                     raise HttpError(f"unknown model {req.model!r}; this server has {', '.join(backend.engines)} "
@@ -280,12 +333,13 @@ class RestApi:
                                                               limits.max_recognize_bytes / PCM16_BYTES_PER_S)
                 settings = settings_from(backend, encoding=AudioEncoding.FLOAT32, sample_rate=rate,
                                          channels=channels, model=model, language=req.language,
-                                         context=req.prompt, word_times=words)
+                                         context=req.prompt, word_times=words,
+                                         diarization=req.response_format == "diarized_json")
                 result = await recognize(pcm, settings, backend)
         except HttpError as exc:
             return exc.response()
         except Exception as exc:  # noqa: BLE001 - every failure is an OpenAI error body (the call logged it)
             return status_response(exc)
         if req.stream:
-            return await stream_body(request, result.results, result.duration_ms)
+            return await stream_body(request, result.results, result.duration_ms, req.logprobs)
         return body_of(req, result.results, result.duration_ms)

@@ -35,8 +35,10 @@ from ..engine.aligner import MAX_ALIGN_SECONDS, ForcedAligner
 from ..engine.text_layer import StreamingEngine
 from ..protocols.grpc_asr.servicer import SpeechRecognitionServicer
 from ..protocols.grpc_riva.servicer import add_to_server as add_riva_service
+from ..engine.speakers import SpeakerEncoder
 from ..session.aligner_worker import AlignerWorker
 from ..session.calls import Calls
+from ..session.speaker_worker import SpeakerWorker
 from ..session.types import Backend
 from .http import HttpServer, ssl_context
 from .interceptors import BearerTokenAuth, MalformedRequests
@@ -54,11 +56,14 @@ KEEPALIVE = [  # values from grpc's keepalive example
     ("grpc.keepalive_permit_without_calls", 1),
 ]
 STOP_GRACE_S = 1.0  # after the grace: how long gRPC waits for calls still running before cancelling them
+# Once no call runs: how long RPC handlers and HTTP handlers (a WebSocket's close handshake, an
+# upload being read, which are no calls) get to finish before they are cancelled.
+FINISH_S = 0.25  # (HTTP handlers: twice, before and after the cancel)
 
 
 class AsrServer:
     def __init__(self, options: ServerOptions, engines: Mapping[str, StreamingEngine],
-                 aligner: ForcedAligner | None = None) -> None:
+                 aligner: ForcedAligner | None = None, speakers: SpeakerEncoder | None = None) -> None:
         if not engines:
             raise ValueError("the server needs at least one ASR engine")
         problems = stage_conflicts(options, {name: e.options.max_utterance_s for name, e in engines.items()},
@@ -71,7 +76,8 @@ class AsrServer:
         if aligner is not None:
             worker = AlignerWorker(aligner, max_batch=options.aligner_max_batch,
                                    on_batch=lambda n, seconds: self.metrics.aligner_seconds.observe(seconds))
-        self.backend = Backend(options.session_limits(), dict(engines), worker, self.metrics)
+        self.backend = Backend(options.session_limits(), dict(engines), worker, self.metrics,
+                               SpeakerWorker(speakers) if speakers is not None else None)
         self.calls = Calls(self.backend)
         self.servicer = SpeechRecognitionServicer(self.calls)
         self.port: int | None = None
@@ -104,12 +110,39 @@ class AsrServer:
     # -- lifecycle -----------------------------------------------------------------------------
 
     async def start(self) -> int:
-        """Start serving; returns the bound port."""
+        """Start serving; returns the bound port. A port that cannot be bound raises OSError
+        naming it, after what was started is stopped again."""
+        try:
+            return await self._start()
+        except BaseException:
+            await self._stop_started()
+            raise
+
+    async def _stop_started(self) -> None:
+        """Undo a start that failed half-way (without it, the half-started gRPC server is torn
+        down after the loop closed: "Event loop is closed" noise)."""
+        self.probes.ready = False
+        if self._server is not None:
+            await self._server.stop(0)
+            self._server = None
+        if self.http is not None:
+            await self.http.stop()
+        if self._metrics_http is not None:
+            self._metrics_http.close()
+            self._metrics_http = None
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
+        if self.backend.aligner is not None:
+            self.backend.aligner.close()
+
+    async def _start(self) -> int:
         options = self.options
         for engine in self.backend.engines.values():
             engine.start()
         if self.backend.aligner is not None:
             self.backend.aligner.start()
+        if self.backend.speakers is not None:
+            self.backend.speakers.start()
         interceptors = [MalformedRequests()]
         if options.auth_token:
             interceptors.append(BearerTokenAuth(options.auth_token,
@@ -127,28 +160,32 @@ class AsrServer:
             [SERVICE_NAME, riva_service, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
              reflection.SERVICE_NAME], server)
         address = f"{options.host}:{options.port}"
+        self._server = server  # from here on, a failed start stops it
         try:
             if options.tls:
                 self.port = server.add_secure_port(address, self._credentials())
             else:
                 self.port = server.add_insecure_port(address)
         except RuntimeError as exc:
-            raise OSError(f"cannot listen on {address}: {exc} (is the port in use?)") from None
+            raise OSError(f"cannot listen for gRPC on {address} ({exc}; is the port in use?)") from None
         if not self.port:
-            raise OSError(f"cannot listen on {address} (is the port in use?)")
+            raise OSError(f"cannot listen for gRPC on {address} (is the port in use?)")
         await server.start()
-        self._server = server
         await self._health.set("", health_pb2.HealthCheckResponse.SERVING)
         await self._health.set(SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING)
         self._heartbeat = asyncio.get_running_loop().create_task(self.probes.run_heartbeat())
         self.probes.ready = True
         if options.metrics_port:
-            self._metrics_http = MetricsHttpServer(options.host.strip("[]"), options.metrics_port,
-                                                   self.metrics.registry, self.probes)
+            try:
+                self._metrics_http = MetricsHttpServer(options.host.strip("[]"), options.metrics_port,
+                                                       self.metrics.registry, self.probes)
+            except OSError as exc:
+                raise OSError(f"cannot listen for metrics on {options.host}:{options.metrics_port} "
+                              f"({exc.strerror or exc})") from None
             self.metrics_port = self._metrics_http.port
         if self.http is not None:
             tls = ssl_context(options.tls_cert, options.tls_key, options.tls_client_ca) if options.tls else None
-            self.http_port = await self.http.start(options.host, options.http_port, tls)
+            self.http_port = await self.http.start(options.host, options.http_port, tls, handler_timeout_s=FINISH_S)
         log.info("serving %s on %s:%d (%s%s), models %s, word times %s%s", SERVICE_NAME, options.host, self.port,
                  "TLS" if options.tls else "plaintext", ", token" if options.auth_token else "",
                  ", ".join(self.backend.engines), "on" if self.backend.aligner else "off",
@@ -176,8 +213,11 @@ class AsrServer:
         3. every running stream ends after its current utterance, with UNAVAILABLE
            ("reconnect to continue"), forced at half the grace; a stream whose client
            half-closes first ends with OK;
-        4. calls still running at ``grace_s + STOP_GRACE_S`` are cancelled; the metrics
-           and probe server closes last. Safe to call twice."""
+        4. once no call runs (at the latest at ``grace_s``), what is left is cancelled within
+           FINISH_S: gRPC connections without calls (a proxy's keep-alive), a WebSocket whose
+           client does not answer the close, an upload still being read; the whole stop ends
+           by ``grace_s + STOP_GRACE_S``. The metrics and probe server closes last. Safe to
+           call twice."""
         if self._stopping is None:
             self._stopping = asyncio.ensure_future(self._stop(self.options.grace_s if grace_s is None else grace_s))
         await asyncio.shield(self._stopping)
@@ -190,13 +230,24 @@ class AsrServer:
         await self._health.enter_graceful_shutdown()
         # grpc's stop closes the listener and sends GOAWAY at once; running calls go on
         # until they end or its grace is over (then they are cancelled).
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace_s + STOP_GRACE_S
+
+        def finish() -> float:
+            return max(0.0, min(FINISH_S, (deadline - loop.time()) / 2))
+
         closing = asyncio.ensure_future(self._server.stop(grace_s + STOP_GRACE_S))
         await self.calls.drain(grace_s)
+        # No call of ours runs now: gRPC would wait out its grace for connections that stay open
+        # without calls; a smaller grace in a second stop() ends it sooner.
+        await self._server.stop(finish())
         await closing
         if self.http is not None:  # after the drain: its /readyz and /livez answer until then
             await self.http.stop()
         if self.backend.aligner is not None:
             self.backend.aligner.close()
+        if self.backend.speakers is not None:
+            self.backend.speakers.close()
         if self._heartbeat is not None:
             self._heartbeat.cancel()
         if self._metrics_http is not None:

@@ -13,8 +13,11 @@ from pathlib import Path
 
 from ..audio.vad import EndpointingOptions
 from ..checkpoint import DEFAULT_ALIGNER, DEFAULT_MODEL, LoadOptions, add_load_arguments, load_options_from
+from ..engine.speakers import SPEAKER_MODELS
 from .loading import DEFAULT_MAX_BATCH, load_aligner, load_engine, model_name
 from .options import DEFAULT_HTTP_PORT, ServerOptions, stage_conflicts
+
+ENGINE_CLOSE_S = 0.2  # at exit, how long the engine's thread may take to finish its batch
 
 log = logging.getLogger("qwen3_asr_stream.server")
 
@@ -61,6 +64,11 @@ def add_serve_command(commands) -> None:
     p.add_argument("--max-utterance-ms", type=int, default=e.max_utterance_ms,
                    help="longest utterance, cut at a quiet point; also the most a stream may ask for "
                         "(default: %(default)s)")
+    p.add_argument("--speaker-model", choices=SPEAKER_MODELS, default=None,
+                   help="speaker model for diarization (clients ask for it per stream); resemblyzer: the GE2E "
+                        "encoder shipped in the resemblyzer wheel, no download (default: none, diarization off)")
+    p.add_argument("--max-speakers", type=int, default=d.max_speakers,
+                   help="diarization: the most speakers a stream may ask for (default: %(default)s)")
     p.add_argument("--riva-any-model", action="store_true",
                    help="Riva API: a request naming a model this server does not have (LiveKit's nvidia plugin "
                         "sends a Parakeet name by default) gets the default model instead of INVALID_ARGUMENT")
@@ -82,23 +90,25 @@ def server_options(args: argparse.Namespace) -> ServerOptions:
         idle_timeout_s=args.idle_timeout, grace_s=args.grace, tls_cert=args.tls_cert, tls_key=args.tls_key,
         tls_client_ca=args.tls_client_ca, auth_token=args.auth_token or None, metrics_port=args.metrics_port,
         http_port=args.http_port, max_lead_s=args.max_lead_seconds,
-        endpointing=endpointing, update_interval_ms=args.update_interval_ms, riva_any_model=args.riva_any_model)
+        endpointing=endpointing, update_interval_ms=args.update_interval_ms, riva_any_model=args.riva_any_model,
+        max_speakers=args.max_speakers)
 
 
 def check_port_free(host: str, port: int, what: str) -> None:
-    """Raise ValueError when ``port`` cannot be bound on ``host`` now (0: any port, nothing to check).
+    """Raise ValueError when ``host`` is no address here, or ``port`` cannot be bound on it now (0: any
+    port, only the host is checked).
 
     A bind without SO_REUSEPORT: a port another server listens on is refused here even
     where gRPC itself would share it.
     """
-    if port == 0:
-        return
     bare = host.strip("[]")
-    try:
+    try:  # the host is checked for port 0 too
         family, kind, proto, _, address = socket.getaddrinfo(bare, port, type=socket.SOCK_STREAM,
                                                              flags=socket.AI_PASSIVE)[0]
     except socket.gaierror as exc:
         raise ValueError(f"--host {host!r} is not an address of this machine ({exc.strerror})") from None
+    if port == 0:
+        return
     with socket.socket(family, kind, proto) as probe:
         # SO_REUSEADDR as the servers themselves bind: connections of a previous run in
         # TIME_WAIT do not block the port, a listening server does.
@@ -166,11 +176,17 @@ def _serve(args: argparse.Namespace, load: LoadOptions) -> int:
     engines = {name: load_engine(str(folder), options, load, kv_cache_gib=args.kv_cache_gib, max_batch=args.max_batch)
                for name, folder in zip(names, folders)}
     aligner = load_aligner(str(aligner_folder), load) if aligner_folder is not None else None
+    speakers = None
+    if args.speaker_model:
+        from ..engine.speakers import load_speaker_model
+
+        log.info("loading speaker model %s", args.speaker_model)
+        speakers = load_speaker_model(args.speaker_model)
     try:
-        asyncio.run(_run(options, engines, aligner))
+        asyncio.run(_run(options, engines, aligner, speakers))
     finally:
         for engine in engines.values():
-            engine.close()
+            engine.close(timeout=ENGINE_CLOSE_S)  # the process ends next: no waiting for a batch in flight
     _exit_now(0)
     return 0
 
@@ -188,10 +204,14 @@ def _exit_now(code: int) -> None:
     os._exit(code)
 
 
-async def _run(options: ServerOptions, engines, aligner) -> None:
+async def _run(options: ServerOptions, engines, aligner, speakers=None) -> None:
     from .app import AsrServer
 
-    server = AsrServer(options, engines, aligner)
-    await server.start()
+    server = AsrServer(options, engines, aligner, speakers)
+    try:
+        await server.start()
+    except OSError as exc:  # a port taken after the pre-flight check (another replica started at once)
+        raise ValueError(f"{exc}: the port was taken after the start-up check; pick another (0 = any free "
+                         f"port)") from None
     server.stop_on_signals()
     await server.wait_for_termination()

@@ -65,17 +65,25 @@ class HttpServer:
         self._runner: web.AppRunner | None = None
         self.port: int | None = None
 
-    async def start(self, host: str, port: int, ssl_context: ssl.SSLContext | None = None) -> int:
-        """Listen on ``host:port`` (0 = any free port); returns the bound port."""
-        self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
+    async def start(self, host: str, port: int, ssl_context: ssl.SSLContext | None = None,
+                    handler_timeout_s: float = 0.25) -> int:
+        """Listen on ``host:port`` (0 = any free port); returns the bound port. ``handler_timeout_s``:
+        at ``stop``, how long handlers still running get (aiohttp's default is 60 s)."""
+        self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False,
+                                     shutdown_timeout=handler_timeout_s)
         await self._runner.setup()
         site = web.TCPSite(self._runner, host.strip("[]"), port, ssl_context=ssl_context, reuse_port=False)
-        await site.start()
+        try:
+            await site.start()
+        except OSError as exc:
+            raise OSError(f"cannot listen for HTTP on {host}:{port} ({exc.strerror or exc})") from None
         self.port = self._runner.addresses[0][1]
         return self.port
 
     async def stop(self) -> None:
-        """Close the listener and every connection left (the drain has ended the calls)."""
+        """Close the listener and every connection left (the drain has ended the calls): handlers
+        still running (a WebSocket close handshake the client does not answer, an upload being
+        read) get ``handler_timeout_s`` of ``start`` to finish, then as long again once cancelled."""
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None

@@ -20,6 +20,10 @@ from ..protocols.auth import UNAUTHENTICATED_MESSAGE, bearer_matches
 log = logging.getLogger(__name__)
 
 HEALTH_PREFIX = "/grpc.health.v1.Health/"  # exempt from the token: load balancers and kubelets probe it
+# A stream without the token is read (and dropped) this long before its status, unless its client
+# half-closes first: it holds no admission slot, and a grpc.aio client still writing when the call
+# ends may see INTERNAL instead of UNAUTHENTICATED (see read_before_reject).
+UNAUTHENTICATED_READ_S = 5.0
 MALFORMED_LOG_INTERVAL_S = 10.0  # at most one log line per interval about malformed requests
 
 _HANDLER_KINDS = {
@@ -58,7 +62,7 @@ class BearerTokenAuth(grpc.aio.ServerInterceptor):
 
         async def deny(request, context):
             if streaming:  # let the client's in-flight requests arrive, so it gets this status
-                await read_before_reject(request)
+                await read_before_reject(request, UNAUTHENTICATED_READ_S)
             await context.abort(grpc.StatusCode.UNAUTHENTICATED, UNAUTHENTICATED_MESSAGE)
 
         return _same_kind(handler, deny)

@@ -2,8 +2,13 @@
 
     AudioDecoder -> Segmenter -> one engine utterance per detected utterance
                                   -> interim results at the call's cadence
-                                  -> the final result (+ words from the aligner)
+                                  -> the final result (+ words from the aligner,
+                                     + speakers: windows embedded from the utterance's end,
+                                       decided in utterance order; ``diarization``)
                  -> Outbox (call order; unread interims coalesced) -> ``next()``
+
+With ``separate_channels`` every channel of the audio has its own Segmenter, so its own
+utterances (numbered in one sequence for the call) and results, tagged with the channel.
 
 A protocol adapter feeds ``audio`` / ``finalize`` / ``clear`` / ``end_input`` from
 its client's messages and sends what ``next()`` returns until that is a
@@ -43,7 +48,7 @@ import enum
 import functools
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Sequence
 
 import numpy as np
@@ -56,7 +61,11 @@ from ..engine.utterance import UpdateResult
 from .errors import (OK, Cancelled, InvalidRequest, MessageTooLarge, RecognitionFailed, Status, StreamTooLong,
                      is_expected, status_of)
 from .outbox import Outbox, Slot
-from .types import Backend, RecognitionSettings, SpeechEvent, Transcript, Word, align_words
+from .speaker_worker import EMBED_EVERY_WINDOWS
+from ..text.alignment import unit_offsets
+from .diarization import SpeakerClusters, UtteranceSpeakers, decide
+from .types import (Backend, RecognitionSettings, SpeakerTurn, SpeechEvent, Transcript, Word, align_words,
+                    with_confidence)
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +84,7 @@ class _Utterance:
 
     index: int
     engine_id: int
+    channel: int | None  # 1-based with separate channels, else None
     audio_start: int  # sample of the call where its audio starts (with pre-roll)
     started_at: float  # monotonic time speech was detected
     keep_audio: bool
@@ -88,6 +98,8 @@ class _Utterance:
     ended: SpeechEnded | None = None
     ended_at: float = 0.0
     slot: Slot | None = None
+    speaker_parts: list[asyncio.Future] = field(default_factory=list)  # its windows, as the speaker worker embeds them
+    windows_asked: int = 0  # windows asked of the speaker worker so far
 
 
 class Session:
@@ -103,8 +115,14 @@ class Session:
         # A container decoded whole (M4A, MP4, ... sent as CONTAINER) is bounded like a Recognize request.
         self.decoder = AudioDecoder(settings.audio, max_chunk_bytes=self.max_message_bytes,
                                     max_file_bytes=limits.max_recognize_bytes,
-                                    max_file_seconds=min(self.max_stream_ms / 1000, 2**31))
-        self.segmenter = Segmenter(settings.endpointing)
+                                    max_file_seconds=min(self.max_stream_ms / 1000, 2**31),
+                                    separate=settings.separate_channels)
+        channels = settings.audio.channels if settings.separate_channels else 1
+        self.segmenters = [Segmenter(settings.endpointing) for _ in range(channels)]
+        self.segmenter = self.segmenters[0]  # its clock is every channel's
+        self._index_of: dict[tuple[int, int], int] = {}  # (channel, segmenter's index) -> the call's index
+        self._channel_of: dict[int, int] = {}  # the call's index -> its channel (1-based), separate channels only
+        self._next_index = 0
         self.outbox = Outbox(limits.max_queued_responses)
         self.state = State.OPEN
         self.end_status: Status | None = None
@@ -114,6 +132,9 @@ class Session:
         self._loop = asyncio.get_running_loop()
         self._final_delivered = asyncio.Event()
         self._word_times = settings.word_times and backend.aligner is not None
+        self._diarize = settings.diarization is not None and backend.speakers is not None
+        self._clusters = SpeakerClusters(settings.diarization) if self._diarize else None
+        self._speaker_chain: asyncio.Future | None = None  # the last final's speaker decision
         self._utterances: dict[int, _Utterance] = {}
         self._tasks: set[asyncio.Task] = set()
         self._drain_reason: BaseException | None = None
@@ -125,7 +146,7 @@ class Session:
 
     @property
     def in_speech(self) -> bool:
-        return self.segmenter.in_speech
+        return any(s.in_speech for s in self.segmenters)
 
     @property
     def received_ms(self) -> int:
@@ -175,7 +196,7 @@ class Session:
             samples = samples[:max(0, len(samples) - round(over * SAMPLES_PER_MS))]
         try:
             self.metrics.audio_seconds.labels(self.kind).inc((self.decoder.received_ms - before) / 1000)
-            self._handle(self.segmenter.push(samples))
+            self._push(samples)
         except Exception as exc:  # noqa: BLE001 - the engine full or closed: the call ends
             self.fail(exc)
             return
@@ -203,8 +224,8 @@ class Session:
             return
         self.last_input_at = time.monotonic()
         try:
-            self._handle(self.segmenter.push(self.decoder.drain()))
-            self._handle(self.segmenter.finish(EndReason.FORCED))
+            self._push(self.decoder.drain())
+            self._finish_segments(EndReason.FORCED)
         except Exception as exc:  # noqa: BLE001
             self.fail(exc)
 
@@ -214,7 +235,9 @@ class Session:
             return
         self.last_input_at = time.monotonic()
         self.decoder.drain()
-        self.segmenter.discard()
+        for segmenter in self.segmenters:
+            segmenter.discard()
+        self._index_of.clear()  # (the ended utterances' keys are gone already)
         for index, u in list(self._utterances.items()):
             if u.ended is None:
                 self.engine.cancel(u.engine_id)
@@ -296,8 +319,8 @@ class Session:
     def _finish_input(self, tail: np.ndarray, reason: BaseException | None) -> None:
         self.state = State.CLOSING  # no more input: nothing below may end the call a second time
         try:
-            self._handle(self.segmenter.push(tail))
-            self._handle(self.segmenter.finish(EndReason.END_OF_STREAM))
+            self._push(tail)
+            self._finish_segments(EndReason.END_OF_STREAM)
         except Exception as exc:  # noqa: BLE001 - e.g. the engine is full or closed
             self.fail(exc)
             return
@@ -322,7 +345,20 @@ class Session:
 
     # -- segmenter events ---------------------------------------------------------------
 
-    def _handle(self, events) -> None:
+    def _push(self, samples: np.ndarray) -> None:
+        """Decoded 16 kHz audio to the segmenter(s): ``(n,)``, or ``(n, channels)`` when separate."""
+        if samples.ndim == 1:
+            self._handle(self.segmenter.push(samples))
+            return
+        for channel, segmenter in enumerate(self.segmenters):
+            self._handle(segmenter.push(np.ascontiguousarray(samples[:, channel])), channel)
+
+    def _finish_segments(self, reason: EndReason) -> None:
+        for channel, segmenter in enumerate(self.segmenters):
+            self._handle(segmenter.finish(reason), channel)
+
+    def _handle(self, events, channel: int = 0) -> None:
+        events = [self._numbered(e, channel) for e in events]
         for event in events:
             if isinstance(event, SpeechAudio):
                 self._on_audio(event)
@@ -336,13 +372,28 @@ class Session:
                 self._on_end(event)
         self._check_drain()
 
+    def _numbered(self, event, channel: int):
+        """An event of a channel's segmenter with the call's utterance index (one sequence for all)."""
+        if len(self.segmenters) == 1:
+            return event
+        key = (channel, event.utterance_index)
+        if isinstance(event, SpeechStarted):
+            self._index_of[key] = self._next_index
+            self._channel_of[self._next_index] = channel + 1
+            self._next_index += 1
+        index = self._index_of.get(key, -1)  # -1: an utterance cleared before (its events are dropped)
+        if isinstance(event, SpeechEnded):
+            self._index_of.pop(key, None)
+        return replace(event, utterance_index=index)
+
     def _on_start(self, event: SpeechStarted) -> None:
         index = event.utterance_index
         callback = functools.partial(self._loop.call_soon_threadsafe, self._on_result, index)
         interim = self.settings.interim_results
         engine_id = self.engine.open(self.settings.utterance_options(interim), callback)
-        self._utterances[index] = _Utterance(index, engine_id, event.audio_start_sample, time.monotonic(),
-                                             keep_audio=self._word_times, interim=interim)
+        self._utterances[index] = _Utterance(index, engine_id, self._channel_of.pop(index, None),
+                                             event.audio_start_sample, time.monotonic(),
+                                             keep_audio=self._word_times or self._diarize, interim=interim)
         self.utterances += 1
         self.outbox.put(SpeechEvent("start", event.offset_ms, index))
 
@@ -352,6 +403,8 @@ class Session:
             return  # cleared
         if u.keep_audio:
             u.audio.append(event.samples)
+        if self._diarize:
+            self._embed_windows(u, complete_only=True)
         self.engine.push(u.engine_id, event.samples)
         u.pushed += len(event.samples)
         if u.interim:
@@ -381,6 +434,8 @@ class Session:
         self.outbox.put(SpeechEvent("end", event.offset_ms, u.index, event.reason))
         u.slot = self.outbox.reserve()
         self.metrics.utterances.labels(event.reason.value).inc()
+        if self._diarize:
+            self._embed_windows(u, complete_only=False)
 
     # -- results (on the loop, from the engine thread) ----------------------------------
 
@@ -398,7 +453,7 @@ class Session:
                 self._on_interim(u, result)
             return
         self.metrics.engine_compute.labels("final").observe(result.compute_s)
-        if self._word_times and result.text.strip():
+        if (self._word_times or self._diarize) and result.text.strip():
             task = self._loop.create_task(self._final_with_words(u, result))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
@@ -417,6 +472,7 @@ class Session:
         before = self.outbox.coalesced
         transcript = Transcript(
             utterance_index=u.index, is_final=False, text=result.text, stable_text=result.stable_text,
+            channel=u.channel,
             language=self.settings.result_language(result.language),
             start_ms=u.audio_start // SAMPLES_PER_MS,
             end_ms=(u.audio_start + result.audio_samples) // SAMPLES_PER_MS,
@@ -435,23 +491,76 @@ class Session:
             u.first_partial = True
             self.metrics.first_partial_latency.observe(now - u.started_at)
 
-    async def _final_with_words(self, u: _Utterance, result: UpdateResult) -> None:
-        assert self.backend.aligner is not None and u.ended is not None
-        audio = np.concatenate(u.audio) if u.audio else np.zeros(0, np.float32)
-        words = await align_words(self.backend.aligner, audio, result.text,
-                                  self.settings.result_language(result.language),
-                                  u.audio_start, u.ended.audio_end_sample, f"utterance {u.index}")
-        self._deliver_final(u, result, words)
+    def _embed_windows(self, u: _Utterance, complete_only: bool) -> None:
+        """Ask the speaker worker for the utterance's windows not asked for yet: while it goes on,
+        every EMBED_EVERY_WINDOWS complete ones; at its end, the rest."""
+        worker = self.backend.speakers
+        assert worker is not None
+        samples = sum(len(a) for a in u.audio)
+        count = worker.window_count(samples, complete_only)
+        if count - u.windows_asked < (EMBED_EVERY_WINDOWS if complete_only else 1):
+            return
+        u.speaker_parts.append(asyncio.wrap_future(worker.submit(self._audio_of(u), u.windows_asked, complete_only)))
+        u.windows_asked = count
 
-    def _deliver_final(self, u: _Utterance, result: UpdateResult, words: tuple[Word, ...]) -> None:
+    @staticmethod
+    def _audio_of(u: _Utterance) -> np.ndarray:
+        return np.concatenate(u.audio) if u.audio else np.zeros(0, np.float32)
+
+    async def _final_with_words(self, u: _Utterance, result: UpdateResult) -> None:
+        """Words (aligner; also for diarization, which splits at them) and speakers, then the final."""
+        assert u.ended is not None
+        words: tuple[Word, ...] = ()
+        if self.backend.aligner is not None:
+            words = await align_words(self.backend.aligner, self._audio_of(u), result.text,
+                                      self.settings.result_language(result.language), u.audio_start,
+                                      u.ended.audio_end_sample, f"utterance {u.index}")
+        speaker, turns = None, ()
+        if self._diarize:
+            words, speaker, turns = await self._speakers(u, result.text, words)
+        self._deliver_final(u, result, words if self._word_times else (), speaker, turns)
+
+    async def _speakers(self, u: _Utterance, text: str, words: tuple[Word, ...]
+                        ) -> tuple[tuple[Word, ...], int | None, tuple[SpeakerTurn, ...]]:
+        """The speaker stage: decided after every earlier utterance's, with the stream's clusters
+        (when the speaker model fails on it, the final goes out without speakers, as without words)."""
+        assert u.speaker_parts and self._clusters is not None and u.ended is not None
+        previous, mine = self._speaker_chain, self._loop.create_future()
+        self._speaker_chain = mine
+        try:
+            try:
+                parts = [await part for part in u.speaker_parts]
+                embeddings = np.concatenate([p[0] for p in parts])
+                spans = np.concatenate([p[1] for p in parts])
+                seconds = sum(p[2] for p in parts)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - the final still goes out, without speakers
+                log.warning("utterance %d: no speakers (%s: %s)", u.index, type(exc).__name__, exc)
+                return words, None, ()
+            self.metrics.speaker_seconds.observe(seconds)
+            if previous is not None:
+                await previous
+            base = u.audio_start
+            spans_of_words = [(w.start_ms * SAMPLES_PER_MS - base, w.end_ms * SAMPLES_PER_MS - base) for w in words]
+            decided = decide(self._clusters, embeddings, spans, spans_of_words, u.ended.audio_end_sample - base)
+        finally:
+            mine.set_result(None)
+        words = tuple(replace(w, speaker=s) for w, s in zip(words, decided.word_speakers))
+        return words, decided.speaker, speaker_turns(text, words, decided, base)
+
+    def _deliver_final(self, u: _Utterance, result: UpdateResult, words: tuple[Word, ...],
+                       speaker: int | None = None, turns: tuple[SpeakerTurn, ...] = ()) -> None:
         assert u.ended is not None and u.slot is not None
         latency = time.monotonic() - u.ended_at
         self.outbox.fill(u.slot, Transcript(
             utterance_index=u.index, is_final=True, text=result.text, stable_text=result.text,
+            channel=u.channel,
             language=self.settings.result_language(result.language),
             start_ms=u.audio_start // SAMPLES_PER_MS, end_ms=u.ended.audio_end_ms,
             processed_ms=self.segmenter.received_ms, latency_ms=round(1000 * latency),
-            end_reason=u.ended.reason, words=words,
+            end_reason=u.ended.reason, words=with_confidence(words, result.transcript_tokens),
+            tokens=result.transcript_tokens, speaker=speaker, turns=turns,
         ))
         del self._utterances[u.index]
         self._final_delivered.set()
@@ -465,3 +574,25 @@ class Session:
         self._utterances.clear()
         for task in list(self._tasks):
             task.cancel()
+
+
+def speaker_turns(text: str, words: tuple[Word, ...], decided: UtteranceSpeakers, base: int
+                  ) -> tuple[SpeakerTurn, ...]:
+    """The final's turns in ms from the stream start (``base``: the utterance's first sample), each
+    with its part of the text: from its first word to the next turn's first word. Without words
+    the text cannot be split: the longest turn has it, the others an empty text."""
+    offsets = unit_offsets(text, [w.word for w in words])
+    firsts = [next((i for i, w in enumerate(words) if w.speaker == speaker and a <= (w.start_ms + w.end_ms) // 2
+                    * SAMPLES_PER_MS - base < b), None) for speaker, a, b in decided.turns]
+    longest = max(range(len(decided.turns)), key=lambda i: decided.turns[i][2] - decided.turns[i][1])
+    out = []
+    for i, (speaker, start, end) in enumerate(decided.turns):
+        if words:
+            begin = 0 if i == 0 or firsts[i] is None else offsets[firsts[i]]
+            following = [f for f in firsts[i + 1:] if f is not None]
+            part = text[begin: offsets[following[0]] if following else len(text)].strip()
+        else:
+            part = text if i == longest else ""
+        out.append(SpeakerTurn(speaker, (base + start) // SAMPLES_PER_MS, (base + end) // SAMPLES_PER_MS, part))
+    return tuple(out)
+

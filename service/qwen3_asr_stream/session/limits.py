@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from ..audio.vad import EndpointingOptions
 from ..engine.options import DEFAULT_UPDATE_INTERVAL_MS, update_interval_problem
+from ..engine.speakers import MAX_SPEAKERS
 
 KIB = 1024
 MIB = 1024 * KIB
@@ -30,6 +31,7 @@ class SessionLimits:
     max_queued_responses: int = 64  # unread results of a stream before its audio is no longer read
     recognize_parallel: int = 4  # utterances of one unary call in the engine at once
     max_lead_s: float = 30.0  # a stream's audio is read at most this far ahead of real time
+    max_speakers: int = 8  # diarization: the most speakers a stream may ask for (labels 1..this)
 
     def __post_init__(self) -> None:
         problem = _problem(self)
@@ -69,6 +71,8 @@ def _problem(limits: SessionLimits) -> str | None:
          f"recognize_parallel must be at least 1, got {limits.recognize_parallel!r}"),
         (_number(limits.max_lead_s) and limits.max_lead_s >= 1,
          f"max_lead_s must be at least 1 s, got {limits.max_lead_s!r}"),
+        (_int(limits.max_speakers) and 1 <= limits.max_speakers <= MAX_SPEAKERS,
+         f"max_speakers must be 1-{MAX_SPEAKERS}, got {limits.max_speakers!r}"),
         (_int(limits.max_queued_responses) and limits.max_queued_responses >= 8,
          f"max_queued_responses must be at least 8, got {limits.max_queued_responses!r}"),
     )

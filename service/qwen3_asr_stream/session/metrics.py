@@ -40,6 +40,8 @@ class Metrics:
                                         ["kind"], buckets=LATENCY_BUCKETS, registry=r)
         self.aligner_seconds = Histogram("asr_aligner_batch_seconds", "Forced-aligner compute per batch",
                                          buckets=LATENCY_BUCKETS, registry=r)
+        self.speaker_seconds = Histogram("asr_speaker_model_seconds", "Speaker-model compute per final utterance",
+                                         buckets=LATENCY_BUCKETS, registry=r)
 
     def watch(self, name: str, documentation: str, read: Callable[[], Iterable[tuple[dict[str, str], float]]]) -> None:
         """A gauge read at scrape time: ``read()`` gives (labels, value) pairs."""

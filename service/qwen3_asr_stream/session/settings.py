@@ -13,12 +13,13 @@ from __future__ import annotations
 import dataclasses
 from typing import Sequence
 
-from ..audio.input import AudioEncoding, AudioFormat
+from ..audio.input import SEPARATE_NEEDS_RAW, AudioEncoding, AudioFormat
 from ..audio.vad import EndpointingOptions
 from ..engine.bias import DEFAULT_BOOST, check_terms
 from ..engine.options import update_interval_problem
 from ..text.transcript import SUPPORTED_LANGUAGES, normalize_language
 from .errors import InvalidRequest
+from .diarization import DiarizationOptions
 from .types import Backend, RecognitionSettings
 
 # ISO 639 codes accepted besides the names (BCP-47 tags like "en-US" use the first part).
@@ -77,9 +78,13 @@ def settings_from(backend: Backend, *, encoding: AudioEncoding = AudioEncoding.L
                   channels: int = 1, model: str | None = None, language: str | None = None, context: str = "",
                   hot_words: Sequence[str] = (), word_times: bool = False,
                   endpointing: EndpointingOptions | None = None, interim_results: bool = False,
-                  update_interval_ms: int | None = None, key_terms: Sequence[str] = (),
+                  update_interval_ms: int | None = None, diarization: bool = False, min_speakers: int = 0,
+                  max_speakers: int = 0, separate_channels: bool = False, key_terms: Sequence[str] = (),
                   term_boost: float | None = None) -> RecognitionSettings:
-    """Check a client's request and fill in the server's defaults; raises InvalidRequest."""
+    """Check a client's request and fill in the server's defaults; raises InvalidRequest.
+
+    ``diarization``: speaker labels; ``min_speakers`` / ``max_speakers`` 0 = the defaults (1 and
+    the server's ``max_speakers``)."""
     limits = backend.limits
     if not sample_rate and encoding.raw:
         raise InvalidRequest("the sample rate is not set; give the audio's rate, 8000 to 48000 Hz")
@@ -109,7 +114,35 @@ def settings_from(backend: Backend, *, encoding: AudioEncoding = AudioEncoding.L
         check_terms(key_terms, term_boost)
     except ValueError as exc:
         raise InvalidRequest(str(exc)) from None
+    if separate_channels and not encoding.raw:
+        raise InvalidRequest(SEPARATE_NEEDS_RAW)
     return RecognitionSettings(
         audio=audio, model=name, language=language_of(language), context=context, word_times=word_times,
         endpointing=endpointing, interim_results=interim_results, update_interval_ms=interval,
+        separate_channels=separate_channels and audio.channels > 1,
+        diarization=diarization_of(backend, diarization, min_speakers, max_speakers),
         key_terms=key_terms, term_boost=term_boost)
+
+
+def diarization_of(backend: Backend, enabled: bool, min_speakers: int, max_speakers: int
+                   ) -> DiarizationOptions | None:
+    """The diarization a client asked for (None: off); raises InvalidRequest."""
+    if not enabled:
+        if min_speakers or max_speakers:
+            raise InvalidRequest("min_speakers / max_speakers are set but diarization is not enabled; enable it")
+        return None
+    if backend.speakers is None:
+        raise InvalidRequest("speaker diarization needs a speaker model, which this server runs without; "
+                             "start it with --speaker-model resemblyzer")
+    limit = backend.limits.max_speakers
+    if min_speakers < 0 or max_speakers < 0:
+        raise InvalidRequest(f"min_speakers and max_speakers must be 0 (default) or positive, "
+                             f"got {min_speakers} and {max_speakers}")
+    if max_speakers > limit:
+        raise InvalidRequest(f"max_speakers {max_speakers} exceeds this server's limit of {limit} "
+                             f"(serve --max-speakers)")
+    high = max_speakers or limit
+    low = min_speakers or 1
+    if low > high:
+        raise InvalidRequest(f"min_speakers ({low}) is above max_speakers ({high})")
+    return DiarizationOptions(min_speakers=low, max_speakers=high)

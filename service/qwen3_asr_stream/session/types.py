@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from qwen3_asr_client.results import SpeechEvent, Word  # shared with the client: one definition
 
+from ..text.confidence import TokenLogprob, confidence_of, mean_logprob, word_confidences
 from ..audio.input import AudioFormat
 from ..audio.vad import SAMPLES_PER_MS, EndpointingOptions, EndReason
 from ..engine.aligner import AlignRequest
@@ -21,8 +22,10 @@ from ..engine.options import DEFAULT_UPDATE_INTERVAL_MS, UtteranceOptions
 from ..engine.text_layer import StreamingEngine
 from ..text.alignment import WordTime, clamp_word_times
 from .aligner_worker import AlignerWorker
+from .diarization import DiarizationOptions
 from .limits import SessionLimits
 from .metrics import Metrics
+from .speaker_worker import SpeakerWorker
 
 __all__ = ["Backend", "RecognitionSettings", "SpeechEvent", "Transcript", "Word", "align_words", "words_in_stream"]
 
@@ -41,6 +44,8 @@ class RecognitionSettings:
     endpointing: EndpointingOptions
     interim_results: bool = False
     update_interval_ms: int = DEFAULT_UPDATE_INTERVAL_MS
+    separate_channels: bool = False  # each channel its own utterances and results (else mixed down)
+    diarization: DiarizationOptions | None = None  # speaker labels on finals and words (None: off)
     key_terms: tuple[str, ...] = ()  # steer decoding (engine/bias.py)
     term_boost: float = DEFAULT_BOOST
 
@@ -63,10 +68,21 @@ class Backend:
     engines: dict[str, StreamingEngine]
     aligner: AlignerWorker | None
     metrics: Metrics
+    speakers: SpeakerWorker | None = None  # the speaker model (None: no diarization)
 
     @property
     def default_model(self) -> str:
         return next(iter(self.engines))
+
+
+@dataclass(frozen=True)
+class SpeakerTurn:
+    """A stretch of one final spoken by one speaker (ms from the stream start)."""
+
+    speaker: int
+    start_ms: int
+    end_ms: int
+    text: str
 
 
 @dataclass(frozen=True)
@@ -88,10 +104,25 @@ class Transcript:
     processed_ms: int
     latency_ms: int
     end_reason: EndReason | None = None
-    words: tuple[Word, ...] = ()
+    words: tuple[Word, ...] = ()  # finals with word times; each with its confidence
+    tokens: tuple[TokenLogprob, ...] = ()  # finals: the transcript's tokens and their log-probabilities
+    speaker: int | None = None  # finals with diarization: 1, 2, ... (stable for the stream)
+    turns: tuple[SpeakerTurn, ...] = ()  # finals with diarization: the speakers in order (a change splits)
+    channel: int | None = None  # separate recognition per channel: the channel, 1-based
+
     # An early end of turn (endpointing ``eager_pause_ms``): the speaker paused; the transcript so
     # far, decoded at once. A SpeechEvent "resumed" follows if the utterance goes on.
     eager: bool = False
+
+    @property
+    def avg_logprob(self) -> float | None:
+        """Mean log-probability of the transcript's tokens (finals; None without tokens)."""
+        return mean_logprob(self.tokens)
+
+    @property
+    def confidence(self) -> float | None:
+        """exp(avg_logprob), in [0, 1] (finals; None without tokens)."""
+        return confidence_of(self.tokens)
 
     def __post_init__(self) -> None:
         assert self.text.startswith(self.stable_text), "the text layer gives a stable text that prefixes the text"
@@ -115,6 +146,12 @@ def words_in_stream(words: list[WordTime], start_sample: int, end_sample: int) -
     utterance's audio and non-decreasing (``clamp_word_times``, shared with offline use)."""
     span = clamp_word_times(words, start_sample // SAMPLES_PER_MS, end_sample // SAMPLES_PER_MS)
     return tuple(Word(text, start, end) for text, start, end in span)
+
+
+def with_confidence(words: tuple[Word, ...], tokens: tuple[TokenLogprob, ...]) -> tuple[Word, ...]:
+    """The words, each with the confidence of the tokens that spell it."""
+    scores = word_confidences(tokens, [w.word for w in words])
+    return tuple(replace(w, confidence=c) for w, c in zip(words, scores))
 
 
 async def align_words(aligner: AlignerWorker, audio: np.ndarray, text: str, language: str,

@@ -25,9 +25,9 @@ __all__ = ["ServerThread", "load_aligner", "load_engine"]  # loading is the serv
 
 class ServerThread:
     def __init__(self, options: ServerOptions, engines: Mapping[str, StreamingEngine],
-                 aligner: ForcedAligner | None = None) -> None:
+                 aligner: ForcedAligner | None = None, speakers=None) -> None:
         self.options = options
-        self._engines, self._aligner = engines, aligner
+        self._engines, self._aligner, self._speakers = engines, aligner, speakers
         self.server: AsrServer | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
         self.port: int | None = None
@@ -54,7 +54,7 @@ class ServerThread:
         self.loop = asyncio.get_running_loop()
         self._done = asyncio.Event()
         try:
-            self.server = AsrServer(self.options, self._engines, self._aligner)
+            self.server = AsrServer(self.options, self._engines, self._aligner, self._speakers)
             port = await self.server.start()
         except BaseException as exc:  # noqa: BLE001 - reported to start()
             self._ready.set_exception(exc)

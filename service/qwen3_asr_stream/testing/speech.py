@@ -17,6 +17,7 @@ import numpy as np
 
 _AUDIO_OUTPUT_SYNCHRONOUS = 2  # espeak_AUDIO_OUTPUT: synthesize into the callback, return when done
 _ESPEAK_RATE = 1  # espeak_PARAMETER: words per minute
+_ESPEAK_PITCH = 3  # espeakPITCH: base pitch, 0-100
 _CHARS_UTF8 = 1  # espeak_Synth flags: the text is UTF-8,
 _END_PAUSE = 0x1000  # and a sentence's pause follows it (as the espeak-ng program writes)
 _Callback = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.c_void_p)
@@ -58,11 +59,12 @@ class _Espeak:
             self._chunks.append(np.ctypeslib.as_array(wav, shape=(n,)).copy())
         return 0  # go on
 
-    def synthesize(self, text: str, voice: str, words_per_minute: int) -> np.ndarray:
+    def synthesize(self, text: str, voice: str, words_per_minute: int, pitch: int = 50) -> np.ndarray:
         with self.lock:
             if self.lib.espeak_SetVoiceByName(voice.encode()) != 0:
                 raise SpeechError(f"eSpeak NG has no voice {voice!r}")
             self.lib.espeak_SetParameter(_ESPEAK_RATE, words_per_minute, 0)
+            self.lib.espeak_SetParameter(_ESPEAK_PITCH, pitch, 0)
             self._chunks = []
             data = text.encode("utf-8")
             error = self.lib.espeak_Synth(data, len(data) + 1, 0, 0, 0, _CHARS_UTF8 | _END_PAUSE, None, None)
@@ -84,10 +86,14 @@ def _espeak() -> _Espeak:
         return _engine
 
 
-def synthesize(text: str, voice: str = "en-us", words_per_minute: int = 160) -> tuple[np.ndarray, int]:
-    """``text`` spoken: int16 mono samples and their sample rate."""
+def synthesize(text: str, voice: str = "en-us", words_per_minute: int = 160, pitch: int = 50
+               ) -> tuple[np.ndarray, int]:
+    """``text`` spoken: int16 mono samples and their sample rate; ``pitch`` 0-100 (eSpeak's base
+    pitch; 50 is the voice's own)."""
+    if not 0 <= pitch <= 100:
+        raise ValueError(f"pitch must be 0-100, got {pitch}")
     engine = _espeak()
-    return engine.synthesize(text, voice, words_per_minute), engine.rate
+    return engine.synthesize(text, voice, words_per_minute, pitch), engine.rate
 
 
 def write_wav(text: str, path: str | Path, voice: str = "en-us", words_per_minute: int = 160) -> Path:

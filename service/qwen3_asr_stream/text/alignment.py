@@ -341,3 +341,25 @@ def clamp_word_times(words: Sequence[WordTime], start_ms: int, end_ms: int) -> l
         out.append((w.text, start, end))
         floor = start
     return out
+
+
+def unit_offsets(text: str, units: Sequence[str]) -> list[int]:
+    """Where each word unit (``split_words`` of ``text``) starts in ``text``: its characters are
+    found in order (units drop punctuation and split ideographs, so they are a subsequence of the
+    text's characters); a unit not found starts at the end of the text."""
+    offsets, at = [], 0
+    for unit in units:
+        first = text.find(unit[:1], at) if unit else -1
+        if first < 0:
+            offsets.append(len(text))
+            continue
+        offsets.append(first)
+        pos = first
+        for ch in unit:
+            found = text.find(ch, pos)
+            if found < 0:
+                break
+            pos = found + 1
+        at = pos
+    return offsets
+

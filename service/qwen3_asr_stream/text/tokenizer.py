@@ -100,14 +100,31 @@ def _read_tokenizer_config(folder: Path) -> dict:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
+def _byte_level_decoder() -> dict[str, int]:
+    """Byte-level BPE's printable stand-in character of each byte (GPT-2's table), reversed."""
+    kept = [*range(ord("!"), ord("~") + 1), *range(ord("\u00a1"), ord("\u00ac") + 1),
+            *range(ord("\u00ae"), ord("\u00ff") + 1)]
+    table, extra = {}, 0
+    for byte in range(256):
+        if byte in kept:
+            table[chr(byte)] = byte
+        else:
+            table[chr(256 + extra)] = byte
+            extra += 1
+    return table
+
+
+_BYTE_OF = _byte_level_decoder()
+
+
 class TextTokenizer:
     """Encode prompts, decode generated ids; ids of the special tokens by name."""
 
     def __init__(self, tokenizer: Tokenizer) -> None:
         self._tok = tokenizer
-        self.special_ids = frozenset(
-            token_id for token_id, added in tokenizer.get_added_tokens_decoder().items() if added.special
-        )
+        added = tokenizer.get_added_tokens_decoder()
+        self.special_ids = frozenset(token_id for token_id, token in added.items() if token.special)
+        self._added = {token_id: token.content for token_id, token in added.items()}
 
     @classmethod
     def from_folder(cls, folder: str | Path) -> "TextTokenizer":
@@ -133,6 +150,15 @@ class TextTokenizer:
 
     def decode(self, ids: Sequence[int], skip_special_tokens: bool = True) -> str:
         return self._tok.decode(list(ids), skip_special_tokens=skip_special_tokens)
+
+    def token_bytes(self, token_id: int) -> bytes:
+        """The bytes one token stands for (part of a character for some byte-level tokens); none
+        for an id the tokenizer lacks (the model's embedding is padded past the vocabulary, and
+        ``decode`` skips such ids too)."""
+        if token_id in self._added:
+            return self._added[token_id].encode()
+        piece = self._tok.id_to_token(token_id)
+        return b"" if piece is None else bytes(_BYTE_OF[ch] for ch in piece)
 
     def end_of_text_ids(self) -> tuple[int, ...]:
         """Ids that end a transcript: the checkpoint's ``<|im_end|>`` and ``<|endoftext|>``."""

@@ -58,17 +58,26 @@ def settings_of(backend: Backend, config: asr_pb2.RecognitionConfig,
         word_times=config.enable_word_time_offsets,
         endpointing=endpointing_of(config.endpointing, backend.limits.endpointing),
         interim_results=streaming is not None and streaming.interim_results,
-        update_interval_ms=streaming.update_interval_ms if streaming is not None else None)
+        update_interval_ms=streaming.update_interval_ms if streaming is not None else None,
+        diarization=config.diarization.enable, min_speakers=config.diarization.min_speakers,
+        max_speakers=config.diarization.max_speakers,
+        separate_channels=config.enable_separate_recognition_per_channel)
 
 
 def result_proto(t: Transcript) -> asr_pb2.StreamingRecognitionResult:
     return asr_pb2.StreamingRecognitionResult(
         transcript=t.text, is_final=t.is_final, stability=t.stability,
         stable_text=t.stable_text, unstable_text=t.unstable_text, language_code=t.language,
-        words=[asr_pb2.WordInfo(word=w.word, start_ms=w.start_ms, end_ms=w.end_ms) for w in t.words],
+        words=[asr_pb2.WordInfo(word=w.word, start_ms=w.start_ms, end_ms=w.end_ms, confidence=w.confidence,
+                               speaker=w.speaker)
+               for w in t.words],
         utterance_index=t.utterance_index, result_start_offset_ms=t.start_ms, result_end_offset_ms=t.end_ms,
         audio_processed_ms=t.processed_ms, processing_latency_ms=t.latency_ms,
-        end_reason=END_REASONS[t.end_reason] if t.end_reason else asr_pb2.END_REASON_UNSPECIFIED)
+        end_reason=END_REASONS[t.end_reason] if t.end_reason else asr_pb2.END_REASON_UNSPECIFIED,
+        confidence=t.confidence, speaker=t.speaker,
+        speaker_turns=[asr_pb2.SpeakerTurn(speaker=turn.speaker, start_ms=turn.start_ms, end_ms=turn.end_ms,
+                                           transcript=turn.text) for turn in t.turns],
+        channel=t.channel)  # None (unset): interims, empty finals, diarization off
 
 
 def response_proto(item: Transcript | SpeechEvent) -> asr_pb2.StreamingRecognizeResponse:

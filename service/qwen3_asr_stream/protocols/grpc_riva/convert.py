@@ -149,11 +149,6 @@ def unsupported(config: rasr.RecognitionConfig) -> None:
     if config.max_alternatives > 1:
         raise InvalidRequest(f"max_alternatives {config.max_alternatives} is not supported: this server gives "
                              "one alternative; set 0 or 1")
-    if config.diarization_config.enable_speaker_diarization:
-        raise InvalidRequest("speaker diarization (diarization_config) is not supported by this server")
-    if config.enable_separate_recognition_per_channel:
-        raise InvalidRequest("enable_separate_recognition_per_channel is not supported: two channels are "
-                             "mixed into one")
     if config.profanity_filter:
         raise InvalidRequest("profanity_filter is not supported by this server; set it to false")
 
@@ -189,7 +184,12 @@ def config_kwargs(config: rasr.RecognitionConfig, default_endpointing: Endpointi
         # The phrases also steer decoding (engine/bias.py), with the largest boost given (0: our default).
         "key_terms": [phrase for context in config.speech_contexts for phrase in context.phrases],
         "term_boost": max((context.boost for context in config.speech_contexts), default=0.0) or None,
-        "word_times": config.enable_word_time_offsets,
+        # Riva gives speakers as words' speaker_tag: diarization brings the words.
+        "word_times": config.enable_word_time_offsets or config.diarization_config.enable_speaker_diarization,
+        "diarization": config.diarization_config.enable_speaker_diarization,
+        "separate_channels": config.enable_separate_recognition_per_channel,
+        "max_speakers": (config.diarization_config.max_speaker_count
+                         if config.diarization_config.enable_speaker_diarization else 0),
         "endpointing": endpointing_of(config, default_endpointing),
         **custom_of(config),
     }
@@ -220,19 +220,21 @@ def force_eou(request: rasr.StreamingRecognizeRequest) -> bool:
 
 def alternative(t: Transcript) -> rasr.SpeechRecognitionAlternative:
     """The one alternative of a transcript; words (finals with word times) in ms from the stream
-    start; the language as a BCP-47 tag on the alternative and on each word. No confidence
-    is computed (0)."""
+    start; the language as a BCP-47 tag on the alternative and on each word. ``confidence``
+    (alternative and words, 0-1) on finals; Riva's proto has no presence for it, so an interim's
+    reads 0."""
     code = bcp47_of(t.language) if t.language else ""
     return rasr.SpeechRecognitionAlternative(
-        transcript=t.text, language_code=[code] if code else [],
-        words=[rasr.WordInfo(word=w.word, start_time=w.start_ms, end_time=w.end_ms, language_code=code)
+        transcript=t.text, language_code=[code] if code else [], confidence=t.confidence or 0.0,
+        words=[rasr.WordInfo(word=w.word, start_time=w.start_ms, end_time=w.end_ms, language_code=code,
+                             confidence=w.confidence or 0.0, speaker_tag=w.speaker or 0)
                for w in t.words])
 
 
 def streaming_response(t: Transcript, request_id: str = "") -> rasr.StreamingRecognizeResponse:
     """One result per response (frameworks treat each result as its own transcript)."""
     result = rasr.StreamingRecognitionResult(
-        alternatives=[alternative(t)], is_final=t.is_final, stability=t.stability, channel_tag=1,
+        alternatives=[alternative(t)], is_final=t.is_final, stability=t.stability, channel_tag=t.channel or 1,
         audio_processed=t.processed_ms / 1000)
     response = rasr.StreamingRecognizeResponse(results=[result])
     if request_id:
@@ -242,7 +244,8 @@ def streaming_response(t: Transcript, request_id: str = "") -> rasr.StreamingRec
 
 def recognize_response(transcripts, request_id: str = "") -> rasr.RecognizeResponse:
     response = rasr.RecognizeResponse(results=[
-        rasr.SpeechRecognitionResult(alternatives=[alternative(t)], channel_tag=1, audio_processed=t.processed_ms / 1000)
+        rasr.SpeechRecognitionResult(alternatives=[alternative(t)], channel_tag=t.channel or 1,
+                                     audio_processed=t.processed_ms / 1000)
         for t in transcripts])
     if request_id:
         response.id.value = request_id

@@ -31,7 +31,8 @@ function connect() {
         audio: {input: {format: {type: "audio/pcm", rate: RATE},
                         transcription: {model: "", language: language, update_interval_ms: 500},
                         turn_detection: {type: "server_vad", silence_duration_ms: 600}}},
-        include: $("words").checked ? ["item.input_audio_transcription.words"] : []}}));
+        include: [...($("words").checked ? ["item.input_audio_transcription.words"] : []),
+                  ...($("speakers").checked ? ["item.input_audio_transcription.speakers"] : [])]}}));
       resolve(ws);
     };
     ws.onerror = () => reject(new Error("could not connect (wrong API key, or the server is busy?)"));
@@ -73,14 +74,33 @@ function showProvisional(e) {
   window.captionLog.push({kind: "provisional", item: e.item_id, text: e.text || ""});
 }
 
+// The meeting so far, one entry per line shown: {start, end (s), speaker ("" without diarization), text}.
+const transcript = [];
+
 function showFinal(e, item) {
   $("provisional").textContent = "";
   if (e.cleared) return;
+  const segments = e.segments || [];
+  if (segments.length) {
+    // Diarization: one line per speaker turn (a change inside the utterance splits it).
+    segments.forEach((s) => showLine(e, item, s.text, s.speaker, s.start, s.end, []));
+  } else {
+    showLine(e, item, e.transcript, "", e.audio_start_ms / 1000, e.audio_end_ms / 1000, e.words || []);
+  }
+}
+
+function showLine(e, item, text, speaker, start, end, words) {
+  transcript.push({start: start, end: end, speaker: speaker, text: text});
   const line = document.createElement("p");
   line.className = "final";
   line.dataset.item = e.item_id;
-  line.dataset.startMs = e.audio_start_ms;
-  const words = e.words || [];
+  line.dataset.startMs = Math.round(start * 1000);
+  if (speaker) {
+    const who = document.createElement("span");
+    who.className = "speaker";
+    who.textContent = `Speaker ${speaker}: `;
+    line.append(who);
+  }
   if (words.length) {
     words.forEach((w, i) => {
       const span = document.createElement("span");
@@ -90,12 +110,14 @@ function showFinal(e, item) {
       line.append(span, document.createTextNode(i + 1 < words.length ? " " : ""));
     });
   } else {
-    line.textContent = e.transcript;
+    line.append(document.createTextNode(text));
   }
-  const clientMs = item && item.stoppedAt ? Math.round(performance.now() - item.stoppedAt) : null;
+  // Once per item (a diarized final shows a line per speaker turn).
+  const clientMs = item && item.stoppedAt && !item.shown ? Math.round(performance.now() - item.stoppedAt) : null;
+  if (item) item.shown = true;
   const meta = document.createElement("span");
   meta.className = "meta";
-  const at = (e.audio_start_ms / 1000).toFixed(1);
+  const at = start.toFixed(1);
   meta.textContent = `${at} s | server ${e.latency_ms} ms` + (clientMs !== null ? ` | seen ${clientMs} ms` : "");
   line.append(meta);
   $("finals").append(line);
@@ -104,8 +126,40 @@ function showFinal(e, item) {
   const p50 = sorted.length ? sorted[Math.floor(sorted.length / 2)] : "-";
   $("stats").textContent = `latency after the end of speech: last ${clientMs ?? "-"} ms, median ${p50} ms ` +
     `(server ${e.latency_ms} ms) over ${sorted.length} lines`;
-  window.captionLog.push({kind: "final", item: e.item_id, text: e.transcript, start_ms: e.audio_start_ms});
+  window.captionLog.push({kind: "final", item: e.item_id, text: text, start_ms: Math.round(start * 1000),
+                         speaker: speaker});
 }
+
+// Downloads of the transcript so far: plain text, SRT or WebVTT, with "Speaker X:" when known.
+function stamp(seconds, separator) {
+  const ms = Math.round(seconds * 1000);
+  const pad = (n, w) => String(n).padStart(w, "0");
+  return `${pad(Math.floor(ms / 3600000), 2)}:${pad(Math.floor(ms / 60000) % 60, 2)}:` +
+    `${pad(Math.floor(ms / 1000) % 60, 2)}${separator}${pad(ms % 1000, 3)}`;
+}
+
+function transcriptAs(format) {
+  const said = (t) => (t.speaker ? `Speaker ${t.speaker}: ` : "") + t.text;
+  if (format === "srt") {
+    return transcript.map((t, i) => `${i + 1}\n${stamp(t.start, ",")} --> ${stamp(t.end, ",")}\n${said(t)}\n\n`).join("");
+  }
+  if (format === "vtt") {
+    return "WEBVTT\n\n" + transcript.map((t) =>
+      `${stamp(t.start, ".")} --> ${stamp(t.end, ".")}\n${t.speaker ? `<v Speaker ${t.speaker}>` : ""}${t.text}\n\n`).join("");
+  }
+  return transcript.map((t) => `[${stamp(t.start, ".")}] ${said(t)}\n`).join("");
+}
+window.transcriptAs = transcriptAs;
+
+document.querySelectorAll("#downloads button").forEach((button) => button.addEventListener("click", () => {
+  const format = button.dataset.format;
+  const types = {txt: "text/plain", srt: "application/x-subrip", vtt: "text/vtt"};
+  const link = document.createElement("a");
+  link.href = URL.createObjectURL(new Blob([transcriptAs(format)], {type: types[format]}));
+  link.download = `transcript.${format}`;
+  link.click();
+  URL.revokeObjectURL(link.href);
+}));
 
 async function start(fromFile) {
   $("start").disabled = true; $("file").disabled = true; $("stop").disabled = false;

@@ -63,7 +63,7 @@ class EndpointingConfig(_message.Message):
     def __init__(self, vad_aggressiveness: _Optional[int] = ..., start_history_ms: _Optional[int] = ..., start_threshold: _Optional[float] = ..., stop_history_ms: _Optional[int] = ..., stop_threshold: _Optional[float] = ..., pre_roll_ms: _Optional[int] = ..., hangover_ms: _Optional[int] = ..., max_utterance_ms: _Optional[int] = ..., frame_ms: _Optional[int] = ...) -> None: ...
 
 class RecognitionConfig(_message.Message):
-    __slots__ = ("encoding", "sample_rate_hertz", "audio_channel_count", "language_code", "model", "context", "hot_words", "enable_word_time_offsets", "endpointing")
+    __slots__ = ("encoding", "sample_rate_hertz", "audio_channel_count", "language_code", "model", "context", "hot_words", "enable_word_time_offsets", "endpointing", "diarization", "enable_separate_recognition_per_channel")
     ENCODING_FIELD_NUMBER: _ClassVar[int]
     SAMPLE_RATE_HERTZ_FIELD_NUMBER: _ClassVar[int]
     AUDIO_CHANNEL_COUNT_FIELD_NUMBER: _ClassVar[int]
@@ -73,6 +73,8 @@ class RecognitionConfig(_message.Message):
     HOT_WORDS_FIELD_NUMBER: _ClassVar[int]
     ENABLE_WORD_TIME_OFFSETS_FIELD_NUMBER: _ClassVar[int]
     ENDPOINTING_FIELD_NUMBER: _ClassVar[int]
+    DIARIZATION_FIELD_NUMBER: _ClassVar[int]
+    ENABLE_SEPARATE_RECOGNITION_PER_CHANNEL_FIELD_NUMBER: _ClassVar[int]
     encoding: AudioEncoding
     sample_rate_hertz: int
     audio_channel_count: int
@@ -82,7 +84,19 @@ class RecognitionConfig(_message.Message):
     hot_words: _containers.RepeatedScalarFieldContainer[str]
     enable_word_time_offsets: bool
     endpointing: EndpointingConfig
-    def __init__(self, encoding: _Optional[_Union[AudioEncoding, str]] = ..., sample_rate_hertz: _Optional[int] = ..., audio_channel_count: _Optional[int] = ..., language_code: _Optional[str] = ..., model: _Optional[str] = ..., context: _Optional[str] = ..., hot_words: _Optional[_Iterable[str]] = ..., enable_word_time_offsets: bool = ..., endpointing: _Optional[_Union[EndpointingConfig, _Mapping]] = ...) -> None: ...
+    diarization: DiarizationConfig
+    enable_separate_recognition_per_channel: bool
+    def __init__(self, encoding: _Optional[_Union[AudioEncoding, str]] = ..., sample_rate_hertz: _Optional[int] = ..., audio_channel_count: _Optional[int] = ..., language_code: _Optional[str] = ..., model: _Optional[str] = ..., context: _Optional[str] = ..., hot_words: _Optional[_Iterable[str]] = ..., enable_word_time_offsets: bool = ..., endpointing: _Optional[_Union[EndpointingConfig, _Mapping]] = ..., diarization: _Optional[_Union[DiarizationConfig, _Mapping]] = ..., enable_separate_recognition_per_channel: bool = ...) -> None: ...
+
+class DiarizationConfig(_message.Message):
+    __slots__ = ("enable", "min_speakers", "max_speakers")
+    ENABLE_FIELD_NUMBER: _ClassVar[int]
+    MIN_SPEAKERS_FIELD_NUMBER: _ClassVar[int]
+    MAX_SPEAKERS_FIELD_NUMBER: _ClassVar[int]
+    enable: bool
+    min_speakers: int
+    max_speakers: int
+    def __init__(self, enable: bool = ..., min_speakers: _Optional[int] = ..., max_speakers: _Optional[int] = ...) -> None: ...
 
 class StreamingRecognitionConfig(_message.Message):
     __slots__ = ("config", "interim_results", "update_interval_ms")
@@ -117,17 +131,21 @@ class StreamingRecognizeRequest(_message.Message):
     def __init__(self, streaming_config: _Optional[_Union[StreamingRecognitionConfig, _Mapping]] = ..., audio_content: _Optional[bytes] = ..., control: _Optional[_Union[Control, _Mapping]] = ...) -> None: ...
 
 class WordInfo(_message.Message):
-    __slots__ = ("word", "start_ms", "end_ms")
+    __slots__ = ("word", "start_ms", "end_ms", "confidence", "speaker")
     WORD_FIELD_NUMBER: _ClassVar[int]
     START_MS_FIELD_NUMBER: _ClassVar[int]
     END_MS_FIELD_NUMBER: _ClassVar[int]
+    CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
+    SPEAKER_FIELD_NUMBER: _ClassVar[int]
     word: str
     start_ms: int
     end_ms: int
-    def __init__(self, word: _Optional[str] = ..., start_ms: _Optional[int] = ..., end_ms: _Optional[int] = ...) -> None: ...
+    confidence: float
+    speaker: int
+    def __init__(self, word: _Optional[str] = ..., start_ms: _Optional[int] = ..., end_ms: _Optional[int] = ..., confidence: _Optional[float] = ..., speaker: _Optional[int] = ...) -> None: ...
 
 class StreamingRecognitionResult(_message.Message):
-    __slots__ = ("transcript", "is_final", "stability", "stable_text", "unstable_text", "language_code", "words", "utterance_index", "result_start_offset_ms", "result_end_offset_ms", "audio_processed_ms", "processing_latency_ms", "end_reason")
+    __slots__ = ("transcript", "is_final", "stability", "stable_text", "unstable_text", "language_code", "words", "utterance_index", "result_start_offset_ms", "result_end_offset_ms", "audio_processed_ms", "processing_latency_ms", "end_reason", "confidence", "speaker", "speaker_turns", "channel")
     TRANSCRIPT_FIELD_NUMBER: _ClassVar[int]
     IS_FINAL_FIELD_NUMBER: _ClassVar[int]
     STABILITY_FIELD_NUMBER: _ClassVar[int]
@@ -141,6 +159,10 @@ class StreamingRecognitionResult(_message.Message):
     AUDIO_PROCESSED_MS_FIELD_NUMBER: _ClassVar[int]
     PROCESSING_LATENCY_MS_FIELD_NUMBER: _ClassVar[int]
     END_REASON_FIELD_NUMBER: _ClassVar[int]
+    CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
+    SPEAKER_FIELD_NUMBER: _ClassVar[int]
+    SPEAKER_TURNS_FIELD_NUMBER: _ClassVar[int]
+    CHANNEL_FIELD_NUMBER: _ClassVar[int]
     transcript: str
     is_final: bool
     stability: float
@@ -154,7 +176,23 @@ class StreamingRecognitionResult(_message.Message):
     audio_processed_ms: int
     processing_latency_ms: int
     end_reason: EndReason
-    def __init__(self, transcript: _Optional[str] = ..., is_final: bool = ..., stability: _Optional[float] = ..., stable_text: _Optional[str] = ..., unstable_text: _Optional[str] = ..., language_code: _Optional[str] = ..., words: _Optional[_Iterable[_Union[WordInfo, _Mapping]]] = ..., utterance_index: _Optional[int] = ..., result_start_offset_ms: _Optional[int] = ..., result_end_offset_ms: _Optional[int] = ..., audio_processed_ms: _Optional[int] = ..., processing_latency_ms: _Optional[int] = ..., end_reason: _Optional[_Union[EndReason, str]] = ...) -> None: ...
+    confidence: float
+    speaker: int
+    speaker_turns: _containers.RepeatedCompositeFieldContainer[SpeakerTurn]
+    channel: int
+    def __init__(self, transcript: _Optional[str] = ..., is_final: bool = ..., stability: _Optional[float] = ..., stable_text: _Optional[str] = ..., unstable_text: _Optional[str] = ..., language_code: _Optional[str] = ..., words: _Optional[_Iterable[_Union[WordInfo, _Mapping]]] = ..., utterance_index: _Optional[int] = ..., result_start_offset_ms: _Optional[int] = ..., result_end_offset_ms: _Optional[int] = ..., audio_processed_ms: _Optional[int] = ..., processing_latency_ms: _Optional[int] = ..., end_reason: _Optional[_Union[EndReason, str]] = ..., confidence: _Optional[float] = ..., speaker: _Optional[int] = ..., speaker_turns: _Optional[_Iterable[_Union[SpeakerTurn, _Mapping]]] = ..., channel: _Optional[int] = ...) -> None: ...
+
+class SpeakerTurn(_message.Message):
+    __slots__ = ("speaker", "start_ms", "end_ms", "transcript")
+    SPEAKER_FIELD_NUMBER: _ClassVar[int]
+    START_MS_FIELD_NUMBER: _ClassVar[int]
+    END_MS_FIELD_NUMBER: _ClassVar[int]
+    TRANSCRIPT_FIELD_NUMBER: _ClassVar[int]
+    speaker: int
+    start_ms: int
+    end_ms: int
+    transcript: str
+    def __init__(self, speaker: _Optional[int] = ..., start_ms: _Optional[int] = ..., end_ms: _Optional[int] = ..., transcript: _Optional[str] = ...) -> None: ...
 
 class SpeechEvent(_message.Message):
     __slots__ = ("type", "offset_ms", "utterance_index", "end_reason")
