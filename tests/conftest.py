@@ -120,6 +120,27 @@ def framework_python(venv: str, env_var: str, install: str) -> Path:
     return path
 
 
+DEEPGRAM_INSTALL = "-e . 'pipecat-ai[nvidia,deepgram]==1.14.0' deepgram-sdk==7.16.0"
+
+
+def deepgram_python() -> Path:
+    """The Python of the venv with the official deepgram-sdk and Pipecat's Deepgram service."""
+    return framework_python(".venv-pipecat", "QWEN3_ASR_PIPECAT_PYTHON", DEEPGRAM_INSTALL)
+
+
+def deepgram_drive(python: Path, url: str, wav: Path, mode: str, key: str, **options) -> list[dict]:
+    """Run tests/deepgram_driver.py (the SDK or Pipecat against ``url``); its JSON lines."""
+    import json
+
+    command = [str(python), str(ROOT / "tests" / "deepgram_driver.py"), "--url", url, "--wav", str(wav),
+               "--mode", mode, "--api-key", key]
+    for name, value in options.items():
+        command += [f"--{name.replace('_', '-')}", json.dumps(value) if isinstance(value, dict) else str(value)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+
+
 def tone_mix(seconds: float, seed: int, rate: int = 16000) -> np.ndarray:
     """A few gliding tones with an amplitude envelope and a little noise: varied, speech-like energy."""
     rng = np.random.default_rng(seed)

@@ -42,7 +42,7 @@ def test_config_maps_onto_settings_arguments():
     kwargs = convert.config_kwargs(config, DEFAULT)
     assert kwargs == {
         "encoding": AudioEncoding.LINEAR16, "sample_rate": 22050, "channels": 2, "language": "de-DE",
-        "hot_words": ["Qwen", "Riva", "gRPC"], "word_times": True, "endpointing": None,
+        "hot_words": ["Qwen", "Riva", "gRPC"], "key_terms": ["Qwen", "Riva", "gRPC"], "term_boost": 4.0, "word_times": True, "endpointing": None,
         "context": "a talk about speech APIs", "update_interval_ms": 500,
         "diarization": True, "max_speakers": 3, "separate_channels": True}
 

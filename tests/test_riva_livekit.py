@@ -25,7 +25,7 @@ DRIVER = Path(__file__).with_name("riva_livekit_driver.py")
 
 @pytest.fixture(scope="module")
 def livekit_python() -> Path:
-    return framework_python(".venv-livekit", "QWEN3_ASR_LIVEKIT_PYTHON", "livekit-plugins-nvidia==1.8.9")
+    return framework_python(".venv-livekit", "QWEN3_ASR_LIVEKIT_PYTHON", "livekit-plugins-nvidia==1.8.9 livekit-plugins-deepgram==1.8.9")
 
 
 def test_livekit_nvidia_stt_with_its_default_model(livekit_python, engine, aligner, phrases, tmp_path):

@@ -25,7 +25,7 @@ API_KEY = "pipecat-key"
 
 @pytest.fixture(scope="module")
 def pipecat_python() -> Path:
-    return framework_python(".venv-pipecat", "QWEN3_ASR_PIPECAT_PYTHON", "-e . 'pipecat-ai[nvidia]==1.14.0'")
+    return framework_python(".venv-pipecat", "QWEN3_ASR_PIPECAT_PYTHON", "-e . 'pipecat-ai[nvidia,deepgram]==1.14.0' deepgram-sdk==7.16.0")
 
 
 @pytest.fixture(scope="module")

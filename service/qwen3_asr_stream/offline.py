@@ -12,7 +12,9 @@ from .engine.aligner import MAX_ALIGN_SECONDS, AlignRequest, ForcedAligner
 from .text.alignment import WordTime, clamp_word_times
 from .audio.files import split_long_audio
 from .checkpoint import LoadOptions, load_pretrained
+from .engine.bias import DEFAULT_BOOST, TermBias, check_terms
 from .engine.decoding import StopRules, greedy_generate
+from .engine.text_layer import term_bias
 from .audio.frontend import N_FFT, SAMPLE_RATE, batch_features
 from .model.qwen3_asr import SpeechModel
 from .text.prompts import asr_prompt_text
@@ -58,8 +60,11 @@ class TranscribeOptions:
     max_new_tokens: int = 512
     word_timestamps: bool = False
     batch_size: int = 32
+    key_terms: tuple[str, ...] = ()  # steer decoding toward these (engine/bias.py), as streams do
+    term_boost: float = DEFAULT_BOOST
 
     def __post_init__(self) -> None:
+        check_terms(self.key_terms, self.term_boost)
         if self.language is not None:
             object.__setattr__(self, "language", normalize_language(self.language))
         if self.max_new_tokens < 1:
@@ -97,7 +102,8 @@ class Transcriber:
         return cls(*load_pretrained(model, load), forced)
 
     def raw_outputs(self, audios: Sequence[np.ndarray], contexts: Sequence[str],
-                    languages: Sequence[str | None], max_new_tokens: int, batch_size: int) -> list[str]:
+                    languages: Sequence[str | None], max_new_tokens: int, batch_size: int,
+                    bias: TermBias | None = None) -> list[str]:
         """Decoded model output per audio (pieces under the model's limit), batched like the official code."""
         outputs: list[str] = []
         stop = StopRules(self.tokenizer.end_of_text_ids(), max_new_tokens)
@@ -109,7 +115,7 @@ class Transcriber:
                 self.tokenizer.encode(asr_prompt_text(e.shape[0], contexts[start + i], languages[start + i]))
                 for i, e in enumerate(encoded)
             ]
-            for tokens in greedy_generate(self.model, prompts, encoded, stop):
+            for tokens in greedy_generate(self.model, prompts, encoded, stop, bias):
                 outputs.append(self.tokenizer.decode(tokens))
         return outputs
 
@@ -131,6 +137,7 @@ class Transcriber:
         raw = self.raw_outputs(
             [p for _, p, _, _ in pieces], [options.context] * len(pieces), [options.language] * len(pieces),
             options.max_new_tokens, options.batch_size,
+            term_bias(self.tokenizer, options.key_terms, options.term_boost),
         )
         parsed = [parse_output(r, options.language) for r in raw]
 

@@ -10,6 +10,9 @@ events in stream order:
     SpeechEnded     the utterance ended (silence, max_length, forced, end_of_stream):
                     where the speech ended and where its audio ends (after the
                     hangover)
+    SpeechPaused    (``eager_pause_ms`` > 0) the speaker paused that long inside an
+                    utterance, shorter than its end: an early end of turn may follow
+    SpeechResumed   speech went on after a SpeechPaused, in the same utterance
 
 Rules:
   * start: the fraction of voiced frames in the last ``start_window_ms`` reaches
@@ -74,6 +77,7 @@ class EndpointingOptions:
     hangover_ms: int = 300  # audio kept after the last voiced frame
     max_utterance_ms: int = 30_000
     ring_capacity_ms: int | None = None  # None: the least the other options need
+    eager_pause_ms: int = 0  # unvoiced ms inside an utterance that make a SpeechPaused (0: off)
 
     def __post_init__(self):
         def need(ok: bool, message: str):
@@ -103,6 +107,10 @@ class EndpointingOptions:
         need(least <= self.max_utterance_ms <= MAX_UTTERANCE_LIMIT_MS,
              f"max_utterance_ms must be {least}-{MAX_UTTERANCE_LIMIT_MS} "
              f"(more than pre_roll_ms + start_window_ms), got {self.max_utterance_ms}")
+        need(isinstance(self.eager_pause_ms, (int, np.integer)) and (
+            self.eager_pause_ms == 0 or self.frame_ms <= self.eager_pause_ms < self.stop_window_ms),
+             f"eager_pause_ms must be 0 (off) or {self.frame_ms} to less than stop_window_ms "
+             f"({self.stop_window_ms}), got {self.eager_pause_ms!r}")
         if self.ring_capacity_ms is not None:
             need(self.ring_capacity_ms >= self.required_ring_ms,
                  f"ring_capacity_ms {self.ring_capacity_ms} is too small for these options; "
@@ -202,7 +210,27 @@ class SpeechEnded:
         return _ms(self.audio_end_sample)
 
 
-Event = Union[SpeechStarted, SpeechAudio, SpeechEnded]
+@dataclass(frozen=True)
+class SpeechPaused:
+    utterance_index: int
+    sample: int  # where the speech paused (the end of its last voiced frame)
+
+    @property
+    def offset_ms(self) -> int:
+        return _ms(self.sample)
+
+
+@dataclass(frozen=True)
+class SpeechResumed:
+    utterance_index: int
+    sample: int  # the start of the voiced frame that resumed it
+
+    @property
+    def offset_ms(self) -> int:
+        return _ms(self.sample)
+
+
+Event = Union[SpeechStarted, SpeechAudio, SpeechEnded, SpeechPaused, SpeechResumed]
 
 
 class SampleRing:
@@ -288,6 +316,8 @@ class Segmenter:
         self._audio_start = 0  # first sample of the current utterance's audio
         self._emitted_to = 0  # audio before this is returned (in speech)
         self._last_voiced_end = 0
+        self._paused = False  # a SpeechPaused went out and no voiced frame came since
+        self._eager = options.eager_pause_ms * SAMPLES_PER_MS
         self._closed = False
 
     @property
@@ -367,6 +397,7 @@ class Segmenter:
             start = self._framed_to
             voiced = self._classify(self._ring.read(start, start + self._frame))
             self._framed_to += self._frame
+            turn = None  # a SpeechPaused / SpeechResumed of this frame
             if not self._in_speech:
                 self._start_flags.append((start, voiced))
                 if sum(v for _, v in self._start_flags) >= opts.start_voiced_frames:
@@ -375,16 +406,23 @@ class Segmenter:
                 self._stop_flags.append(voiced)
                 if voiced:
                     self._last_voiced_end = self._framed_to
+                    if self._paused:
+                        self._paused, turn = False, SpeechResumed(self._index, start)
+                elif self._eager and not self._paused and self._framed_to - self._last_voiced_end >= self._eager:
+                    self._paused, turn = True, SpeechPaused(self._index, self._last_voiced_end)
                 if (len(self._stop_flags) == opts.stop_frames
                         and self._stop_flags.count(False) >= opts.stop_unvoiced_frames):
                     end = min(self._last_voiced_end + self._hangover, self._framed_to)
                     self._end(max(end, self._emitted_to), EndReason.SILENCE, events)
                 elif self._framed_to - self._audio_start >= self._max:
                     self._cut(events)
+                    turn = None
             if self._in_speech:
                 limit = min(self._last_voiced_end + self._hangover,
                             self._audio_start + self._hold_offset, self._framed_to)
                 self._emit(limit, events)
+                if turn is not None and turn.utterance_index == self._index:
+                    events.append(turn)  # after the audio it is about
             self._discard()
 
     def _start(self, events: list[Event]) -> None:
@@ -393,6 +431,7 @@ class Segmenter:
         self._audio_start = max(self._prev_end, voiced_starts[0] - self._pre_roll)
         onset = max(voiced_starts[0], self._audio_start)
         self._in_speech = True
+        self._paused = False
         self._emitted_to = self._audio_start
         self._last_voiced_end = voiced_starts[-1] + self._frame
         self._stop_flags.clear()

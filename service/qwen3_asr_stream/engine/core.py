@@ -76,6 +76,7 @@ class _Entry:
     utterance: Utterance
     callback: TokenCallback
     requested_at: float = 0.0
+    urgent: bool = False  # an early end of turn's interim: scheduled with the finals
 
 
 @dataclass(frozen=True)
@@ -186,6 +187,19 @@ class EngineCore:
                 entry.requested_at = time.monotonic()
                 self._cond.notify()
 
+    def request_interim(self, utterance_id: int) -> None:
+        """An interim over all the audio so far, now (not at the cadence): an early end of turn's
+        speculative transcript (decoded from the last hypothesis as a draft, as interims are)."""
+        entry = self._entry(utterance_id)
+        u = entry.utterance
+        with self._cond:
+            u.interim_end = u.last_update_samples = u.samples
+            entry.urgent = True
+            if Request.INTERIM > u.request:
+                u.request = Request.INTERIM
+                entry.requested_at = time.monotonic()
+            self._cond.notify()
+
     def finish(self, utterance_id: int) -> None:
         """No more audio: the final result comes through the callback."""
         entry = self._entry(utterance_id)
@@ -260,19 +274,22 @@ class EngineCore:
                     entry.requested_at = now
 
     def _take_batch(self) -> list[tuple[_Entry, Request]] | None:
-        """Finals first, then interims, each oldest request first; commits only when neither is
-        pending (a batch holds commits or updates, not both). Clears the requests taken."""
+        """Finals and urgent interims (an early end of turn) first, then interims, each oldest
+        request first; commits only when neither is pending (a batch holds commits or updates,
+        not both). Clears the requests taken."""
         self._release_held()
         pending = [e for e in self._entries.values() if e.utterance.request != Request.NONE]
         if not pending:
             return None
         if any(e.utterance.request > Request.COMMIT for e in pending):
             pending = [e for e in pending if e.utterance.request > Request.COMMIT]
-        pending.sort(key=lambda e: (-int(e.utterance.request), e.requested_at))
+        pending.sort(key=lambda e: (not (e.urgent or e.utterance.request == Request.FINAL),
+                                    -int(e.utterance.request), e.requested_at))
         batch = []
         for entry in pending[: self.options.max_batch]:
             batch.append((entry, entry.utterance.request))
             entry.utterance.request = Request.NONE
+            entry.urgent = False
         return batch
 
     def _run_batch(self, batch: list[tuple[_Entry, Request]]) -> None:

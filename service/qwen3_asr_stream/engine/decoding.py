@@ -10,7 +10,9 @@ bfloat16 the rounding of a prefill and of a one-token step differ slightly, so a
 can flip, as batching can; with int8 weights the activations are quantized per call over
 all positions, so a draft changes the scales of the whole prefill and the tokens can
 differ more often (measured: a fully right draft rejected at its first token at 20 s).
-Stop rules (``StopRules``): end-of-text ids (from the checkpoint's tokenizer), a token
+Key terms (``DecodeRow.bias``, engine/bias.py) change the pick at each position, in the
+prefill's draft verification and in the steps alike (the log-probability is the model's for
+the token picked). Stop rules (``StopRules``): end-of-text ids (from the checkpoint's tokenizer), a token
 bound and a repetition guard.
 
 Every output token comes with its log-probability under the model (float32 log-softmax
@@ -27,6 +29,7 @@ import torch
 
 from ..model.kv_cache import RowCache
 from ..model.qwen3_asr import SpeechModel
+from .bias import TermBias
 
 def check_repetition_guard(repetition_limit: int, max_pattern_tokens: int) -> None:
     """The repetition guard's settings (``StopRules``, ``PolicyOptions``); raises ValueError."""
@@ -81,11 +84,22 @@ class DecodeRow:
     audio: torch.Tensor | None = None  # (k, hidden) for the k audio placeholders in ``ids``
     history: Sequence[int] = ()  # tokens the repetition guard sees before the output (a prefix in ``ids``)
     draft: Sequence[int] = ()  # the expected continuation, verified in the prefill
+    bias: TermBias | None = None  # key terms that steer the greedy pick (engine/bias.py)
     tokens: list[int] = field(default_factory=list)  # output, without the end-of-text token
     logprobs: list[float] = field(default_factory=list)  # log-probability of each of ``tokens``
     accepted: int = 0  # draft tokens kept
     positions: int = 0  # decoder positions run for this row (prefill and steps)
     done: bool = False
+
+    def pick(self, logits: torch.Tensor, greedy: int, logprob: float) -> tuple[int, float]:
+        """The next token and its log-probability: ``greedy`` (the argmax of ``logits`` (vocab,)),
+        or the key terms' pick."""
+        if self.bias is None:
+            return greedy, logprob
+        token = self.bias.pick(logits, [*self.history, *self.tokens])
+        if token == greedy:
+            return greedy, logprob
+        return token, float(torch.log_softmax(logits.float(), dim=-1)[token])
 
     def take(self, token: int, logprob: float) -> bool:
         """Apply the stop rules to the next greedy token (and its log-probability); False once the
@@ -181,14 +195,17 @@ def decode(model: SpeechModel, rows: list[DecodeRow], stepper: Stepper | None = 
     # Logits where greedy decoding reads them: after the last input and after each draft token.
     row_index = [j for j, r in enumerate(rows) for _ in range(len(r.draft) + 1)]
     pos_index = [len(r.ids) - 1 + i for r in rows for i in range(len(r.draft) + 1)]
-    greedy, scores = greedy_pick(model.head(hidden[row_index, pos_index]))
+    logits = model.head(hidden[row_index, pos_index])
+    greedy, scores = greedy_pick(logits)
 
     pending: dict[int, int] = {}  # row -> token to feed next
     at = 0
     for j, r in enumerate(rows):
+        first = at
         guesses = zip(greedy[at : at + len(r.draft) + 1], scores[at : at + len(r.draft) + 1])
         at += len(r.draft) + 1
         for i, (token, logprob) in enumerate(guesses):
+            token, logprob = r.pick(logits[first + i], token, logprob)
             matches = i < len(r.draft) and token == r.draft[i]
             alive = r.take(token, logprob)
             if matches and token not in r.stop.end_ids:
@@ -209,7 +226,8 @@ def decode(model: SpeechModel, rows: list[DecodeRow], stepper: Stepper | None = 
         logits = stepper.step(active, [pending[j] for j in active])
         tokens, logprobs = greedy_pick(logits)
         pending = {}
-        for j, token, logprob in zip(active, tokens, logprobs):
+        for k, (j, token, logprob) in enumerate(zip(active, tokens, logprobs)):
+            token, logprob = rows[j].pick(logits[k], token, logprob)
             rows[j].positions += 1
             if rows[j].take(token, logprob):
                 pending[j] = token
@@ -221,8 +239,9 @@ def greedy_generate(
     prompts: Sequence[Sequence[int]],
     audio: Sequence[torch.Tensor | None],
     stop: StopRules,
+    bias: TermBias | None = None,
 ) -> list[list[int]]:
     """Greedy tokens per prompt, each up to (not including) its end-of-text token."""
-    rows = [DecodeRow(model.new_row_cache(len(p) + stop.max_tokens), p, stop, a)
+    rows = [DecodeRow(model.new_row_cache(len(p) + stop.max_tokens), p, stop, a, bias=bias)
             for p, a in zip(prompts, audio)]
     return [r.tokens for r in decode(model, rows)]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .bias import DEFAULT_BOOST, check_terms
 from .decoding import check_repetition_guard
 
 # The interim cadence (audio time between interim updates), written once: its bounds, the
@@ -90,7 +91,10 @@ class UtteranceOptions:
     context: str = ""
     interim_results: bool = True
     update_interval_s: float | None = None  # audio time between interims; None: the policy's
+    key_terms: tuple[str, ...] = ()  # steer decoding toward these (engine/bias.py)
+    term_boost: float = DEFAULT_BOOST
 
     def __post_init__(self) -> None:
         if self.update_interval_s is not None:
             check_update_interval_s(self.update_interval_s)
+        check_terms(self.key_terms, self.term_boost)

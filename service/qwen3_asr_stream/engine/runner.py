@@ -269,7 +269,8 @@ class ModelRunner:
             ids = commit_ids + [self.audio_pad_id] * n_open + list(u.spec.tail_ids) + list(w.prefix)
             pieces = [a for a in (commit_audio, open_audio) if a is not None]
             audio = torch.cat(pieces) if pieces else None
-            w.row = DecodeRow(u.cache, ids, replace(self.stop, max_tokens=limit), audio, history=w.prefix, draft=draft)
+            w.row = DecodeRow(u.cache, ids, replace(self.stop, max_tokens=limit), audio, history=w.prefix,
+                              draft=draft, bias=u.spec.bias)
             rows.append(w.row)
         decode(self.model, rows, self.graphs.stepper() if self.graphs is not None else None)
         for w in works:

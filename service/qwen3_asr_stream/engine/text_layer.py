@@ -29,6 +29,7 @@ from ..text.confidence import transcript_tokens
 from ..text.tokenizer import TextTokenizer
 from ..text.transcript import ASR_TEXT_TAG, parse_output
 from .core import EngineClosed, EngineCore, EngineFull, EngineStats, UnknownUtterance
+from .bias import TermBias
 from .kv_ledger import EngineMemory, engine_memory
 from .options import EngineOptions, UtteranceOptions
 from .utterance import TokenResult, UpdateResult, UtteranceSpec
@@ -45,6 +46,14 @@ def memory_needed(model: SpeechModel, tokenizer: TextTokenizer, options: EngineO
     static = options.static_decode if options.static_decode is not None else model.device.type == "cuda"
     element = model.thinker.model.embed_tokens.weight.element_size()
     return engine_memory(model.dims, element, options, len(head) + len(tail), static)
+
+
+def term_bias(tokenizer: TextTokenizer, terms, boost: float) -> TermBias | None:
+    """The trie of the terms' token sequences, as spelled and after a space (mid-sentence)."""
+    if not terms:
+        return None
+    return TermBias.from_sequences([tokenizer.encode(variant) for term in terms
+                                    for variant in (term.strip(), " " + term.strip())], boost)
 
 
 @dataclass
@@ -100,12 +109,16 @@ class StreamingEngine:
     def open(self, options: UtteranceOptions, callback: ResultCallback) -> int:
         """Admit a new utterance; raises :class:`EngineFull` when there is no room."""
         head, tail = asr_prompt_ids(self.tokenizer, options.context, options.language)
-        spec = UtteranceSpec(head, tail, options.interim_results, options.update_interval_s)
+        spec = UtteranceSpec(head, tail, options.interim_results, options.update_interval_s,
+                             term_bias(self.tokenizer, options.key_terms, options.term_boost))
         state = _TextState(options.language)
         return self.core.open(spec, lambda result: callback(self._text_result(state, result)))
 
     def push(self, utterance_id: int, samples: np.ndarray) -> None:
         self.core.push(utterance_id, samples)
+
+    def request_interim(self, utterance_id: int) -> None:
+        self.core.request_interim(utterance_id)
 
     def finish(self, utterance_id: int) -> None:
         self.core.finish(utterance_id)

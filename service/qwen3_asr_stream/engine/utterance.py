@@ -16,6 +16,7 @@ import torch
 
 from ..model.kv_cache import RowCache
 from ..text.confidence import TokenLogprob
+from .bias import TermBias
 from .features import WindowedFeatures
 from .options import check_update_interval_s
 from .policy import HypothesisState
@@ -39,6 +40,7 @@ class UtteranceSpec:
     tail_ids: tuple[int, ...]  # prompt after them (ends where the transcript starts)
     interim_results: bool = True
     update_interval_s: float | None = None  # audio time between interims; None: the policy's
+    bias: TermBias | None = None  # key terms that steer decoding
 
     def __post_init__(self) -> None:
         if not self.head_ids or not self.tail_ids:

@@ -20,7 +20,10 @@ the final text extends what the deltas spelled, a last delta carries the rest, a
 revised the stable text: then ``revised`` is true). Every interim also sends a delta
 (maybe empty) with extra fields: ``text`` (the whole current hypothesis),
 ``stable_text``, ``unstable_text``, ``stability``, ``audio_start_ms``, ``audio_end_ms``,
-``language``. ``completed`` adds ``words`` (``{word, start, end, confidence}``, times in s from
+``language``. With ``turn_detection.eager_pause_ms`` (our extension), a pause that long inside
+an utterance sends ``input_audio_buffer.eager_end_of_turn`` (``transcript``: the text so far,
+decoded at once) and, if speech goes on in the same item, ``input_audio_buffer.speech_resumed``.
+``completed`` adds ``words`` (``{word, start, end, confidence}``, times in s from
 the session's first audio), OpenAI's ``logprobs`` (``{token, logprob, bytes}`` of the
 transcript's tokens) when ``include`` names ``item.input_audio_transcription.logprobs``,
 ``confidence`` (0-1, exp of their mean log-probability), with diarization (``include``
@@ -266,6 +269,9 @@ class Connection:
         item = self.item(result.utterance_index)
         vad = self.config.vad is not None
         if isinstance(result, SpeechEvent):
+            if result.type == "resumed":  # extension: speech went on after an early end of turn
+                return [{"type": "input_audio_buffer.speech_resumed", "item_id": item.item_id,
+                         "audio_start_ms": result.offset_ms}]
             if result.type == "start":
                 item.announced = vad
                 return [{"type": "input_audio_buffer.speech_started", "item_id": item.item_id,
@@ -282,7 +288,11 @@ class Connection:
                 delta = result.stable_text[len(item.sent):]
                 item.sent = result.stable_text
             item.announced = True
-            return [self._delta(item, delta, result)]
+            events = [self._delta(item, delta, result)]
+            if result.eager:  # extension: the speaker paused; the transcript so far
+                events.append({"type": "input_audio_buffer.eager_end_of_turn", "item_id": item.item_id,
+                               "transcript": result.text, "audio_end_ms": result.end_ms})
+            return events
         events = []
         if result.text.startswith(item.sent) and len(result.text) > len(item.sent):
             events.append(self._delta(item, result.text[len(item.sent):], result))

@@ -46,6 +46,7 @@ class ServerVad:
     threshold: float = 0.5
     prefix_padding_ms: int = 300
     silence_duration_ms: int = 600
+    eager_pause_ms: int = 0  # our extension: a pause this long sends an early end of turn (0: off)
 
 
 @dataclass(frozen=True)
@@ -77,7 +78,8 @@ class SessionConfig:
         v = self.vad
         return endpointing_with(default, aggressiveness=min(3, max(0, int(v.threshold * 4))),
                                 stop_window_ms=v.silence_duration_ms, pre_roll_ms=v.prefix_padding_ms,
-                                hangover_ms=min(default.hangover_ms, v.silence_duration_ms))
+                                hangover_ms=min(default.hangover_ms, v.silence_duration_ms),
+                                eager_pause_ms=v.eager_pause_ms)
 
 
 def as_object(value, param: str) -> dict:
@@ -120,7 +122,9 @@ def _vad(value, current: ServerVad | None, param: str) -> ServerVad | None:
         prefix_padding_ms=_int(value.get("prefix_padding_ms", base.prefix_padding_ms), f"{param}.prefix_padding_ms",
                                0, MAX_WINDOW_MS),
         silence_duration_ms=_int(value.get("silence_duration_ms", base.silence_duration_ms),
-                                 f"{param}.silence_duration_ms", 30, MAX_WINDOW_MS))
+                                 f"{param}.silence_duration_ms", 30, MAX_WINDOW_MS),
+        eager_pause_ms=_int(value.get("eager_pause_ms", base.eager_pause_ms), f"{param}.eager_pause_ms", 0,
+                            MAX_WINDOW_MS))
 
 
 def _transcription(config: SessionConfig, value, param: str) -> SessionConfig:
@@ -195,9 +199,13 @@ def update_beta(config: SessionConfig, session: dict) -> SessionConfig:
 
 def _vad_object(config: SessionConfig) -> dict | None:
     v = config.vad
-    return None if v is None else {"type": "server_vad", "threshold": v.threshold,
-                                   "prefix_padding_ms": v.prefix_padding_ms,
-                                   "silence_duration_ms": v.silence_duration_ms}
+    if v is None:
+        return None
+    out = {"type": "server_vad", "threshold": v.threshold, "prefix_padding_ms": v.prefix_padding_ms,
+           "silence_duration_ms": v.silence_duration_ms}
+    if v.eager_pause_ms:
+        out["eager_pause_ms"] = v.eager_pause_ms
+    return out
 
 
 def session_object(session_id: str, config: SessionConfig, model: str, beta: bool) -> dict:

@@ -3,13 +3,16 @@
     /                          the live captions page (static files shipped in the package)
     /v1/realtime               OpenAI Realtime transcription (WebSocket)     protocols/openai_realtime.py
     /v1/audio/transcriptions   OpenAI REST transcription                     protocols/openai_rest.py
+    /v1/listen                 Deepgram live (WebSocket) and pre-recorded (POST) protocols/deepgram.py
+    /v2/listen                 Deepgram Flux turns, early end of turn (WebSocket) protocols/deepgram_flux.py
     /v1/models                 the models this server has
     /livez, /readyz            process alive; ready for new calls (503 once the drain begins): server/probes.py
     /metrics                   the server's Prometheus metrics
 
 It shares the backend (engines, aligner, admission, drain, metrics) with the gRPC
 server: both protocols' calls count against the same ``max_streams`` and end in the
-same drain. The bearer token (``ServerOptions.auth_token``) guards ``/v1/``; the page,
+same drain. The token (``ServerOptions.auth_token``) guards ``/v1/`` (Deepgram's paths take it
+as Deepgram's clients send it, ``Authorization: Token``, and refuse in Deepgram's shape); the page,
 the probes and the metrics are open, as the gRPC health service is.
 """
 
@@ -17,11 +20,15 @@ from __future__ import annotations
 
 import logging
 import ssl
+import uuid
 from importlib import resources
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from ..protocols import deepgram_common
+from ..protocols.deepgram import DeepgramApi
+from ..protocols.deepgram_flux import FluxApi
 from ..protocols.openai_common import error_body, error_for, token_ok
 from ..protocols.openai_realtime import MESSAGE_OVERHEAD, RealtimeApi
 from ..protocols.openai_rest import FORM_FIELDS_BYTES, RestApi
@@ -34,6 +41,7 @@ log = logging.getLogger(__name__)
 WEB_PACKAGE = "qwen3_asr_stream.protocols.web"
 WEB_FILES = {"index.html": "text/html", "app.js": "text/javascript", "capture-worklet.js": "text/javascript",
              "style.css": "text/css"}
+DEEPGRAM_PATHS = ("/v1/listen", "/v2/listen")
 TOKEN_MESSAGE = ("missing or wrong API key: send 'Authorization: Bearer <token>' (browsers: the WebSocket "
                  "subprotocol 'openai-insecure-api-key.<token>')")
 
@@ -52,6 +60,8 @@ class HttpServer:
         self.app.router.add_get("/web/{name}", self.page)
         RealtimeApi(calls).add_routes(self.app)
         RestApi(calls).add_routes(self.app)
+        DeepgramApi(calls).add_routes(self.app)
+        FluxApi(calls).add_routes(self.app)
         self._runner: web.AppRunner | None = None
         self.port: int | None = None
 
@@ -82,7 +92,13 @@ class HttpServer:
 
     @web.middleware
     async def _auth(self, request: web.Request, handler):
-        if request.path.startswith("/v1/") and not token_ok(self.options.auth_token, request.headers):
+        expected = self.options.auth_token
+        if request.path in DEEPGRAM_PATHS:
+            if not deepgram_common.key_ok(expected, request.headers):
+                self.backend.metrics.rejected.labels("unauthenticated").inc()
+                return deepgram_common.error_response(deepgram_common.KEY_MESSAGE,
+                                                      deepgram_common.error_for("UNAUTHENTICATED"), str(uuid.uuid4()))
+        elif request.path.startswith("/v1/") and not token_ok(expected, request.headers):
             self.backend.metrics.rejected.labels("unauthenticated").inc()
             return web.json_response(error_body(TOKEN_MESSAGE, error_for("UNAUTHENTICATED")), status=401)
         return await handler(request)

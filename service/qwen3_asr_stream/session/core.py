@@ -43,19 +43,23 @@ the aligner call back from their threads through ``loop.call_soon_threadsafe`` /
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import enum
 import functools
 import logging
 import time
 from dataclasses import dataclass, field, replace
+from typing import Sequence
 
 import numpy as np
 
 from ..audio import SAMPLES_PER_MS
 from ..audio.input import AudioDecoder, CorruptStream
-from ..audio.vad import EndReason, Segmenter, SpeechAudio, SpeechEnded, SpeechStarted
+from ..audio.vad import EndReason, Segmenter, SpeechAudio, SpeechEnded, SpeechPaused, SpeechResumed, SpeechStarted
+from ..engine.bias import check_terms
 from ..engine.utterance import UpdateResult
-from .errors import OK, Cancelled, MessageTooLarge, RecognitionFailed, Status, StreamTooLong, is_expected, status_of
+from .errors import (OK, Cancelled, InvalidRequest, MessageTooLarge, RecognitionFailed, Status, StreamTooLong,
+                     is_expected, status_of)
 from .outbox import Outbox, Slot
 from .speaker_worker import EMBED_EVERY_WINDOWS
 from ..text.alignment import unit_offsets
@@ -89,6 +93,8 @@ class _Utterance:
     pushed: int = 0
     pushed_at: dict[int, float] = field(default_factory=dict)  # engine length -> arrival (interims only)
     first_partial: bool = False
+    eager_samples: int = 0  # the audio an early end of turn waits for an interim over (0: none waits)
+    eager_sent: bool = False  # an early end of turn went out and the speech has not resumed
     ended: SpeechEnded | None = None
     ended_at: float = 0.0
     slot: Slot | None = None
@@ -196,6 +202,21 @@ class Session:
             return
         if over > 0:
             self.stop(too_long)
+
+    def set_key_terms(self, terms: Sequence[str]) -> None:
+        """Key terms for the utterances that start from now on (Deepgram's Configure); raises
+        InvalidRequest beyond the limits (``engine.bias.check_terms``, as for a new call)."""
+        terms = tuple(dict.fromkeys(t.strip() for t in terms))
+        try:
+            check_terms(terms, self.settings.term_boost)
+        except ValueError as exc:
+            raise InvalidRequest(str(exc)) from None
+        self.settings = dataclasses.replace(self.settings, key_terms=terms)
+
+    def keep_alive(self) -> None:
+        """The client is there though it sends no audio now (Deepgram's KeepAlive): not idle."""
+        if self.taking_input:
+            self.last_input_at = time.monotonic()
 
     def finalize(self) -> None:
         """End the utterance in progress now (asr.v1 FINALIZE, OpenAI commit, Riva force_eou)."""
@@ -343,6 +364,10 @@ class Session:
                 self._on_audio(event)
             elif isinstance(event, SpeechStarted):
                 self._on_start(event)
+            elif isinstance(event, SpeechPaused):
+                self._on_pause(event)
+            elif isinstance(event, SpeechResumed):
+                self._on_resume(event)
             else:
                 self._on_end(event)
         self._check_drain()
@@ -385,6 +410,23 @@ class Session:
         if u.interim:
             u.pushed_at[u.pushed] = time.monotonic()
 
+    def _on_pause(self, event: SpeechPaused) -> None:
+        """The speaker paused: an interim over all the audio now, sent as an early end of turn."""
+        u = self._utterances.get(event.utterance_index)
+        if u is None or u.ended is not None:
+            return
+        u.eager_samples = max(1, u.pushed)
+        self.engine.request_interim(u.engine_id)
+
+    def _on_resume(self, event: SpeechResumed) -> None:
+        u = self._utterances.get(event.utterance_index)
+        if u is None:
+            return
+        u.eager_samples = 0
+        if u.eager_sent:
+            u.eager_sent = False
+            self.outbox.put(SpeechEvent("resumed", event.offset_ms, u.index))
+
     def _on_end(self, event: SpeechEnded) -> None:
         u = self._utterances[event.utterance_index]
         u.ended, u.ended_at = event, time.monotonic()
@@ -419,20 +461,28 @@ class Session:
             self._deliver_final(u, result, ())
 
     def _on_interim(self, u: _Utterance, result: UpdateResult) -> None:
+        eager = 0 < u.eager_samples <= result.audio_samples
+        if not (u.interim or eager):
+            return  # an interim before the one an early end of turn waits for
         now = time.monotonic()
         # The push that brought the audio the interim covers (it may cover part of a push).
         arrived = min((t for n, t in u.pushed_at.items() if n >= result.audio_samples), default=now)
         for length in [n for n in u.pushed_at if n <= result.audio_samples]:
             del u.pushed_at[length]
         before = self.outbox.coalesced
-        self.outbox.put_interim(u.index, Transcript(
+        transcript = Transcript(
             utterance_index=u.index, is_final=False, text=result.text, stable_text=result.stable_text,
             channel=u.channel,
             language=self.settings.result_language(result.language),
             start_ms=u.audio_start // SAMPLES_PER_MS,
             end_ms=(u.audio_start + result.audio_samples) // SAMPLES_PER_MS,
-            processed_ms=self.segmenter.received_ms, latency_ms=round(1000 * (now - arrived)),
-        ))
+            processed_ms=self.segmenter.received_ms, latency_ms=round(1000 * (now - arrived)), eager=eager,
+        )
+        if eager:
+            u.eager_samples, u.eager_sent = 0, True
+            self.outbox.put(transcript)  # not coalesced with later interims
+        else:
+            self.outbox.put_interim(u.index, transcript)
         self.interims += 1
         self.metrics.results.labels("interim").inc()
         self.metrics.coalesced.inc(self.outbox.coalesced - before)

@@ -15,6 +15,7 @@ from typing import Sequence
 
 from ..audio.input import SEPARATE_NEEDS_RAW, AudioEncoding, AudioFormat
 from ..audio.vad import EndpointingOptions
+from ..engine.bias import DEFAULT_BOOST, check_terms
 from ..engine.options import update_interval_problem
 from ..text.transcript import SUPPORTED_LANGUAGES, normalize_language
 from .errors import InvalidRequest
@@ -78,7 +79,8 @@ def settings_from(backend: Backend, *, encoding: AudioEncoding = AudioEncoding.L
                   hot_words: Sequence[str] = (), word_times: bool = False,
                   endpointing: EndpointingOptions | None = None, interim_results: bool = False,
                   update_interval_ms: int | None = None, diarization: bool = False, min_speakers: int = 0,
-                  max_speakers: int = 0, separate_channels: bool = False) -> RecognitionSettings:
+                  max_speakers: int = 0, separate_channels: bool = False, key_terms: Sequence[str] = (),
+                  term_boost: float | None = None) -> RecognitionSettings:
     """Check a client's request and fill in the server's defaults; raises InvalidRequest.
 
     ``diarization``: speaker labels; ``min_speakers`` / ``max_speakers`` 0 = the defaults (1 and
@@ -106,13 +108,20 @@ def settings_from(backend: Backend, *, encoding: AudioEncoding = AudioEncoding.L
     problem = update_interval_problem(interval)
     if problem:
         raise InvalidRequest(f"{problem} (or 0 for the default {limits.update_interval_ms})")
+    key_terms = tuple(dict.fromkeys(t.strip() for t in key_terms))
+    term_boost = DEFAULT_BOOST if term_boost is None else term_boost
+    try:
+        check_terms(key_terms, term_boost)
+    except ValueError as exc:
+        raise InvalidRequest(str(exc)) from None
     if separate_channels and not encoding.raw:
         raise InvalidRequest(SEPARATE_NEEDS_RAW)
     return RecognitionSettings(
         audio=audio, model=name, language=language_of(language), context=context, word_times=word_times,
         endpointing=endpointing, interim_results=interim_results, update_interval_ms=interval,
         separate_channels=separate_channels and audio.channels > 1,
-        diarization=diarization_of(backend, diarization, min_speakers, max_speakers))
+        diarization=diarization_of(backend, diarization, min_speakers, max_speakers),
+        key_terms=key_terms, term_boost=term_boost)
 
 
 def diarization_of(backend: Backend, enabled: bool, min_speakers: int, max_speakers: int

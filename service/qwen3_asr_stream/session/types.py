@@ -17,6 +17,7 @@ from ..text.confidence import TokenLogprob, confidence_of, mean_logprob, word_co
 from ..audio.input import AudioFormat
 from ..audio.vad import SAMPLES_PER_MS, EndpointingOptions, EndReason
 from ..engine.aligner import AlignRequest
+from ..engine.bias import DEFAULT_BOOST
 from ..engine.options import DEFAULT_UPDATE_INTERVAL_MS, UtteranceOptions
 from ..engine.text_layer import StreamingEngine
 from ..text.alignment import WordTime, clamp_word_times
@@ -45,6 +46,8 @@ class RecognitionSettings:
     update_interval_ms: int = DEFAULT_UPDATE_INTERVAL_MS
     separate_channels: bool = False  # each channel its own utterances and results (else mixed down)
     diarization: DiarizationOptions | None = None  # speaker labels on finals and words (None: off)
+    key_terms: tuple[str, ...] = ()  # steer decoding (engine/bias.py)
+    term_boost: float = DEFAULT_BOOST
 
     def result_language(self, detected: str) -> str:
         """A result's language: what the model detected, else what the client forced, else ''."""
@@ -52,7 +55,8 @@ class RecognitionSettings:
 
     def utterance_options(self, interim: bool) -> UtteranceOptions:
         return UtteranceOptions(language=self.language, context=self.context, interim_results=interim,
-                                update_interval_s=self.update_interval_ms / 1000)
+                                update_interval_s=self.update_interval_ms / 1000, key_terms=self.key_terms,
+                                term_boost=self.term_boost)
 
 
 @dataclass(frozen=True)
@@ -105,6 +109,10 @@ class Transcript:
     speaker: int | None = None  # finals with diarization: 1, 2, ... (stable for the stream)
     turns: tuple[SpeakerTurn, ...] = ()  # finals with diarization: the speakers in order (a change splits)
     channel: int | None = None  # separate recognition per channel: the channel, 1-based
+
+    # An early end of turn (endpointing ``eager_pause_ms``): the speaker paused; the transcript so
+    # far, decoded at once. A SpeechEvent "resumed" follows if the utterance goes on.
+    eager: bool = False
 
     @property
     def avg_logprob(self) -> float | None:

@@ -54,6 +54,7 @@ def settings_of(backend: Backend, config: asr_pb2.RecognitionConfig,
     return settings_from(
         backend, encoding=encoding, sample_rate=config.sample_rate_hertz, channels=config.audio_channel_count,
         model=config.model, language=config.language_code, context=config.context, hot_words=config.hot_words,
+        key_terms=config.hot_words,
         word_times=config.enable_word_time_offsets,
         endpointing=endpointing_of(config.endpointing, backend.limits.endpointing),
         interim_results=streaming is not None and streaming.interim_results,

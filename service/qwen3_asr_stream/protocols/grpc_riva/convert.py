@@ -181,6 +181,9 @@ def config_kwargs(config: rasr.RecognitionConfig, default_endpointing: Endpointi
         "channels": channels or 1,
         "language": language_code(config),
         "hot_words": [phrase for context in config.speech_contexts for phrase in context.phrases],
+        # The phrases also steer decoding (engine/bias.py), with the largest boost given (0: our default).
+        "key_terms": [phrase for context in config.speech_contexts for phrase in context.phrases],
+        "term_boost": max((context.boost for context in config.speech_contexts), default=0.0) or None,
         # Riva gives speakers as words' speaker_tag: diarization brings the words.
         "word_times": config.enable_word_time_offsets or config.diarization_config.enable_speaker_diarization,
         "diarization": config.diarization_config.enable_speaker_diarization,
