@@ -97,6 +97,20 @@ def test_embeddings_equal_pyannote_on_random_weights(reference_checkpoint, espea
     assert np.allclose(np.concatenate([head, rest]), whole, atol=1e-5)
 
 
+def test_the_published_checkpoint_loads_without_pyannote_or_torchaudio(reference_checkpoint):
+    """pyannote's file pickles its own objects (task specifications, enums): our loader reads only the
+    tensors, in a process where importing pyannote or torchaudio fails."""
+    import subprocess
+    import sys
+
+    _, folder = reference_checkpoint
+    code = ("import sys; sys.modules['pyannote'] = None; sys.modules['torchaudio'] = None\n"
+            "from qwen3_asr_stream.engine.speakers import load_speaker_model\n"
+            f"print(load_speaker_model('wespeaker-resnet34:{folder}').name)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == "wespeaker-resnet34", done.stderr
+
+
 def test_loading_errors_say_what_to_do(tmp_path):
     with pytest.raises(CheckpointError, match="hf download pyannote/wespeaker-voxceleb-resnet34-LM"):
         load_speaker_model(f"wespeaker-resnet34:{tmp_path / 'absent'}")
