@@ -154,8 +154,12 @@ def while_draining(engine, client) -> collections.Counter:
                 held = await holder.open_stream(FORMAT, RecognitionOptions(interim_results=False,
                                                                            word_timestamps=False))
 
+                quiet = asyncio.Event()
+
                 async def speak():
-                    while True:
+                    # stopped by ``quiet``, never cancelled: cancelling a task inside a grpc.aio
+                    # write cancels the whole call
+                    while not quiet.is_set():
                         await held.send_audio(VOICED)
                         await asyncio.sleep(0.1)
                 speaking = asyncio.ensure_future(speak())
@@ -169,7 +173,8 @@ def while_draining(engine, client) -> collections.Counter:
                     outcomes.update(await asyncio.gather(*[client(server.address, None, RecognitionOptions())
                                                            for _ in range(WAVE)]))
                 assert server.server.calls.active == 1  # the held stream kept it draining throughout
-                speaking.cancel()
+                quiet.set()
+                await speaking
                 await held.done_writing()
                 async for _ in held:
                     pass
