@@ -18,6 +18,8 @@ without the lock. After ``close()`` no new batch is taken; a batch already runni
 from __future__ import annotations
 
 import threading
+from collections import deque
+from concurrent.futures import Future
 from typing import Callable, Generic, TypeVar
 
 T = TypeVar("T")
@@ -75,3 +77,54 @@ class BatchWorker(Generic[T]):
                 with self.cond:
                     self._busy = False
                     self.cond.notify_all()
+
+
+R = TypeVar("R")
+
+
+class RequestQueue(Generic[R]):
+    """Requests of every stream, each with a ``concurrent.futures.Future``, run in batches on one
+    ``BatchWorker`` thread (the aligner's and the speaker model's queues).
+
+    A subclass picks a batch from ``self._queue`` in ``_take`` (called with the lock held; a
+    request whose future was cancelled while queued is skipped by ``set_running_or_notify_cancel``)
+    and runs it in ``_run``, setting each future's result or exception.
+    """
+
+    def __init__(self, name: str, what: str) -> None:
+        self._what = what  # for the error when nothing runs the queue
+        self._queue: deque[tuple[R, Future]] = deque()
+        self._worker: BatchWorker[list[tuple[R, Future]]] = BatchWorker(name, take=self._take, run=self._run)
+
+    def start(self):
+        self._worker.start()
+        return self
+
+    def close(self, timeout: float | None = 10.0) -> None:
+        """Stop the thread; requests still queued are cancelled."""
+        with self._worker.cond:
+            pending = list(self._queue)
+            self._queue.clear()
+        self._worker.close(timeout)
+        for _, future in pending:
+            future.cancel()
+
+    @property
+    def queued(self) -> int:
+        with self._worker.cond:
+            return len(self._queue)
+
+    def _submit(self, request: R) -> Future:
+        future: Future = Future()
+        with self._worker.cond:
+            if not self._worker.running:
+                raise RuntimeError(f"the {self._what} is not running")
+            self._queue.append((request, future))
+            self._worker.cond.notify()
+        return future
+
+    def _take(self) -> list[tuple[R, Future]] | None:
+        raise NotImplementedError
+
+    def _run(self, batch: list[tuple[R, Future]]) -> None:
+        raise NotImplementedError

@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import deque
 from concurrent.futures import Future
 from typing import Callable
 
 from ..engine.aligner import MAX_ALIGN_SECONDS, AlignRequest, ForcedAligner
 from ..text.alignment import WordTime
 from ..audio import SAMPLE_RATE
-from ..engine.worker import BatchWorker
+from ..engine.worker import RequestQueue
 
 log = logging.getLogger(__name__)
 DEFAULT_ALIGNER_BATCH = 16  # utterances aligned in one pass
@@ -26,50 +25,25 @@ DEFAULT_ALIGNER_BATCH = 16  # utterances aligned in one pass
 Batch = list[tuple[AlignRequest, Future]]
 
 
-class AlignerWorker:
+class AlignerWorker(RequestQueue[AlignRequest]):
     def __init__(self, aligner: ForcedAligner, *, max_batch: int = DEFAULT_ALIGNER_BATCH, max_batch_seconds: float = 240.0,
                  on_batch: Callable[[int, float], None] | None = None) -> None:
         if max_batch < 1 or max_batch_seconds <= 0:
             raise ValueError("max_batch must be at least 1 and max_batch_seconds positive")
+        super().__init__("asr-aligner", "aligner worker")
         self.aligner = aligner
         self.max_batch = max_batch
         self.max_batch_samples = int(max_batch_seconds * SAMPLE_RATE)
         self._on_batch = on_batch  # (requests, seconds) after each pass, for metrics
-        self._queue: deque[tuple[AlignRequest, Future]] = deque()
-        self._worker: BatchWorker[Batch] = BatchWorker("asr-aligner", take=self._take, run=self._run)
         self.batches = 0
         self.aligned = 0
-
-    def start(self) -> "AlignerWorker":
-        self._worker.start()
-        return self
-
-    def close(self, timeout: float | None = 10.0) -> None:
-        """Stop the thread; requests still queued are cancelled."""
-        with self._worker.cond:
-            pending = list(self._queue)
-            self._queue.clear()
-        self._worker.close(timeout)
-        for _, future in pending:
-            future.cancel()
-
-    @property
-    def queued(self) -> int:
-        with self._worker.cond:
-            return len(self._queue)
 
     def submit(self, request: AlignRequest) -> Future:
         """Queue one utterance; the future's result is its words (times in s from its audio start)."""
         duration = len(request.audio) / SAMPLE_RATE
         if duration > MAX_ALIGN_SECONDS:
             raise ValueError(f"the aligner takes at most {MAX_ALIGN_SECONDS:.0f} s of audio, got {duration:.1f} s")
-        future: Future = Future()
-        with self._worker.cond:
-            if not self._worker.running:
-                raise RuntimeError("the aligner worker is not running")
-            self._queue.append((request, future))
-            self._worker.cond.notify()
-        return future
+        return self._submit(request)
 
     def _take(self) -> Batch | None:
         """What waits, up to the batch limits (called with the lock held); None when nothing does."""
