@@ -334,6 +334,19 @@ def test_realtime_logprobs_include(server, phrases):
         mean = sum(t["logprob"] for t in final["logprobs"]) / len(final["logprobs"])
         assert final["confidence"] == pytest.approx(np.exp(mean))
         assert final["words"] and all(0 < w["confidence"] <= 1 for w in final["words"])
+    # Deltas: the tokens each one completes (each token once per item) and the hypothesis' confidence.
+    deltas = [e for e in events if e["type"] == "conversation.item.input_audio_transcription.delta"]
+    assert any(d["delta"] for d in deltas)
+    for d in deltas:
+        assert ("confidence" in d) == bool(d["text"].strip())
+        assert ("logprobs" in d) == bool(d["delta"])
+        assert all(t["logprob"] <= 0 for t in d.get("logprobs", ()))
+    for final in finals:
+        if final["revised"]:
+            continue
+        mine = [d for d in deltas if d["item_id"] == final["item_id"]]
+        spelled = bytes(b for d in mine for t in d.get("logprobs", ()) for b in t["bytes"]).decode("utf-8", "replace")
+        assert spelled.strip() == "".join(d["delta"] for d in mine).strip() == final["transcript"].strip()
 
 
 # -- Realtime --------------------------------------------------------------------------------------

@@ -92,7 +92,7 @@ class Result:
     audio_processed_ms: int
     latency_ms: int
     end_reason: str  # "silence", "max_length", "forced", "end_of_stream"; "" for interim results
-    confidence: float | None = None  # finals: 0-1, exp(mean log-probability of the transcript's tokens)
+    confidence: float | None = None  # 0-1, exp(mean log-probability of the transcript's tokens); None without tokens
     speaker: int | None = None  # finals with diarization: who spoke most of it (words carry changes)
     speaker_turns: tuple[SpeakerTurn, ...] = ()  # finals with diarization: who spoke which part
     channel: int | None = None  # separate recognition per channel: the channel, from 1

@@ -32,6 +32,7 @@ from ..session.recognize import recognize
 from ..session.settings import settings_from
 from ..session.types import SpeechEvent, Transcript
 from ..session.calls import StreamCall
+from ..text.confidence import confidence_of
 from .deepgram_common import (KEY_SUBPROTOCOL, TOO_LARGE, alternative_json, error_for, error_response,
                               last_word_end_ms, model_info, model_uuid)
 from .openai_rest import PCM16_BYTES_PER_S, HttpError, decode_file  # the file reader REST uses
@@ -261,6 +262,9 @@ class DeepgramApi:
         spoken = [t for t in recognition.results if t.text.strip()]
         alternative = {"transcript": " ".join(t.text.strip() for t in spoken),
                        "words": [w for t in spoken for w in alternative_json(t)["words"]]}
+        confidence = confidence_of([token for t in spoken for token in t.tokens])  # over the whole transcript
+        if confidence is not None:
+            alternative["confidence"] = confidence
         uuid_ = model_uuid(settings.model)
         metadata = {"transaction_key": "deprecated", "request_id": request_id,
                     "sha256": hashlib.sha256(await request.read()).hexdigest(),
