@@ -121,7 +121,7 @@ def test_sdk_with_a_wrong_key_and_a_refused_option(venv_python, server, wav):
     out = drive(venv_python, server, wav, "sdk-live", key="wrong")
     [error] = [o for o in out if o["kind"] == "exception"]
     assert error["status"] == 401 or "401" in error["text"], error
-    out = drive(venv_python, server, wav, "sdk-live", query={"diarize": "true"})
+    out = drive(venv_python, server, wav, "sdk-live", query={"diarize": "true"})  # no speaker model here
     [error] = [o for o in out if o["kind"] == "exception"]
     assert error["status"] == 400 or "400" in error["text"], error
     out = drive(venv_python, server, wav, "sdk-prerecorded", query={"redact": "pci"})
