@@ -79,6 +79,9 @@ class RecognitionOptions:
     min_speakers: int = 0  # 0: 1
     max_speakers: int = 0  # 0: the server's limit
     separate_channels: bool = False  # each channel its own results (Result.channel); else mixed down
+    # Early end of turn: a pause this long (ms) inside an utterance sends SpeechEvent
+    # "eager_end_of_turn" with the transcript so far, then "resumed" if speech goes on; 0 = off.
+    eager_pause_ms: int = 0
 
     def recognition_config(self, audio_format: AudioFormat) -> asr_pb2.RecognitionConfig:
         config = asr_pb2.RecognitionConfig(
@@ -94,6 +97,8 @@ class RecognitionOptions:
         )
         if self.endpointing is not None:
             config.endpointing.CopyFrom(self.endpointing)
+        if self.eager_pause_ms:
+            config.endpointing.eager_pause_ms = self.eager_pause_ms
         if self.diarization or self.min_speakers or self.max_speakers:
             config.diarization.CopyFrom(asr_pb2.DiarizationConfig(
                 enable=self.diarization, min_speakers=self.min_speakers, max_speakers=self.max_speakers))
