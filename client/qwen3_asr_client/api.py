@@ -60,7 +60,17 @@ class _Finalize:
 
 
 FINALIZE = _Finalize()  # put among audio chunks to end the current utterance
-AudioChunk = Union[bytes, bytearray, memoryview, _Finalize]
+
+
+@dataclass(frozen=True)
+class KeyTerms:
+    """Put among audio chunks: these key terms (the words decoding is steered toward) replace
+    the stream's for the utterances that start from then on; ``KeyTerms(())`` clears them."""
+
+    terms: tuple[str, ...]
+
+
+AudioChunk = Union[bytes, bytearray, memoryview, _Finalize, KeyTerms]
 
 
 @dataclass(frozen=True)
@@ -118,6 +128,10 @@ class RecognitionOptions:
 _FINALIZE_REQUEST = asr_pb2.StreamingRecognizeRequest(
     control=asr_pb2.Control(kind=asr_pb2.Control.FINALIZE)
 )
+
+
+def _key_terms_request(terms) -> asr_pb2.StreamingRecognizeRequest:
+    return asr_pb2.StreamingRecognizeRequest(key_terms=asr_pb2.KeyTerms(terms=list(terms)))
 
 
 def _audio_requests(data, max_message_bytes: int) -> Iterator[asr_pb2.StreamingRecognizeRequest]:
@@ -295,6 +309,10 @@ class AsyncRecognitionStream:
         """End the current utterance now; the stream stays open."""
         await self._write(_FINALIZE_REQUEST)
 
+    async def set_key_terms(self, terms) -> None:
+        """Key terms for the utterances that start from now on (an empty list clears them)."""
+        await self._write(_key_terms_request(terms))
+
     async def done_writing(self) -> None:
         """Half-close: no more audio. The server then sends the last final results."""
         await self._call.done_writing()
@@ -401,6 +419,8 @@ def _chunk_requests(chunk: AudioChunk, pacer: _Pacer,
     """The requests of one chunk, and the seconds to wait first when pacing in real time."""
     if chunk is FINALIZE:
         return 0.0, [_FINALIZE_REQUEST]
+    if isinstance(chunk, KeyTerms):
+        return 0.0, [_key_terms_request(chunk.terms)]
     return pacer.delay(len(chunk)), list(_audio_requests(chunk, max_bytes))
 
 
@@ -441,6 +461,10 @@ class RecognitionStream:
     def finalize(self) -> None:
         """End the current utterance now; the stream stays open."""
         self._queue.put(_FINALIZE_REQUEST)
+
+    def set_key_terms(self, terms) -> None:
+        """Key terms for the utterances that start from now on (an empty list clears them)."""
+        self._queue.put(_key_terms_request(terms))
 
     def done_writing(self) -> None:
         """Half-close: no more audio. The server then sends the last final results."""

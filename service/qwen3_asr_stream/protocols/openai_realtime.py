@@ -193,8 +193,10 @@ class Connection:
                                  language=config.language, context=config.prompt, word_times=config.words,
                                  endpointing=config.endpointing(self.backend.limits.endpointing),
                                  interim_results=True, update_interval_ms=config.update_interval_ms,
-                                 diarization=config.diarize)
-        if self.session is not None and settings != self.settings:
+                                 diarization=config.diarize, key_terms=config.key_terms)
+        if self.session is not None and replace(settings, key_terms=self.settings.key_terms) == self.settings:
+            self.session.set_key_terms(settings.key_terms)  # for the items that start from now on
+        elif self.session is not None and settings != self.settings:
             raise BadEvent("the session's audio has started; its configuration cannot change now: open a new "
                            "connection for other settings", code="session_already_started", param="session")
         self.config, self.settings = config, settings

@@ -122,15 +122,23 @@ class Control(_message.Message):
     kind: Control.Kind
     def __init__(self, kind: _Optional[_Union[Control.Kind, str]] = ...) -> None: ...
 
+class KeyTerms(_message.Message):
+    __slots__ = ("terms",)
+    TERMS_FIELD_NUMBER: _ClassVar[int]
+    terms: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, terms: _Optional[_Iterable[str]] = ...) -> None: ...
+
 class StreamingRecognizeRequest(_message.Message):
-    __slots__ = ("streaming_config", "audio_content", "control")
+    __slots__ = ("streaming_config", "audio_content", "control", "key_terms")
     STREAMING_CONFIG_FIELD_NUMBER: _ClassVar[int]
     AUDIO_CONTENT_FIELD_NUMBER: _ClassVar[int]
     CONTROL_FIELD_NUMBER: _ClassVar[int]
+    KEY_TERMS_FIELD_NUMBER: _ClassVar[int]
     streaming_config: StreamingRecognitionConfig
     audio_content: bytes
     control: Control
-    def __init__(self, streaming_config: _Optional[_Union[StreamingRecognitionConfig, _Mapping]] = ..., audio_content: _Optional[bytes] = ..., control: _Optional[_Union[Control, _Mapping]] = ...) -> None: ...
+    key_terms: KeyTerms
+    def __init__(self, streaming_config: _Optional[_Union[StreamingRecognitionConfig, _Mapping]] = ..., audio_content: _Optional[bytes] = ..., control: _Optional[_Union[Control, _Mapping]] = ..., key_terms: _Optional[_Union[KeyTerms, _Mapping]] = ...) -> None: ...
 
 class WordInfo(_message.Message):
     __slots__ = ("word", "start_ms", "end_ms", "confidence", "speaker")
