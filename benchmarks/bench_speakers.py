@@ -6,14 +6,15 @@
    the speaker model loaded; the final's latency (client clock, from FINALIZE to the final)
    side by side. Goal: under 10 % added at 1 stream (the speaker windows are embedded on their
    own thread while the engine decodes the final, so only what outlasts the final adds).
-2. Speaker stage per utterance on the CPU, per speaker model: the model's windows
-   (``embed_windows``: features and one batched pass, on one thread) for 2, 5 and 10 s of speech, and the clustering decision
-   (``diarization.decide``), median of ``--repeats``.
+2. Speaker stage per utterance on the CPU, per speaker model (resemblyzer, and wespeaker-resnet34
+   from ``--wespeaker`` or random weights in pyannote's layout: the same cost): the model's windows
+   (``embed_windows``: features and one batched pass, on one thread) for 2, 5 and 10 s of speech, and
+   the clustering decision (``diarization.decide``), median of ``--repeats``. ``--stage-only``: this part alone.
 
 JSON in benchmarks/results/speakers.json (speakers-quick.json with --quick).
 
     python benchmarks/bench_speakers.py [--model DIR] [--aligner DIR] [--device cpu] [--streams 1,32] \\
-        [--utterances 6] [--quick]
+        [--utterances 6] [--speaker-model NAME[:SOURCE]] [--wespeaker FOLDER] [--stage-only] [--quick]
 """
 
 from __future__ import annotations
@@ -28,20 +29,25 @@ from bench_service import GAP_S, RATE, EngineProbe, client_process, phrases_audi
 from common import checkpoint, median_time, print_table, write_results
 
 
-def stage_costs(repeats: int) -> tuple[list[list], list[dict]]:
+def stage_costs(repeats: int, wespeaker: str | None) -> tuple[list[list], list[dict]]:
+    import tempfile
+
+    import soxr
     import torch
 
-    from qwen3_asr_stream.engine.speakers import SPEAKER_MODELS, embed_windows, load_speaker_model
+    from qwen3_asr_stream.engine.speakers import embed_windows, load_speaker_model
     from qwen3_asr_stream.session.diarization import DiarizationOptions, SpeakerClusters, decide
+    from qwen3_asr_stream.testing.speaker_checkpoints import write_wespeaker
     from qwen3_asr_stream.testing.speech import synthesize
-    import soxr
 
     text = "the quick brown fox jumps over the lazy dog while the meeting goes on and on " * 3
     speech, rate = synthesize(text)
     speech = soxr.resample(speech.astype(np.float32) / 32768, rate, RATE).astype(np.float32)
     rows, out = [], []
-    for name in SPEAKER_MODELS:
+    folder = wespeaker or str(write_wespeaker(tempfile.mkdtemp(prefix="wespeaker-")))
+    for name in ("resemblyzer", f"wespeaker-resnet34:{folder}"):
         encoder = load_speaker_model(name)
+        name = encoder.name
         for seconds in (2, 5, 10):
             audio = speech[: seconds * RATE]
             model_s, _ = median_time(lambda: embed_windows(encoder, audio), repeats)
@@ -61,7 +67,9 @@ def main() -> None:
     parser.add_argument("--aligner", help="aligner checkpoint folder (default: a random tiny checkpoint)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", default=None, help="default: bfloat16 on cuda, float32 on cpu")
-    parser.add_argument("--speaker-model", default="resemblyzer")
+    parser.add_argument("--speaker-model", default="resemblyzer", help="the service part's, NAME[:SOURCE]")
+    parser.add_argument("--wespeaker", help="WeSpeaker checkpoint folder for the stage part (default: random weights)")
+    parser.add_argument("--stage-only", action="store_true", help="only the speaker stage per utterance")
     parser.add_argument("--streams", default="1,32", help="comma-separated concurrency levels")
     parser.add_argument("--utterances", type=int, default=6, help="utterances per stream")
     parser.add_argument("--repeats", type=int, default=5)
@@ -75,7 +83,13 @@ def main() -> None:
     from qwen3_asr_stream.server.options import ServerOptions
     from qwen3_asr_stream.testing.harness import ServerThread, load_aligner, load_engine
 
-    stage_rows, stage = stage_costs(args.repeats)
+    stage_rows, stage = stage_costs(args.repeats, args.wespeaker)
+    stage_title = f"speaker stage per utterance on the CPU, ms (median of {args.repeats})"
+    stage_header = ["model", "speech s", "windows", "model ms", "decide ms"]
+    if args.stage_only:
+        print_table(stage_title, stage_header, stage_rows)
+        write_results("speakers-stage", {"wespeaker": args.wespeaker or "random weights", "stage": stage})
+        return
     dtype = args.dtype or ("bfloat16" if args.device.startswith("cuda") else "float32")
     load = LoadOptions(dtype=dtype, device=args.device)
     levels = [int(n) for n in args.streams.split(",")]
@@ -113,8 +127,7 @@ def main() -> None:
             parent.send(None)
             client.join(30)
     engine.close()
-    print_table(f"speaker stage per utterance on the CPU, ms (median of {args.repeats})",
-                ["model", "speech s", "windows", "model ms", "decide ms"], stage_rows)
+    print_table(stage_title, stage_header, stage_rows)
     print_table(f"final latency with diarization off / on, ms (loopback gRPC, real time, word times on, {source}, "
                 f"ASR on {args.device})",
                 ["streams", "diarization", "final p50", "final p95", "server p50", "engine p50", "with speaker",

@@ -143,3 +143,16 @@ def test_a_port_taken_after_the_check_is_one_line(checkpoints, listening, option
              and not re.match(r"[EWI]\d{4} ", line)]
     assert len(lines) == 1 and lines[0].startswith("qwen3-asr-stream serve: error: cannot listen"), out
     assert f":{listening}" in lines[0] and "pick another" in lines[0]
+
+
+def test_speaker_model_checks(checkpoints, tmp_path):
+    """The speaker model's name, weights and settings are checked before anything is loaded."""
+    line = refused(*models(checkpoints, "--speaker-model", "ecapa"))
+    assert "unknown speaker model 'ecapa'" in line and "wespeaker-resnet34" in line
+    line = refused(*models(checkpoints, "--speaker-model", f"wespeaker-resnet34:{tmp_path / 'absent'}"))
+    assert "does not exist" in line and "hf download pyannote/wespeaker-voxceleb-resnet34-LM" in line
+    line = refused(*models(checkpoints, "--speaker-model", f"wespeaker-resnet34:{tmp_path}"))
+    assert "has no pytorch_model.bin" in line
+    assert "runs on the CPU only" in refused(*models(checkpoints, "--speaker-model", "resemblyzer",
+                                                     "--speaker-device", "cuda"))
+    assert "need --speaker-model" in refused(*models(checkpoints, "--speaker-threshold", "0.7"))

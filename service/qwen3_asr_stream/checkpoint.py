@@ -99,36 +99,38 @@ def fetch_hint(role: str) -> str:
             f"--preset {preset} --out /tmp/{preset} and pass {flag} /tmp/{preset}")
 
 
-def resolve(path_or_repo: str | os.PathLike[str], role: str = "model") -> Path:
+def resolve(path_or_repo: str | os.PathLike[str], role: str = "model", patterns: list[str] = HUB_PATTERNS,
+            hint: str | None = None) -> Path:
     """A local checkpoint folder, or the snapshot folder of a Hub repo id.
 
-    A repo id is fetched with ``huggingface_hub`` into its normal cache. Without
-    network access the cached snapshot is used; when there is none the error says
-    what is missing and how to fetch it. ``role`` ("model" or "aligner") names the
-    option in that message.
+    A repo id is fetched with ``huggingface_hub`` into its normal cache (only the files matching
+    ``patterns``). Without network access the cached snapshot is used; when there is none the
+    error says what is missing and how to fetch it. ``role`` ("model" or "aligner") names the
+    option in that message; another role (a speaker model) brings its own ``hint``.
     """
-    if role not in ROLES:
+    if hint is None and role not in ROLES:
         raise ValueError(f"role must be one of {sorted(ROLES)}, got {role!r}")
+    hint = hint or fetch_hint(role)
     local = Path(path_or_repo).expanduser()
     if local.is_dir():
         return local
     text = str(path_or_repo)
     if local.exists() or text.startswith((".", "/", "~")) or text.count("/") != 1:
-        raise CheckpointError(f"{role} checkpoint folder {text!r} does not exist; {fetch_hint(role)}")
+        raise CheckpointError(f"{role} checkpoint folder {text!r} does not exist; {hint}")
     try:
         from huggingface_hub import snapshot_download
     except ImportError as exc:  # pragma: no cover - huggingface_hub is a server dependency
         raise CheckpointError(f"{text!r} is not a local folder, and huggingface_hub is not installed") from exc
     try:
-        return Path(snapshot_download(text, allow_patterns=HUB_PATTERNS))
+        return Path(snapshot_download(text, allow_patterns=patterns))
     except Exception as online_error:  # noqa: BLE001 - any hub failure falls back to the cache
         try:
-            return Path(snapshot_download(text, allow_patterns=HUB_PATTERNS, local_files_only=True))
+            return Path(snapshot_download(text, allow_patterns=patterns, local_files_only=True))
         except Exception:  # noqa: BLE001
             raise CheckpointError(
                 f"{role} {text!r} is neither a local folder nor in the Hugging Face cache, and downloading it "
                 f"failed ({type(online_error).__name__}: {_first_line(online_error)}). Fetch it where the network "
-                f"allows with `hf download {text}` (then copy the cache, or set HF_HOME), or {fetch_hint(role)}."
+                f"allows with `hf download {text}` (then copy the cache, or set HF_HOME), or {hint}."
             ) from None
 
 

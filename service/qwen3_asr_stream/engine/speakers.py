@@ -9,16 +9,28 @@ windows of each final utterance and clusters them online; it sees only
   embeddings) whose trained weights ship inside the ``resemblyzer`` wheel (17 MB), so it
   works offline with no download. Windows: 1.6 s of audio every 0.4 s (an utterance
   shorter than one window is one window, zero-padded).
-  It runs on one CPU thread (``threads``), beside the engine rather than competing with it.
+- ``wespeaker-resnet34``: WeSpeaker's ResNet34 (``model/wespeaker.py``, Kaldi filter banks
+  ``audio/fbank.py``), the embedding model of pyannote's diarization pipelines, loaded from
+  pyannote's published checkpoint (``pyannote/wespeaker-voxceleb-resnet34-LM``:
+  ``pytorch_model.bin``, a Lightning checkpoint of ``WeSpeakerResNet34``) in a folder or the
+  Hugging Face cache. Same window grid as resemblyzer. Parity with pyannote.audio's
+  implementation: ``tests/test_wespeaker.py``.
+
+A model is named ``NAME[:SOURCE]`` (``load_speaker_model``); each carries its clustering
+thresholds (``threshold``, ``change_threshold``: cosine similarities differ between models).
+Both run on one CPU thread (``threads``), beside the engine rather than competing with it.
 """
 
 from __future__ import annotations
 
+import pickle
+from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 
-SPEAKER_MODELS = ("resemblyzer",)
+SPEAKER_MODELS = ("resemblyzer", "wespeaker-resnet34")
+WESPEAKER_REPO = "pyannote/wespeaker-voxceleb-resnet34-LM"  # the default SOURCE of wespeaker-resnet34
 MAX_SPEAKERS = 32  # the most speakers a stream may ask for (the server's --max-speakers is at most this)
 
 
@@ -27,6 +39,8 @@ class SpeakerEncoder(Protocol):
     dim: int
     hop: int  # samples between window starts
     width: int  # samples of a window
+    threshold: float  # clustering: cosine similarity to a speaker to be that speaker (DiarizationOptions)
+    change_threshold: float  # a change inside an utterance: its sides' similarity below this
 
     def features(self, audio: np.ndarray, first: int = 0, complete_only: bool = False
                  ) -> tuple[np.ndarray, np.ndarray]:
@@ -59,6 +73,9 @@ class ResemblyzerEncoder:
     dim = 256
     hop = 6400  # 0.4 s
     width = 25600  # 1.6 s: resemblyzer's 160 mel frames of 10 ms
+    # Measured on eSpeak NG voices (tests/test_diarization.py): 0.83-0.91 within a voice, 0.58-0.75 between.
+    threshold = 0.8
+    change_threshold = 0.7
 
     def __init__(self, threads: int = 1) -> None:
         self.threads = threads  # torch threads of the thread that calls ``windows`` (set per thread)
@@ -119,8 +136,172 @@ def embed_windows(encoder: SpeakerEncoder, audio: np.ndarray, first: int = 0, co
     return encoder.embed(features), spans
 
 
-def load_speaker_model(name: str) -> SpeakerEncoder:
-    """A speaker model by name (``SPEAKER_MODELS``); raises ValueError for another name."""
-    if name == "resemblyzer":
-        return ResemblyzerEncoder()
-    raise ValueError(f"unknown speaker model {name!r}; this server knows {', '.join(SPEAKER_MODELS)}")
+class WeSpeakerEncoder:
+    """WeSpeaker ResNet34 on the CPU. Each window: its 1.6 s of audio (a window running past the
+    audio's end is filled by repeating its audio, as WeSpeaker pads short segments; silence would
+    give log energies of -16 that swamp the mean normalization), Kaldi filter banks of the int16-scaled
+    samples minus their mean over the window's frames, then the network; embeddings normalized."""
+
+    name = "wespeaker-resnet34"
+    dim = 256
+    hop = 6400  # 0.4 s
+    width = 25600  # 1.6 s: 158 frames of filter banks
+    # Not measured here (no trained weights can be downloaded where this was written): a starting
+    # point from pyannote's speaker-diarization-3.1, whose clustering joins unit WeSpeaker embeddings
+    # closer than 0.7046 (Euclidean), i.e. cosine similarity above 1 - 0.7046^2 / 2 = 0.75 (of ~5-10 s
+    # segments; 1.6 s windows average to turns here). Measure on your audio; serve --speaker-threshold.
+    threshold = 0.75
+    change_threshold = 0.65
+
+    def __init__(self, network, fbank_options, threads: int = 1, device: str = "cpu") -> None:
+        self.threads = threads
+        self.device = device  # the network's; the filter banks are computed on the CPU
+        self.network = network.eval().to(device)
+        self.fbank_options = fbank_options
+
+    def window_audio(self, audio: np.ndarray, first: int, complete_only: bool) -> tuple[np.ndarray, np.ndarray]:
+        """``(n, width)`` the windows' samples and ``(n, 2)`` their spans (see ``SpeakerEncoder.features``)."""
+        count = window_count(audio.shape[0], self.hop, self.width, complete_only)
+        starts = list(range(first * self.hop, count * self.hop, self.hop))
+        pieces = np.zeros((len(starts), self.width), np.float32)
+        for i, start in enumerate(starts):
+            piece = audio[start: start + self.width]
+            if piece.shape[0]:
+                pieces[i] = np.resize(piece, self.width)  # repeats the piece to fill the window
+        spans = np.array([[s, min(s + self.width, audio.shape[0])] for s in starts], dtype=np.int64).reshape(-1, 2)
+        return pieces, spans
+
+    def features(self, audio: np.ndarray, first: int = 0, complete_only: bool = False
+                 ) -> tuple[np.ndarray, np.ndarray]:
+        import torch
+
+        from ..audio.fbank import fbank
+
+        torch.set_num_threads(self.threads)  # per calling thread (OpenMP): the engine's threads keep theirs
+        pieces, spans = self.window_audio(np.ascontiguousarray(audio, dtype=np.float32), first, complete_only)
+        with torch.inference_mode():
+            banks = fbank(torch.from_numpy(pieces) * 32768.0, self.fbank_options)  # (n, frames, mels)
+            return (banks - banks.mean(dim=1, keepdim=True)).numpy(), spans
+
+    def embed(self, features: np.ndarray) -> np.ndarray:
+        import torch
+
+        if features.shape[0] == 0:
+            return np.zeros((0, self.dim), np.float32)
+        with torch.inference_mode():
+            out = self.network(torch.from_numpy(features).to(self.device))
+            return torch.nn.functional.normalize(out, dim=-1).float().cpu().numpy()
+
+
+class _Opaque(dict):
+    """What an object of another package (pyannote's task specifications, enums) in a checkpoint
+    becomes: inert, so that loading runs none of its code and needs none of its packages."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__()
+
+    def __setstate__(self, state) -> None:
+        pass
+
+
+class _CheckpointUnpickler(pickle.Unpickler):
+    """Torch's tensors and plain containers as they are; any other class as ``_Opaque``."""
+
+    def find_class(self, module: str, name: str):
+        if module == "collections" and name == "OrderedDict" or module.split(".")[0] == "torch":
+            return super().find_class(module, name)
+        return _Opaque
+
+
+class _checkpoint_pickle:  # the pickle module torch.load uses for pyannote checkpoints
+    Unpickler = _CheckpointUnpickler
+    load = pickle.load
+
+
+# pyannote's WeSpeakerResNet34 hyperparameters this implementation computes as they are (its defaults).
+_FRONT_END = {"sample_rate": 16000, "num_channels": 1, "num_mel_bins": 80, "frame_length": 25, "frame_shift": 10,
+              "window_type": "hamming", "use_energy": False, "round_to_power_of_two": True, "snip_edges": True,
+              "fbank_centering_span": None}
+
+
+def _wespeaker_hint() -> str:
+    return (f"download {WESPEAKER_REPO} where the network allows (`hf download {WESPEAKER_REPO}`) "
+            f"and pass its folder: --speaker-model wespeaker-resnet34:FOLDER; "
+            f"a random-weight one (no real speakers): python -m qwen3_asr_stream.testing.speaker_checkpoints "
+            f"--out /tmp/wespeaker")
+
+
+def wespeaker_folder(source: str | Path) -> Path:
+    """The folder of a WeSpeaker checkpoint: ``source`` a folder holding ``pytorch_model.bin`` or a Hub
+    repo id (the Hugging Face cache when offline); CheckpointError, saying what to download, without."""
+    from ..checkpoint import CheckpointError, resolve
+
+    folder = resolve(source, "speaker model", patterns=["pytorch_model.bin", "config.yaml"], hint=_wespeaker_hint())
+    if not (folder / "pytorch_model.bin").is_file():
+        raise CheckpointError(f"speaker model folder {str(folder)!r} has no pytorch_model.bin; {_wespeaker_hint()}")
+    return folder
+
+
+def load_wespeaker(folder: Path, threads: int = 1, device: str = "cpu") -> WeSpeakerEncoder:
+    """WeSpeaker ResNet34 from pyannote's published checkpoint in ``folder`` (``wespeaker_folder``);
+    CheckpointError when it is not this model."""
+    import torch
+
+    from ..audio.fbank import FbankOptions
+    from ..checkpoint import CheckpointError
+    from ..model.wespeaker import WeSpeakerDims, WeSpeakerResNet
+
+    path = folder / "pytorch_model.bin"
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=False, pickle_module=_checkpoint_pickle)
+    except Exception as exc:  # noqa: BLE001 - a damaged or foreign file
+        raise CheckpointError(f"cannot read {path} ({type(exc).__name__}: {exc})") from None
+    meta = checkpoint.get("pyannote.audio", {}) if isinstance(checkpoint, dict) else {}
+    architecture = meta.get("architecture", {}).get("class") if isinstance(meta, dict) else None
+    if architecture not in (None, "WeSpeakerResNet34"):
+        raise CheckpointError(f"{path} holds pyannote's {architecture}, not WeSpeakerResNet34")
+    hyper = dict(checkpoint.get("hyper_parameters") or {}) if isinstance(checkpoint, dict) else {}
+    differ = {k: hyper[k] for k in _FRONT_END if k in hyper and hyper[k] != _FRONT_END[k]}
+    if differ:
+        raise CheckpointError(f"{path}: front-end settings this server does not implement: {differ}")
+    state = checkpoint.get("state_dict", checkpoint) if isinstance(checkpoint, dict) else None
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path} holds no state dict")
+    state = {k.removeprefix("resnet."): v for k, v in state.items() if isinstance(v, torch.Tensor)}
+    network = WeSpeakerResNet(WeSpeakerDims())
+    state.pop("projection.weight", None)  # WeSpeaker's training head, where a checkpoint keeps it
+    try:
+        network.load_state_dict(state, strict=True)
+    except RuntimeError as exc:  # missing, unexpected or misshapen tensors
+        raise CheckpointError(f"{path} is not a WeSpeaker ResNet34 checkpoint: {' '.join(str(exc).split())[:400]}") from None
+    return WeSpeakerEncoder(network, FbankOptions(), threads, device)
+
+
+def locate_speaker_model(spec: str, device: str = "cpu") -> tuple[str, Path | None]:
+    """``NAME[:SOURCE]`` checked, its weights found (nothing loaded): the name and the checkpoint folder
+    (None for resemblyzer). ValueError for an unknown name or device, CheckpointError for missing weights."""
+    name, _, source = spec.partition(":")
+    if name == "resemblyzer" and not source:
+        if device != "cpu":
+            raise ValueError("the resemblyzer speaker model runs on the CPU only; leave --speaker-device cpu")
+        return name, None
+    if name == "wespeaker-resnet34":
+        return name, wespeaker_folder(source or WESPEAKER_REPO)
+    raise ValueError(f"unknown speaker model {spec!r}; this server knows resemblyzer and "
+                     f"wespeaker-resnet34[:FOLDER or HUB_REPO]")
+
+
+def load_speaker_model(spec: str, threshold: float | None = None, device: str = "cpu") -> SpeakerEncoder:
+    """A speaker model from ``NAME[:SOURCE]``: ``resemblyzer`` (no source: the wheel's weights) or
+    ``wespeaker-resnet34[:FOLDER or HUB_REPO]`` (default ``WESPEAKER_REPO``). ``threshold``: the
+    clustering threshold instead of the model's own (the change threshold keeps its distance below).
+    ``device``: where WeSpeaker's network runs (resemblyzer: the CPU only). Raises ValueError for an
+    unknown name, CheckpointError for missing weights."""
+    if threshold is not None and not -1 < threshold < 1:
+        raise ValueError(f"the speaker threshold is a cosine similarity, between -1 and 1; got {threshold}")
+    name, folder = locate_speaker_model(spec, device)
+    encoder: SpeakerEncoder = ResemblyzerEncoder() if folder is None else load_wespeaker(folder, device=device)
+    if threshold is not None:
+        encoder.change_threshold = max(-0.99, threshold - (encoder.threshold - encoder.change_threshold))
+        encoder.threshold = threshold
+    return encoder

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from ..audio.vad import EndpointingOptions
 from ..checkpoint import DEFAULT_ALIGNER, DEFAULT_MODEL, LoadOptions, add_load_arguments, load_options_from
-from ..engine.speakers import SPEAKER_MODELS
+from ..engine.speakers import WESPEAKER_REPO
 from .loading import DEFAULT_MAX_BATCH, load_aligner, load_engine, model_name
 from .options import DEFAULT_HTTP_PORT, ServerOptions, stage_conflicts
 
@@ -64,9 +64,17 @@ def add_serve_command(commands) -> None:
     p.add_argument("--max-utterance-ms", type=int, default=e.max_utterance_ms,
                    help="longest utterance, cut at a quiet point; also the most a stream may ask for "
                         "(default: %(default)s)")
-    p.add_argument("--speaker-model", choices=SPEAKER_MODELS, default=None,
-                   help="speaker model for diarization (clients ask for it per stream); resemblyzer: the GE2E "
-                        "encoder shipped in the resemblyzer wheel, no download (default: none, diarization off)")
+    p.add_argument("--speaker-model", default=None, metavar="NAME[:SOURCE]",
+                   help="speaker model for diarization (clients ask for it per stream): resemblyzer (the GE2E "
+                        "encoder shipped in the resemblyzer wheel, no download) or wespeaker-resnet34[:FOLDER or "
+                        f"HUB_REPO] (WeSpeaker ResNet34 from pyannote's checkpoint, default {WESPEAKER_REPO}) "
+                        "(default: none, diarization off)")
+    p.add_argument("--speaker-threshold", type=float, default=None,
+                   help="diarization: cosine similarity to a speaker to be that speaker (default: the speaker "
+                        "model's own, 0.8 for resemblyzer, 0.75 for wespeaker-resnet34)")
+    p.add_argument("--speaker-device", default="cpu",
+                   help="where wespeaker-resnet34 runs, e.g. cuda (default: %(default)s, one thread; "
+                        "resemblyzer: cpu only)")
     p.add_argument("--max-speakers", type=int, default=d.max_speakers,
                    help="diarization: the most speakers a stream may ask for (default: %(default)s)")
     p.add_argument("--riva-any-model", action="store_true",
@@ -166,6 +174,14 @@ def preflight(args: argparse.Namespace) -> tuple[ServerOptions, list[str], list[
         if read_config(aligner).kind is not ModelKind.ALIGNER:
             raise CheckpointError(f"--aligner {args.aligner!r} is not a forced-aligner checkpoint "
                                   "(Qwen3-ForcedAligner); pass one, or --no-aligner")
+    if args.speaker_model:
+        from ..engine.speakers import locate_speaker_model
+
+        locate_speaker_model(args.speaker_model, args.speaker_device)
+        if args.speaker_threshold is not None and not -1 < args.speaker_threshold < 1:
+            raise ValueError(f"--speaker-threshold is a cosine similarity, between -1 and 1; got {args.speaker_threshold}")
+    elif args.speaker_threshold is not None or args.speaker_device != "cpu":
+        raise ValueError("--speaker-threshold and --speaker-device need --speaker-model")
     return options, models, names, folders, aligner
 
 
@@ -173,15 +189,15 @@ def _serve(args: argparse.Namespace, load: LoadOptions) -> int:
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # ValueError / CheckpointError -> one line and exit 2, before any model is loaded
     options, models, names, folders, aligner_folder = preflight(args)
-    engines = {name: load_engine(str(folder), options, load, kv_cache_gib=args.kv_cache_gib, max_batch=args.max_batch)
-               for name, folder in zip(names, folders)}
-    aligner = load_aligner(str(aligner_folder), load) if aligner_folder is not None else None
     speakers = None
-    if args.speaker_model:
+    if args.speaker_model:  # NAME[:SOURCE] (engine/speakers.py), checked by preflight
         from ..engine.speakers import load_speaker_model
 
         log.info("loading speaker model %s", args.speaker_model)
-        speakers = load_speaker_model(args.speaker_model)
+        speakers = load_speaker_model(args.speaker_model, args.speaker_threshold, args.speaker_device)
+    engines = {name: load_engine(str(folder), options, load, kv_cache_gib=args.kv_cache_gib, max_batch=args.max_batch)
+               for name, folder in zip(names, folders)}
+    aligner = load_aligner(str(aligner_folder), load) if aligner_folder is not None else None
     try:
         asyncio.run(_run(options, engines, aligner, speakers))
     finally:

@@ -133,7 +133,7 @@ def diarization_of(backend: Backend, enabled: bool, min_speakers: int, max_speak
         return None
     if backend.speakers is None:
         raise InvalidRequest("speaker diarization needs a speaker model, which this server runs without; "
-                             "start it with --speaker-model resemblyzer")
+                             "start it with --speaker-model resemblyzer (or wespeaker-resnet34)")
     limit = backend.limits.max_speakers
     if min_speakers < 0 or max_speakers < 0:
         raise InvalidRequest(f"min_speakers and max_speakers must be 0 (default) or positive, "
@@ -145,4 +145,6 @@ def diarization_of(backend: Backend, enabled: bool, min_speakers: int, max_speak
     low = min_speakers or 1
     if low > high:
         raise InvalidRequest(f"min_speakers ({low}) is above max_speakers ({high})")
-    return DiarizationOptions(min_speakers=low, max_speakers=high)
+    encoder = backend.speakers.encoder  # its thresholds: cosine similarities differ between speaker models
+    return DiarizationOptions(min_speakers=low, max_speakers=high, threshold=encoder.threshold,
+                              change_threshold=encoder.change_threshold)
