@@ -312,7 +312,9 @@ def test_rest_logprobs_include(server, wav_file):
         spelled = bytes(int(b) for t in delta.logprobs for b in t.bytes).decode("utf-8", "replace")
         assert spelled.strip() == delta.delta.strip()
     assert [len(e.logprobs) for e in deltas] and sum(len(e.logprobs) for e in deltas) == len(tokens)
-    assert [t.logprob for t in events[-1].logprobs] == [t.logprob for t in tokens]
+    # Two recognitions of the file: equal up to float rounding (a batch with another stream's rows rounds differently).
+    assert [t.token for t in events[-1].logprobs] == [t.token for t in tokens]
+    assert [t.logprob for t in events[-1].logprobs] == pytest.approx([t.logprob for t in tokens], abs=1e-4)
     assert len(verbose.segments) == len(deltas)
     for segment, delta in zip(verbose.segments, deltas):
         mean = sum(t.logprob for t in delta.logprobs) / len(delta.logprobs)
