@@ -47,8 +47,8 @@ async def sdk_live(args, rate: int, pcm: bytes) -> None:
             connection.on(EventType.CLOSE, lambda _: done.set())
             connection.on(EventType.ERROR, lambda e: emit("error", error=str(e)))
             listener = asyncio.create_task(connection.start_listening())
-            step = rate * FRAME_MS // 1000 * 2
-            cut = len(pcm) if args.finalize_at is None else int(args.finalize_at * rate) * 2
+            step = rate * FRAME_MS // 1000 * 2 * args.channels  # 16-bit frames of every channel
+            cut = len(pcm) if args.finalize_at is None else int(args.finalize_at * rate) * 2 * args.channels
             for i in range(0, cut, step):
                 await connection.send_media(pcm[i:min(i + step, cut)])
                 await asyncio.sleep(FRAME_MS / 1000 / args.speed)
@@ -138,6 +138,7 @@ async def main() -> None:
         wav_bytes = f.read()
     with wave.open(args.wav) as w:
         rate, pcm = w.getframerate(), w.readframes(w.getnframes())
+        args.channels = w.getnchannels()
     if args.mode == "sdk-live":
         await sdk_live(args, rate, pcm)
     elif args.mode == "sdk-flux":

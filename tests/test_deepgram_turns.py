@@ -153,3 +153,41 @@ def test_realtime_extension_eager_end_of_turn(server, phrases):
     assert kinds.index("input_audio_buffer.speech_resumed") > eager, kinds
     assert out[eager]["transcript"] and kinds[-1] == "conversation.item.input_audio_transcription.completed"
     assert len({e["item_id"] for e in out if "item_id" in e}) == 1  # one item: the pause did not end it
+
+
+def test_asr_v1_eager_end_of_turn_through_the_python_client(server, phrases):
+    """asr.v1: ``EndpointingConfig.eager_pause_ms`` (client ``RecognitionOptions.eager_pause_ms``)
+    gives SpeechEvent EAGER_END_OF_TURN with the transcript so far, TURN_RESUMED, then one final."""
+    from qwen3_asr_client import AsyncStreamingClient, AudioFormat, RecognitionOptions, Result, SpeechEvent
+    from qwen3_asr_client.proto.asr.v1 import asr_pb2
+
+    pcm, rate = with_pause(phrases)
+    data = pcm.astype("<i2").tobytes()
+    step = rate // 10 * 2
+    chunks = [data[i:i + step] for i in range(0, len(data), step)]
+    endpointing = asr_pb2.EndpointingConfig(stop_history_ms=END_MS)
+
+    async def run(eager_ms: int) -> list:
+        options = RecognitionOptions(interim_results=False, word_timestamps=False, endpointing=endpointing,
+                                     eager_pause_ms=eager_ms)
+        async with AsyncStreamingClient(server.address, token=KEY) as client:
+            return [i async for i in client.stream(chunks, AudioFormat(rate), options, realtime=True)]
+
+    items = asyncio.run(run(240))
+    kinds = [i.type if isinstance(i, SpeechEvent) else ("final" if i.is_final else "interim") for i in items]
+    assert "interim" not in kinds, kinds  # the eager transcript is an event, not an interim result
+    eager = kinds.index("eager_end_of_turn")
+    assert kinds.index("start") < eager < kinds.index("resumed") < kinds.index("end"), kinds
+    assert kinds.index("resumed") < kinds.index("final"), kinds
+    # The pause did not end the utterance (the real end may send another eager event first).
+    assert kinds.count("start") == 1 and kinds.count("final") == 1, kinds
+    event, final = items[eager], next(i for i in items if isinstance(i, Result))
+    assert event.transcript and event.utterance_index == final.utterance_index == 0
+    assert event.offset_ms < final.end_ms
+    # Off by default; a pause as long as the end of an utterance is refused with the rule.
+    assert "eager_end_of_turn" not in [i.type for i in asyncio.run(run(0)) if isinstance(i, SpeechEvent)]
+    from grpc import StatusCode
+    from grpc.aio import AioRpcError
+    with pytest.raises(AioRpcError) as refused:
+        asyncio.run(run(END_MS))
+    assert refused.value.code() == StatusCode.INVALID_ARGUMENT and "eager_pause_ms" in refused.value.details()

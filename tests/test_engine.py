@@ -10,7 +10,7 @@ import torch
 
 from conftest import tone_mix
 from qwen3_asr_stream.checkpoint import load_model
-from qwen3_asr_stream.engine.decoding import StopRules, greedy_generate
+from qwen3_asr_stream.engine.decoding import DecodeRow, StopRules, decode, greedy_generate
 from qwen3_asr_stream.engine.text_layer import EngineFull, StreamingEngine, _TextState, text_of
 from qwen3_asr_stream.engine.options import EngineOptions, PolicyOptions, UtteranceOptions
 from qwen3_asr_stream.engine.decoding import repetition_detected
@@ -454,3 +454,38 @@ def test_even_updates_never_encode_more_than_one_window_and_stay_exact(asr, inte
         assert 128040 in ends and 256040 in ends
     else:
         assert stats.commits == 2  # at 8 and 16 s, between the updates at 6 and 9, 15 and 18 s
+
+
+def test_interim_tokens_keep_the_log_probability_they_were_decoded_with(asr):
+    """An interim's log-probabilities: one per token; the new tokens' are those of decoding from
+    scratch with the same prefix, and a prefix token fed back keeps the value of the update that
+    decoded it (so an interim's confidence is measured, as a final's)."""
+    model, tokenizer = asr
+    policy = PolicyOptions(update_interval_s=1.0, max_tokens_per_update=6, rollback_tokens=3, unfixed_updates=1,
+                           repetition_limit=0)
+    runner = _runner(model, tokenizer, policy)
+    audio = tone_mix(9.0, seed=77)
+    utt = _utterance(model, tokenizer)
+    decoded: dict[tuple[int, ...], float] = {}  # token position path -> log-probability when decoded
+    carried = 0
+    for end in range(16000, audio.shape[0] + 1, 16000):
+        utt.append(audio[end - 16000 : end])
+        r = runner.update([(utt, False)])[0]
+        assert len(r.logprobs) == len(r.tokens) and all(p <= 0 for p in r.logprobs)
+        for i in range(r.prefix_tokens):
+            assert r.logprobs[i] == decoded[r.tokens[: i + 1]]
+            carried += 1
+        features = log_mel(torch.from_numpy(audio[:end]))
+        encoded = model.encode_audio([features])[0]
+        prefix = list(r.tokens[: r.prefix_tokens])
+        prompt = tokenizer.encode(asr_prompt_text(encoded.shape[0], "", None)) + prefix
+        row = DecodeRow(model.new_row_cache(len(prompt) + policy.max_tokens_per_update + 1), prompt,
+                        StopRules(tokenizer.end_of_text_ids(), policy.max_tokens_per_update), encoded, history=prefix)
+        decode(model, [row])
+        assert row.tokens == list(r.tokens[r.prefix_tokens:])
+        assert list(r.logprobs[r.prefix_tokens:]) == pytest.approx(row.logprobs, abs=1e-4)
+        for i in range(r.prefix_tokens, len(r.tokens)):
+            decoded[r.tokens[: i + 1]] = r.logprobs[i]
+    assert carried > 0
+    final = runner.update([(utt, True)])[0]
+    assert final.prefix_tokens == 0 and len(final.logprobs) == len(final.tokens)

@@ -95,3 +95,40 @@ class _Backend:
         self.limits = SessionLimits()
         self.engines = {"tiny": engine}
         self.default_model = "tiny"
+
+
+def test_asr_v1_key_terms_change_mid_stream(engine, phrases):
+    """asr.v1 ``KeyTerms`` among the audio (Python client ``KeyTerms``): the utterances that start
+    after it are steered toward the new terms, the ones before are not; beyond the limits the
+    stream ends with INVALID_ARGUMENT naming the limit (the one check, ``check_terms``)."""
+    import asyncio
+
+    import numpy as np
+    from grpc import StatusCode
+    from grpc.aio import AioRpcError
+
+    from conftest import compose
+    from qwen3_asr_client import AsyncStreamingClient, AudioFormat, KeyTerms, RecognitionOptions, Result
+    from qwen3_asr_stream.server.options import ServerOptions
+    from qwen3_asr_stream.testing.harness import ServerThread
+
+    pytest.importorskip("webrtcvad")
+    a, _, rate = phrases
+    one = compose([a], rate).pcm.astype("<i2").tobytes()
+    step = rate // 10 * 2
+    chunks = [one[i:i + step] for i in range(0, len(one), step)]
+    options = RecognitionOptions(interim_results=False, word_timestamps=False)
+
+    async def finals(inputs) -> list[str]:
+        async with AsyncStreamingClient(server.address) as client:
+            return [i.transcript for i in [x async for x in client.stream(inputs, AudioFormat(rate), options)]
+                    if isinstance(i, Result) and i.is_final]
+
+    with ServerThread(ServerOptions(port=0), {"tiny": engine}) as server:
+        before, after, cleared = asyncio.run(finals([*chunks, KeyTerms((TERM,)), *chunks, KeyTerms(()), *chunks]))
+        assert TERM not in before.lower() and TERM in after.lower(), (before, after)
+        assert TERM not in cleared.lower(), cleared  # an empty list clears them
+        with pytest.raises(AioRpcError) as refused:
+            asyncio.run(finals([*chunks, KeyTerms(tuple(f"t{i}" for i in range(MAX_TERMS + 1)))]))
+        assert refused.value.code() == StatusCode.INVALID_ARGUMENT
+        assert f"the limit is {MAX_TERMS}" in refused.value.details()

@@ -91,6 +91,8 @@ def test_riva_client_streams_a_file_in_real_time(server, speech, speech_wav):
     # An interim's stability is the share of its text already stable (1 when all of it is).
     assert all(0 <= r.stability <= 1 for r in interims) and any(r.stability < 1 for r in interims)
     assert all(r.stability == 1 for r in finals)
+    spoken = [r for r in interims if r.alternatives[0].transcript.strip()]
+    assert spoken and all(0 < r.alternatives[0].confidence <= 1 for r in spoken)
     for final, span in zip(finals, speech.spans):
         assert list(final.alternatives[0].language_code) == ["en-US"]
         check_words_inside_speech(final, span)

@@ -121,6 +121,9 @@ def test_interim_results_only_when_asked(server, phrases):
         assert interim.utterance_index == 0 and interim.end_reason == "" and not interim.words
         assert interim.start_ms == final.start_ms and interim.end_ms <= final.end_ms
         assert interim.transcript == interim.stable_text + interim.unstable_text
+        # A measured confidence: each token as scored by the update that decoded it.
+        assert (interim.confidence is None) == (not interim.transcript.strip())
+        assert interim.confidence is None or 0 < interim.confidence <= 1
     ends = [i.end_ms for i in interims]
     assert ends == sorted(ends) and ends[-1] - ends[0] >= 300 * (len(ends) - 1) - 50  # the asked-for cadence
 

@@ -60,7 +60,17 @@ class _Finalize:
 
 
 FINALIZE = _Finalize()  # put among audio chunks to end the current utterance
-AudioChunk = Union[bytes, bytearray, memoryview, _Finalize]
+
+
+@dataclass(frozen=True)
+class KeyTerms:
+    """Put among audio chunks: these key terms (the words decoding is steered toward) replace
+    the stream's for the utterances that start from then on; ``KeyTerms(())`` clears them."""
+
+    terms: tuple[str, ...]
+
+
+AudioChunk = Union[bytes, bytearray, memoryview, _Finalize, KeyTerms]
 
 
 @dataclass(frozen=True)
@@ -79,6 +89,9 @@ class RecognitionOptions:
     min_speakers: int = 0  # 0: 1
     max_speakers: int = 0  # 0: the server's limit
     separate_channels: bool = False  # each channel its own results (Result.channel); else mixed down
+    # Early end of turn: a pause this long (ms) inside an utterance sends SpeechEvent
+    # "eager_end_of_turn" with the transcript so far, then "resumed" if speech goes on; 0 = off.
+    eager_pause_ms: int = 0
 
     def recognition_config(self, audio_format: AudioFormat) -> asr_pb2.RecognitionConfig:
         config = asr_pb2.RecognitionConfig(
@@ -94,6 +107,8 @@ class RecognitionOptions:
         )
         if self.endpointing is not None:
             config.endpointing.CopyFrom(self.endpointing)
+        if self.eager_pause_ms:
+            config.endpointing.eager_pause_ms = self.eager_pause_ms
         if self.diarization or self.min_speakers or self.max_speakers:
             config.diarization.CopyFrom(asr_pb2.DiarizationConfig(
                 enable=self.diarization, min_speakers=self.min_speakers, max_speakers=self.max_speakers))
@@ -113,6 +128,10 @@ class RecognitionOptions:
 _FINALIZE_REQUEST = asr_pb2.StreamingRecognizeRequest(
     control=asr_pb2.Control(kind=asr_pb2.Control.FINALIZE)
 )
+
+
+def _key_terms_request(terms) -> asr_pb2.StreamingRecognizeRequest:
+    return asr_pb2.StreamingRecognizeRequest(key_terms=asr_pb2.KeyTerms(terms=list(terms)))
 
 
 def _audio_requests(data, max_message_bytes: int) -> Iterator[asr_pb2.StreamingRecognizeRequest]:
@@ -290,6 +309,10 @@ class AsyncRecognitionStream:
         """End the current utterance now; the stream stays open."""
         await self._write(_FINALIZE_REQUEST)
 
+    async def set_key_terms(self, terms) -> None:
+        """Key terms for the utterances that start from now on (an empty list clears them)."""
+        await self._write(_key_terms_request(terms))
+
     async def done_writing(self) -> None:
         """Half-close: no more audio. The server then sends the last final results."""
         await self._call.done_writing()
@@ -396,6 +419,8 @@ def _chunk_requests(chunk: AudioChunk, pacer: _Pacer,
     """The requests of one chunk, and the seconds to wait first when pacing in real time."""
     if chunk is FINALIZE:
         return 0.0, [_FINALIZE_REQUEST]
+    if isinstance(chunk, KeyTerms):
+        return 0.0, [_key_terms_request(chunk.terms)]
     return pacer.delay(len(chunk)), list(_audio_requests(chunk, max_bytes))
 
 
@@ -436,6 +461,10 @@ class RecognitionStream:
     def finalize(self) -> None:
         """End the current utterance now; the stream stays open."""
         self._queue.put(_FINALIZE_REQUEST)
+
+    def set_key_terms(self, terms) -> None:
+        """Key terms for the utterances that start from now on (an empty list clears them)."""
+        self._queue.put(_key_terms_request(terms))
 
     def done_writing(self) -> None:
         """Half-close: no more audio. The server then sends the last final results."""

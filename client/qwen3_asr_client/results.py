@@ -92,7 +92,7 @@ class Result:
     audio_processed_ms: int
     latency_ms: int
     end_reason: str  # "silence", "max_length", "forced", "end_of_stream"; "" for interim results
-    confidence: float | None = None  # finals: 0-1, exp(mean log-probability of the transcript's tokens)
+    confidence: float | None = None  # 0-1, exp(mean log-probability of the transcript's tokens); None without tokens
     speaker: int | None = None  # finals with diarization: who spoke most of it (words carry changes)
     speaker_turns: tuple[SpeakerTurn, ...] = ()  # finals with diarization: who spoke which part
     channel: int | None = None  # separate recognition per channel: the channel, from 1
@@ -124,18 +124,23 @@ class Result:
 
 @dataclass(frozen=True)
 class SpeechEvent:
-    """Voice activity: type is "start" or "end"."""
+    """Voice activity: type is "start", "end", or with an eager pause (``RecognitionOptions.eager_pause_ms``)
+    "eager_end_of_turn" (the speaker paused; ``transcript`` is the text so far) and "resumed" (the
+    speech went on in the same utterance)."""
 
     type: str
     offset_ms: int  # from the start of the stream
     utterance_index: int
     end_reason: str = ""
+    transcript: str = ""  # eager_end_of_turn: the transcript so far
 
     @classmethod
     def from_proto(cls, e: asr_pb2.SpeechEvent) -> "SpeechEvent":
-        kind = {asr_pb2.SpeechEvent.SPEECH_START: "start", asr_pb2.SpeechEvent.SPEECH_END: "end"}
+        kind = {asr_pb2.SpeechEvent.SPEECH_START: "start", asr_pb2.SpeechEvent.SPEECH_END: "end",
+                asr_pb2.SpeechEvent.EAGER_END_OF_TURN: "eager_end_of_turn",
+                asr_pb2.SpeechEvent.TURN_RESUMED: "resumed"}
         reason = asr_pb2.EndReason.Name(e.end_reason).lower() if e.end_reason else ""
-        return cls(kind.get(e.type, "unspecified"), e.offset_ms, e.utterance_index, reason)
+        return cls(kind.get(e.type, "unspecified"), e.offset_ms, e.utterance_index, reason, e.transcript)
 
 
 StreamItem = Union[Result, SpeechEvent]

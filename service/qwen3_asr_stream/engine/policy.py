@@ -23,6 +23,9 @@ WholeCharacters = Callable[[Sequence[int]], bool]
 @dataclass
 class HypothesisState:
     tokens: list[int] = field(default_factory=list)  # last hypothesis: prefix + generated
+    # The log-probability of each of ``tokens`` from the update that decoded it (a prefix token
+    # fed back keeps the value it was decoded with).
+    logprobs: list[float] = field(default_factory=list)
     stable: int = 0  # tokens of ``tokens`` that are stable
     updates: int = 0  # interim updates done
 
@@ -41,7 +44,11 @@ def choose_prefix(state: HypothesisState, options: PolicyOptions, whole: WholeCh
     return list(state.tokens[: min(keep, options.max_tokens_final)])
 
 
-def record_interim(state: HypothesisState, prefix: list[int], generated: list[int]) -> None:
+def record_interim(state: HypothesisState, prefix: list[int], generated: list[int], logprobs: list[float]) -> None:
+    """The interim's tokens become the hypothesis: ``prefix`` (a prefix of the last hypothesis)
+    then ``generated`` with their ``logprobs``."""
+    assert state.tokens[: len(prefix)] == prefix and len(generated) == len(logprobs)
+    state.logprobs = state.logprobs[: len(prefix)] + logprobs
     state.tokens = prefix + generated
     state.stable = len(prefix)
     state.updates += 1

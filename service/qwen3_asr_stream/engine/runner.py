@@ -287,14 +287,15 @@ class ModelRunner:
         row = w.row
         generated = row.tokens if row is not None else []
         if not w.is_final and row is not None:
-            record_interim(u.hypothesis, list(w.prefix), list(generated))
+            record_interim(u.hypothesis, list(w.prefix), list(generated), list(row.logprobs))
         prefill = len(row.ids) + len(row.draft) if row is not None else 0
         return TokenResult(
             utterance_id=u.id,
             is_final=w.is_final,
             tokens=tuple(w.prefix) + tuple(generated),
             prefix_tokens=len(w.prefix),
-            logprobs=tuple(row.logprobs) if row is not None else (),
+            # The prefix's from the updates that decoded it (a final has none), then the new ones.
+            logprobs=(tuple(u.hypothesis.logprobs[: len(w.prefix)]) + tuple(row.logprobs)) if row is not None else (),
             audio_samples=w.audio.shape[0],
             encoder_frames=w.encoder_frames,
             encoder_chunks=w.encoder_chunks,

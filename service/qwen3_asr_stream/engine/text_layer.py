@@ -137,11 +137,11 @@ class StreamingEngine:
             language, text, stable = "", "", ""
         else:
             language, text, stable = text_of(self.tokenizer, state, r)
-            if r.is_final:  # a final decodes from no prefix: every token has its log-probability
-                tok = self.tokenizer
-                scored = transcript_tokens(r.tokens, r.logprobs, tag_id=self._tag_id,
-                                           forced_language=bool(state.language), is_special=tok.is_special,
-                                           token_bytes=tok.token_bytes)
+            # Every token has its log-probability (an interim's prefix from the update that decoded it).
+            tok = self.tokenizer
+            scored = transcript_tokens(r.tokens, r.logprobs, tag_id=self._tag_id,
+                                       forced_language=bool(state.language), is_special=tok.is_special,
+                                       token_bytes=tok.token_bytes)
         token_fields = {f.name: getattr(r, f.name) for f in fields(r)}
         return UpdateResult(**token_fields, language=language, text=text, stable_text=stable,
                             transcript_tokens=scored)

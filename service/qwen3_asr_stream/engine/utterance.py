@@ -66,7 +66,9 @@ class TokenResult:
     windows_reencoded: int = 0  # completed windows encoded again because the log floor moved
     compute_s: float = 0.0
     error: str = ""  # set when the engine failed on this update; the tokens are then empty
-    logprobs: tuple[float, ...] = ()  # log-probability of each new token (``tokens[prefix_tokens:]``)
+    # Log-probability of each of ``tokens``: the new ones from this update, the prefix's from the
+    # update that decoded them (kept with the hypothesis); empty on an error.
+    logprobs: tuple[float, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -79,7 +81,7 @@ class UpdateResult(TokenResult):
     # never shrinks or changes). A final is the whole utterance decoded afresh, as offline
     # transcription does: it may differ anywhere from the last interim, stable part included.
     stable_text: str = ""
-    # Finals: the transcript's tokens with their log-probabilities (interims: empty).
+    # The transcript's tokens with their log-probabilities (interims and finals).
     transcript_tokens: tuple[TokenLogprob, ...] = ()
 
 

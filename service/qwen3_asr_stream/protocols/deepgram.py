@@ -10,7 +10,9 @@ One final ``Results`` (``is_final: true``) per utterance of the core; ``speech_f
 the utterance ended at a silence (``endpointing``), ``from_finalize`` when a ``Finalize``
 ended it. Interims (``interim_results=true``) are the core's interims. Words (with
 ``start``/``end`` in s from the stream start) come from the shared aligner on finals;
-``confidence`` appears only where the engine gives one. Query parameters are checked in
+``confidence`` appears only where the engine gives one. ``diarize``: each word's ``speaker``
+(0-based) from the core's diarization; ``multichannel``: each channel's own results with
+``channel_index`` [i, N] (pre-recorded: one ``results.channels`` entry per channel). Query parameters are checked in
 ``deepgram_options``; errors map through the one table in ``deepgram_common``.
 """
 
@@ -23,6 +25,7 @@ import hashlib
 import json
 import logging
 import uuid
+from dataclasses import replace
 
 from aiohttp import WSMsgType, web
 
@@ -32,7 +35,8 @@ from ..session.recognize import recognize
 from ..session.settings import settings_from
 from ..session.types import SpeechEvent, Transcript
 from ..session.calls import StreamCall
-from .deepgram_common import (KEY_SUBPROTOCOL, TOO_LARGE, alternative_json, error_for, error_response,
+from ..text.confidence import confidence_of
+from .deepgram_common import (KEY_SUBPROTOCOL, TOO_LARGE, alternative_json, channel_index, error_for, error_response,
                               last_word_end_ms, model_info, model_uuid)
 from .openai_rest import PCM16_BYTES_PER_S, HttpError, decode_file  # the file reader REST uses
 from .deepgram_options import BadParameter, ListenOptions, live_settings, parse_query
@@ -56,7 +60,7 @@ class ListenConnection:
                          "model_uuid": model_uuid(settings.model)}
         self.session = None
         self._lock = asyncio.Lock()
-        self._last_word_end_ms: int | None = None  # of the last final with words, until its UtteranceEnd
+        self._last_word_end_ms: dict[int, int] = {}  # channel -> of its last final with words, until its UtteranceEnd
         self._too_large = False  # the core ends the stream for an audio message over its limit
 
     async def send(self, message: dict) -> None:
@@ -149,13 +153,14 @@ class ListenConnection:
                 continue
             await self.send(self.results(item))
             if item.is_final and item.text.strip():
-                self._last_word_end_ms = last_word_end_ms(item)
+                self._last_word_end_ms[channel_index(item, self.channel[1])[0]] = last_word_end_ms(item)
                 await self.utterance_end()
         await self.end(item)
 
     def results(self, t: Transcript) -> dict:
         reason = t.end_reason.value if t.end_reason is not None else ""
-        return {"type": "Results", "channel_index": self.channel, "duration": (t.end_ms - t.start_ms) / 1000,
+        return {"type": "Results", "channel_index": channel_index(t, self.channel[1]),
+                "duration": (t.end_ms - t.start_ms) / 1000,
                 "start": t.start_ms / 1000, "is_final": t.is_final,
                 "speech_final": t.is_final and reason == "silence", "from_finalize": t.is_final and reason == "forced",
                 "channel": {"alternatives": [alternative_json(t)]}, "metadata": self.metadata}
@@ -163,12 +168,14 @@ class ListenConnection:
     async def utterance_end(self) -> None:
         """UtteranceEnd once ``utterance_end_ms`` of audio passed after the last final's last word
         with no speech since."""
-        limit, last = self.options.utterance_end_ms, self._last_word_end_ms
-        session = self.session
-        if limit is None or last is None or session.in_speech or session.received_ms - last < limit:
+        limit, session = self.options.utterance_end_ms, self.session
+        if limit is None or session.in_speech:
             return
-        self._last_word_end_ms = None
-        await self.send({"type": "UtteranceEnd", "channel": self.channel, "last_word_end": last / 1000})
+        for channel, last in sorted(self._last_word_end_ms.items()):
+            if session.received_ms - last >= limit:
+                del self._last_word_end_ms[channel]
+                await self.send({"type": "UtteranceEnd", "channel": [channel, self.channel[1]],
+                                 "last_word_end": last / 1000})
 
     async def end(self, status: Status) -> None:
         self.call.end(status)
@@ -186,6 +193,16 @@ class ListenConnection:
                 error = TOO_LARGE
             await self.send({"type": "Error", "variant": error.err_code, "description": status.message})
             await self.ws.close(code=error.close_code, message=f"{error.payload} {status.message}"[:120].encode())
+
+
+def whole_alternative(spoken: list[Transcript]) -> dict:
+    """One channel of a pre-recorded answer: its finals' text and words, the confidence over all their tokens."""
+    alternative = {"transcript": " ".join(t.text.strip() for t in spoken),
+                   "words": [w for t in spoken for w in alternative_json(t)["words"]]}
+    confidence = confidence_of([token for t in spoken for token in t.tokens])
+    if confidence is not None:
+        alternative["confidence"] = confidence
+    return alternative
 
 
 class DeepgramApi:
@@ -243,7 +260,9 @@ class DeepgramApi:
                 body = await request.read()
                 if not body:
                     raise BadParameter("body", "the request has no audio; send the audio bytes as the body")
-                settings = live_settings(options, backend)
+                # A file is decoded to raw samples first, so its channels can be recognized one by one.
+                settings = live_settings(replace(options, multichannel=False) if options.encoding is None else options,
+                                         backend)
                 if options.encoding is None:  # containerized audio: read the file
                     try:
                         pcm, rate, channels = await asyncio.to_thread(decode_file, body, limit / PCM16_BYTES_PER_S)
@@ -252,20 +271,21 @@ class DeepgramApi:
                     body = pcm
                     settings = settings_from(backend, encoding=AudioEncoding.FLOAT32, sample_rate=rate,
                                              channels=channels, model=settings.model, language=settings.language,
-                                             key_terms=settings.key_terms, word_times=settings.word_times)
+                                             key_terms=settings.key_terms, word_times=settings.word_times,
+                                             diarization=options.diarize, separate_channels=options.multichannel)
                 recognition = await recognize(body, settings, backend)
         except Exception as exc:  # noqa: BLE001 - every failure is a Deepgram error body (the call logged it)
             status = status_of(exc)
             error = TOO_LARGE if isinstance(exc, MessageTooLarge) else error_for(status.code.name)
             return error_response(status.message, error, request_id)
-        spoken = [t for t in recognition.results if t.text.strip()]
-        alternative = {"transcript": " ".join(t.text.strip() for t in spoken),
-                       "words": [w for t in spoken for w in alternative_json(t)["words"]]}
+        n = settings.audio.channels if settings.separate_channels else 1
+        channels = [{"alternatives": [whole_alternative([t for t in recognition.results if t.text.strip()
+                                                         and channel_index(t, n)[0] == c])]} for c in range(n)]
         uuid_ = model_uuid(settings.model)
         metadata = {"transaction_key": "deprecated", "request_id": request_id,
                     "sha256": hashlib.sha256(await request.read()).hexdigest(),
                     "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="milliseconds"),
-                    "duration": recognition.duration_ms / 1000, "channels": 1, "models": [uuid_],
+                    "duration": recognition.duration_ms / 1000, "channels": n, "models": [uuid_],
                     "model_info": {uuid_: model_info(settings.model)}}
-        return web.json_response({"metadata": metadata, "results": {"channels": [{"alternatives": [alternative]}]}},
+        return web.json_response({"metadata": metadata, "results": {"channels": channels}},
                                  headers={"dg-request-id": request_id})

@@ -96,6 +96,8 @@ def words_json(t: Transcript) -> list[dict]:
         confidence = getattr(w, "confidence", None)
         if confidence is not None:
             item["confidence"] = confidence
+        if w.speaker is not None:  # diarize: Deepgram counts speakers from 0 (no speaker_confidence: none is measured)
+            item["speaker"] = w.speaker - 1
         out.append(item)
     return out
 
@@ -106,6 +108,11 @@ def alternative_json(t: Transcript) -> dict:
     if confidence is not None:
         alternative["confidence"] = confidence
     return alternative
+
+
+def channel_index(t: Transcript, channels: int) -> list[int]:
+    """Deepgram's ``channel_index``: [the result's channel from 0, the channels] (0 when mixed down)."""
+    return [t.channel - 1 if t.channel is not None else 0, channels]
 
 
 def last_word_end_ms(t: Transcript) -> int:

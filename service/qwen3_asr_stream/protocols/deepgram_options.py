@@ -5,13 +5,15 @@ Every parameter Deepgram documents is in exactly one of these tables:
 ==========================  =================================================================
 ``PARSERS``                 honored: model, language, detect_language, encoding, sample_rate,
                             channels, interim_results, endpointing, utterance_end_ms,
-                            vad_events, keyterm / keywords (key terms that steer decoding)
+                            vad_events, keyterm / keywords (key terms that steer decoding),
+                            diarize (the core's diarization: needs ``--speaker-model``),
+                            multichannel (the core's separate channels: raw encodings)
 ``HINTS``                   accepted, any value, with no effect on the output (Deepgram
                             documents them as formatting or account options; our model
                             punctuates and keeps what it hears): punctuate, smart_format,
                             no_delay, filler_words, mip_opt_out, tag, version, extra
-``OFF_ONLY``                accepted when false (what we do), refused when true: diarize,
-                            multichannel, profanity_filter, numerals, dictation,
+``OFF_ONLY``                accepted when false (what we do), refused when true:
+                            diarize_version, profanity_filter, numerals, dictation,
                             detect_entities, paragraphs, utterances, ...
 anything else               refused: HTTP 400 naming the parameter
 ==========================  =================================================================
@@ -27,6 +29,7 @@ from dataclasses import dataclass
 from typing import Callable, Mapping, Sequence
 
 from ..audio.codecs import AudioEncoding, deepgram_encoding
+from ..audio.input import MAX_CHANNELS, SEPARATE_NEEDS_RAW
 from ..audio.vad import MAX_WINDOW_MS, EndpointingOptions
 from ..session.errors import InvalidRequest
 from ..session.settings import endpointing_with, language_of, settings_from
@@ -39,16 +42,13 @@ DEEPGRAM_MODEL_PREFIXES = ("nova", "base", "enhanced", "general", "phonecall", "
 HINTS = frozenset({"punctuate", "smart_format", "no_delay", "filler_words", "mip_opt_out", "tag", "version",
                    "extra"})
 OFF_ONLY = {
-    "diarize": "speaker labels (diarize) are not available on this server yet",
-    "multichannel": "separate channels (multichannel) are not available on this server yet; send channels=1 or "
-                    "channels=2 (downmixed)",
     "profanity_filter": "this server has no profanity filter",
     "numerals": "this server does not rewrite numbers (numerals)",
     "dictation": "this server does not convert spoken punctuation (dictation)",
     "detect_entities": "this server does not detect entities",
     "paragraphs": "this server does not split paragraphs",
     "utterances": "this server does not return utterances; each final Results message is one utterance",
-    "diarize_version": "speaker labels (diarize) are not available on this server yet",
+    "diarize_version": "this server has one speaker model; send diarize=true without diarize_version",
     "sentiment": "this server does not analyze sentiment",
     "topics": "this server does not detect topics",
     "intents": "this server does not detect intents",
@@ -81,6 +81,8 @@ class ListenOptions:
     utterance_end_ms: int | None = None
     vad_events: bool = False
     keyterms: tuple[str, ...] = ()
+    diarize: bool = False  # speaker labels on words (the core's diarization)
+    multichannel: bool = False  # each channel recognized on its own (the core's separate channels)
 
 
 def _bool(param: str, value: str) -> bool:
@@ -137,7 +139,7 @@ PARSERS: dict[str, Callable[[Sequence[str]], dict]] = {
     "detect_language": lambda v: {"detect_language": _bool("detect_language", v[-1])},
     "encoding": lambda v: _encoding(v[-1]),
     "sample_rate": lambda v: {"sample_rate": _int("sample_rate", v[-1], 8000, 48000, " Hz")},
-    "channels": lambda v: {"channels": _int("channels", v[-1], 1, 2)},
+    "channels": lambda v: {"channels": _int("channels", v[-1], 1, MAX_CHANNELS)},
     "interim_results": lambda v: {"interim_results": _bool("interim_results", v[-1])},
     "endpointing": lambda v: _endpointing(v[-1]),
     "utterance_end_ms": lambda v: {"utterance_end_ms": _int("utterance_end_ms", v[-1], MIN_UTTERANCE_END_MS,
@@ -145,6 +147,8 @@ PARSERS: dict[str, Callable[[Sequence[str]], dict]] = {
     "vad_events": lambda v: {"vad_events": _bool("vad_events", v[-1])},
     "keyterm": lambda v: {"keyterm": tuple(t.strip() for t in v if t.strip())},
     "keywords": lambda v: {"keywords": _keywords(v)},
+    "diarize": lambda v: {"diarize": _bool("diarize", v[-1])},
+    "multichannel": lambda v: {"multichannel": _bool("multichannel", v[-1])},
 }
 
 
@@ -210,12 +214,14 @@ def live_settings(options: ListenOptions, backend: Backend, *, eager_pause_ms: i
             channels=options.channels, model=model_of(options.model, backend), language=language,
             key_terms=options.keyterms, word_times=backend.aligner is not None,
             endpointing=endpointing_of(options, backend.limits.endpointing, eager_pause_ms),
-            interim_results=options.interim_results)
+            interim_results=options.interim_results, diarization=options.diarize,
+            separate_channels=options.multichannel)
     except BadParameter:
         raise
     except InvalidRequest as exc:
         text = str(exc)
-        param = ("keyterm" if "key term" in text else "sample_rate" if "sample rate" in text or "Hz" in text
+        param = ("diarize" if "speaker" in text else "multichannel" if text == SEPARATE_NEEDS_RAW
+                 else "keyterm" if "key term" in text else "sample_rate" if "sample rate" in text or "Hz" in text
                  else "channels" if "channel" in text else "encoding" if "encoding" in text else "request")
         raise BadParameter(param, text) from None
 

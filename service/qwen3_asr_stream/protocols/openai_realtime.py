@@ -20,7 +20,9 @@ the final text extends what the deltas spelled, a last delta carries the rest, a
 revised the stable text: then ``revised`` is true). Every interim also sends a delta
 (maybe empty) with extra fields: ``text`` (the whole current hypothesis),
 ``stable_text``, ``unstable_text``, ``stability``, ``audio_start_ms``, ``audio_end_ms``,
-``language``. With ``turn_detection.eager_pause_ms`` (our extension), a pause that long inside
+``language``, ``confidence`` (of the whole current hypothesis) and, with ``include`` naming
+``item.input_audio_transcription.logprobs``, OpenAI's ``logprobs`` of the tokens the delta
+completes (over an item's deltas each token once, scored by the update that decoded it). With ``turn_detection.eager_pause_ms`` (our extension), a pause that long inside
 an utterance sends ``input_audio_buffer.eager_end_of_turn`` (``transcript``: the text so far,
 decoded at once) and, if speech goes on in the same item, ``input_audio_buffer.speech_resumed``.
 ``completed`` adds ``words`` (``{word, start, end, confidence}``, times in s from
@@ -54,6 +56,7 @@ from ..session.calls import Calls, StreamCall
 from ..session.errors import InvalidRequest, Status, is_expected, status_of
 from ..session.settings import settings_from
 from ..session.types import RecognitionSettings, SpeechEvent, Transcript
+from ..text.confidence import tokens_ending_in
 from .openai_common import (SUBPROTOCOL, EventIds, OpenAIError, error_body, error_event, error_for, logprobs_of,
                             model_for, speaker_name, speaker_segments, words_of)
 from .openai_realtime_config import BadEvent, SessionConfig, as_object, session_object, update_beta, update_ga
@@ -190,8 +193,10 @@ class Connection:
                                  language=config.language, context=config.prompt, word_times=config.words,
                                  endpointing=config.endpointing(self.backend.limits.endpointing),
                                  interim_results=True, update_interval_ms=config.update_interval_ms,
-                                 diarization=config.diarize)
-        if self.session is not None and settings != self.settings:
+                                 diarization=config.diarize, key_terms=config.key_terms)
+        if self.session is not None and replace(settings, key_terms=self.settings.key_terms) == self.settings:
+            self.session.set_key_terms(settings.key_terms)  # for the items that start from now on
+        elif self.session is not None and settings != self.settings:
             raise BadEvent("the session's audio has started; its configuration cannot change now: open a new "
                            "connection for other settings", code="session_already_started", param="session")
         self.config, self.settings = config, settings
@@ -283,29 +288,36 @@ class Connection:
             self.previous_item_id = item.item_id
             return events
         if not result.is_final:
-            delta = ""
+            delta, start = "", len(item.sent)
             if result.stable_text.startswith(item.sent):
                 delta = result.stable_text[len(item.sent):]
                 item.sent = result.stable_text
             item.announced = True
-            events = [self._delta(item, delta, result)]
+            events = [self._delta(item, delta, result, start)]
             if result.eager:  # extension: the speaker paused; the transcript so far
                 events.append({"type": "input_audio_buffer.eager_end_of_turn", "item_id": item.item_id,
                                "transcript": result.text, "audio_end_ms": result.end_ms})
             return events
         events = []
         if result.text.startswith(item.sent) and len(result.text) > len(item.sent):
-            events.append(self._delta(item, result.text[len(item.sent):], result))
+            events.append(self._delta(item, result.text[len(item.sent):], result, len(item.sent)))
             item.sent = result.text
         events.append(self._completed(item, result.text, result=result))
         del self.items[result.utterance_index]
         return events
 
-    def _delta(self, item: _Item, delta: str, t: Transcript) -> dict:
-        return {"type": "conversation.item.input_audio_transcription.delta", "item_id": item.item_id,
-                "content_index": 0, "delta": delta, "text": t.text, "stable_text": t.stable_text,
-                "unstable_text": t.unstable_text, "stability": t.stability,
-                "audio_start_ms": t.start_ms, "audio_end_ms": t.end_ms, "language": t.language}
+    def _delta(self, item: _Item, delta: str, t: Transcript, start: int) -> dict:
+        """A delta: ``delta`` is ``t.text[start:start + len(delta)]``; with ``logprobs`` included,
+        OpenAI's ``logprobs`` of the tokens that end in it (each token once over an item's deltas)."""
+        event = {"type": "conversation.item.input_audio_transcription.delta", "item_id": item.item_id,
+                 "content_index": 0, "delta": delta, "text": t.text, "stable_text": t.stable_text,
+                 "unstable_text": t.unstable_text, "stability": t.stability,
+                 "audio_start_ms": t.start_ms, "audio_end_ms": t.end_ms, "language": t.language}
+        if t.confidence is not None:
+            event["confidence"] = t.confidence
+        if self.config.logprobs and delta:
+            event["logprobs"] = logprobs_of(tokens_ending_in(t.tokens, start, start + len(delta)))
+        return event
 
     def _completed(self, item: _Item, transcript: str, *, result: Transcript | None = None,
                    cleared: bool = False) -> dict:

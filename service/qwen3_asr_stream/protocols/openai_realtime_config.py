@@ -57,7 +57,8 @@ class SessionConfig:
     encoding: AudioEncoding = AudioEncoding.LINEAR16
     model: str = ""
     language: str = ""
-    prompt: str = ""
+    prompt: str = ""  # context for the model (OpenAI's prompt), as on REST
+    key_terms: tuple[str, ...] = ()  # our extension transcription.key_terms: words decoding is steered toward
     vad: ServerVad | None = field(default_factory=ServerVad)  # None: manual turns (commit)
     words: bool = False
     logprobs: bool = False
@@ -135,6 +136,11 @@ def _transcription(config: SessionConfig, value, param: str) -> SessionConfig:
     for key, name in (("model", "model"), ("language", "language"), ("prompt", "prompt")):
         if key in value:
             changes[name] = _str(value[key], f"{param}.{key}")
+    if value.get("key_terms") is not None:  # our extension: key terms that steer decoding (engine/bias.py)
+        terms = value["key_terms"]
+        if not isinstance(terms, list) or not all(isinstance(t, str) for t in terms):
+            raise BadEvent(f"{param}.key_terms must be a list of strings", param=f"{param}.key_terms")
+        changes["key_terms"] = tuple(dict.fromkeys(t.strip() for t in terms))
     if value.get("update_interval_ms") is not None:  # our extension: the interim cadence
         changes["update_interval_ms"] = _int(value["update_interval_ms"], f"{param}.update_interval_ms",
                                              MIN_UPDATE_INTERVAL_MS, MAX_UPDATE_INTERVAL_MS)
@@ -211,6 +217,8 @@ def _vad_object(config: SessionConfig) -> dict | None:
 def session_object(session_id: str, config: SessionConfig, model: str, beta: bool) -> dict:
     """The effective session as ``session.created`` / ``session.updated`` report it."""
     transcription = {"model": model, "language": config.language or None, "prompt": config.prompt}
+    if config.key_terms:
+        transcription["key_terms"] = list(config.key_terms)
     include = [name for name, on in ((WORDS_INCLUDE, config.words), (LOGPROBS_INCLUDE, config.logprobs),
                                      (SPEAKERS_INCLUDE, config.diarize)) if on]
     if beta:

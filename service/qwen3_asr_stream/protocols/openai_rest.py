@@ -4,7 +4,8 @@
                                     (json, text, verbose_json, srt, vtt, diarized_json: speaker-labelled
                                     segments), timestamp_granularities[],
                                     include[] (logprobs: with json, the transcript's tokens),
-                                    stream (server-sent transcript.text.delta / transcript.text.done)
+                                    stream (server-sent transcript.text.delta / transcript.text.done),
+                                    key_terms[] (ours: key terms that steer decoding; prompt stays context)
     GET  /v1/models, /v1/models/{id}
 
 The uploaded file (any container FFmpeg reads: flac, mp3, mp4, mpeg, mpga, m4a, ogg, wav,
@@ -69,11 +70,12 @@ class TranscriptionRequest:
     filename: str
     model: str | None
     language: str | None
-    prompt: str
+    prompt: str  # context for the model (OpenAI's prompt: style, spellings), never in the output
     response_format: str
     granularities: tuple[str, ...]
     stream: bool
     logprobs: bool = False  # include[]=logprobs
+    key_terms: tuple[str, ...] = ()  # our extension key_terms[]: words decoding is steered toward (engine/bias.py)
 
 
 # -- request -------------------------------------------------------------------------------------
@@ -137,7 +139,8 @@ async def read_form(headers, body: bytes, max_file_bytes: int) -> TranscriptionR
     return TranscriptionRequest(file=file, filename=filename, model=one("model") or None,
                                 language=one("language") or None, prompt=one("prompt"),
                                 response_format=response_format, granularities=granularities,
-                                stream=stream == "true", logprobs="logprobs" in include)
+                                stream=stream == "true", logprobs="logprobs" in include,
+                                key_terms=tuple(fields.get("key_terms[]", []) + fields.get("key_terms", [])))
 
 
 def decode_file(data: bytes, max_seconds: float) -> tuple[bytes, int, int]:
@@ -333,7 +336,7 @@ class RestApi:
                                                               limits.max_recognize_bytes / PCM16_BYTES_PER_S)
                 settings = settings_from(backend, encoding=AudioEncoding.FLOAT32, sample_rate=rate,
                                          channels=channels, model=model, language=req.language,
-                                         context=req.prompt, word_times=words,
+                                         context=req.prompt, word_times=words, key_terms=req.key_terms,
                                          diarization=req.response_format == "diarized_json")
                 result = await recognize(pcm, settings, backend)
         except HttpError as exc:

@@ -30,6 +30,7 @@ import enum
 import itertools
 import logging
 import time
+from dataclasses import dataclass
 from typing import AsyncIterator, Awaitable, TypeVar
 
 from .core import Session
@@ -47,6 +48,14 @@ class Control(enum.Enum):
 
     FINALIZE = "finalize"
     CLEAR = "clear"
+
+
+@dataclass(frozen=True)
+class SetKeyTerms:
+    """An input of ``StreamCall.pump``: key terms for the utterances that start from now on
+    (checked by ``Session.set_key_terms`` as for a new call)."""
+
+    terms: tuple[str, ...]
 
 
 class Calls:
@@ -221,7 +230,7 @@ class StreamCall(_Call):
         return reading.result()
 
     async def pump(self, inputs: AsyncIterator) -> None:
-        """Feed the session from ``inputs`` (bytes of audio, or a Control) until it ends; the
+        """Feed the session from ``inputs`` (bytes of audio, a Control or SetKeyTerms) until it ends; the
         end of ``inputs`` is the client's half-close. Reads no more while the client's
         unread results are at the limit (back-pressure)."""
         session = self.session
@@ -243,6 +252,8 @@ class StreamCall(_Call):
                     session.finalize()
                 elif item is Control.CLEAR:
                     session.clear()
+                elif isinstance(item, SetKeyTerms):
+                    session.set_key_terms(item.terms)
                 else:
                     raise TypeError(f"pump() takes audio bytes or a Control, not {type(item).__name__}")
         except asyncio.CancelledError:

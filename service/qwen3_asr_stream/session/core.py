@@ -472,7 +472,7 @@ class Session:
         before = self.outbox.coalesced
         transcript = Transcript(
             utterance_index=u.index, is_final=False, text=result.text, stable_text=result.stable_text,
-            channel=u.channel,
+            channel=u.channel, tokens=result.transcript_tokens,
             language=self.settings.result_language(result.language),
             start_ms=u.audio_start // SAMPLES_PER_MS,
             end_ms=(u.audio_start + result.audio_samples) // SAMPLES_PER_MS,

@@ -105,7 +105,7 @@ class Transcript:
     latency_ms: int
     end_reason: EndReason | None = None
     words: tuple[Word, ...] = ()  # finals with word times; each with its confidence
-    tokens: tuple[TokenLogprob, ...] = ()  # finals: the transcript's tokens and their log-probabilities
+    tokens: tuple[TokenLogprob, ...] = ()  # the transcript's tokens and their log-probabilities
     speaker: int | None = None  # finals with diarization: 1, 2, ... (stable for the stream)
     turns: tuple[SpeakerTurn, ...] = ()  # finals with diarization: the speakers in order (a change splits)
     channel: int | None = None  # separate recognition per channel: the channel, 1-based
@@ -116,12 +116,13 @@ class Transcript:
 
     @property
     def avg_logprob(self) -> float | None:
-        """Mean log-probability of the transcript's tokens (finals; None without tokens)."""
+        """Mean log-probability of the transcript's tokens (interims: each token as the update that
+        decoded it scored it; None without tokens)."""
         return mean_logprob(self.tokens)
 
     @property
     def confidence(self) -> float | None:
-        """exp(avg_logprob), in [0, 1] (finals; None without tokens)."""
+        """exp(avg_logprob), in [0, 1] (None without tokens)."""
         return confidence_of(self.tokens)
 
     def __post_init__(self) -> None:

@@ -22,7 +22,7 @@ import math
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
-__all__ = ["TokenLogprob", "transcript_tokens", "mean_logprob", "confidence_of", "word_confidences"]
+__all__ = ["TokenLogprob", "transcript_tokens", "mean_logprob", "confidence_of", "word_confidences", "tokens_ending_in"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,3 +107,16 @@ def word_confidences(tokens: Sequence[TokenLogprob], words: Sequence[str]) -> li
         at = pos
         out.append(math.exp(sum(tokens[i].logprob for i in used) / len(used)))
     return out
+
+
+def tokens_ending_in(tokens: Sequence[TokenLogprob], start: int, end: int) -> tuple[TokenLogprob, ...]:
+    """The tokens whose last character is at ``start`` <= i < ``end`` of the text they spell
+    with its leading whitespace left out (as the transcript text is). Consecutive spans give
+    each token once: a streamed delta's tokens."""
+    text, owners = _characters(tokens)
+    skip = len(text) - len(text.lstrip())
+    last: dict[int, int] = {}
+    for pos, owner in enumerate(owners):
+        for i in owner:
+            last[i] = pos - skip
+    return tuple(tokens[i] for i in sorted(last) if start <= last[i] < end)

@@ -30,7 +30,8 @@ def endpointing_of(config: asr_pb2.EndpointingConfig, default: EndpointingOption
         stop_window_ms=config.stop_history_ms or None, stop_threshold=config.stop_threshold or None,
         pre_roll_ms=config.pre_roll_ms if config.HasField("pre_roll_ms") else None,
         hangover_ms=config.hangover_ms if config.HasField("hangover_ms") else None,
-        max_utterance_ms=config.max_utterance_ms or None, frame_ms=config.frame_ms or None)
+        max_utterance_ms=config.max_utterance_ms or None, frame_ms=config.frame_ms or None,
+        eager_pause_ms=config.eager_pause_ms or None)
 
 
 def endpointing_proto(options: EndpointingOptions) -> asr_pb2.EndpointingConfig:
@@ -38,7 +39,7 @@ def endpointing_proto(options: EndpointingOptions) -> asr_pb2.EndpointingConfig:
         vad_aggressiveness=options.aggressiveness, start_history_ms=options.start_window_ms,
         start_threshold=options.start_threshold, stop_history_ms=options.stop_window_ms,
         stop_threshold=options.stop_threshold, pre_roll_ms=options.pre_roll_ms, hangover_ms=options.hangover_ms,
-        max_utterance_ms=options.max_utterance_ms, frame_ms=options.frame_ms)
+        max_utterance_ms=options.max_utterance_ms, frame_ms=options.frame_ms, eager_pause_ms=options.eager_pause_ms)
 
 
 def settings_of(backend: Backend, config: asr_pb2.RecognitionConfig,
@@ -80,11 +81,20 @@ def result_proto(t: Transcript) -> asr_pb2.StreamingRecognitionResult:
         channel=t.channel)  # None (unset): interims, empty finals, diarization off
 
 
+EVENT_TYPES = {"start": asr_pb2.SpeechEvent.SPEECH_START, "end": asr_pb2.SpeechEvent.SPEECH_END,
+               "resumed": asr_pb2.SpeechEvent.TURN_RESUMED}
+
+
 def response_proto(item: Transcript | SpeechEvent) -> asr_pb2.StreamingRecognizeResponse:
+    """A result, or a speech event; an early end of turn (``Transcript.eager``) is the event
+    EAGER_END_OF_TURN with its transcript (not an interim result: it comes with interims off too)."""
+    if isinstance(item, Transcript) and item.eager:
+        return asr_pb2.StreamingRecognizeResponse(speech_event=asr_pb2.SpeechEvent(
+            type=asr_pb2.SpeechEvent.EAGER_END_OF_TURN, offset_ms=item.end_ms, utterance_index=item.utterance_index,
+            transcript=item.text))
     if isinstance(item, Transcript):
         return asr_pb2.StreamingRecognizeResponse(results=[result_proto(item)])
     event = asr_pb2.SpeechEvent(
-        type=asr_pb2.SpeechEvent.SPEECH_START if item.type == "start" else asr_pb2.SpeechEvent.SPEECH_END,
-        offset_ms=item.offset_ms, utterance_index=item.utterance_index,
+        type=EVENT_TYPES[item.type], offset_ms=item.offset_ms, utterance_index=item.utterance_index,
         end_reason=END_REASONS[item.end_reason] if item.end_reason else asr_pb2.END_REASON_UNSPECIFIED)
     return asr_pb2.StreamingRecognizeResponse(speech_event=event)

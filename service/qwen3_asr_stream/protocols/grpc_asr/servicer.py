@@ -13,7 +13,7 @@ import time
 from qwen3_asr_client.proto import asr_pb2, asr_pb2_grpc
 
 from ...audio.input import MAX_CHANNELS, MAX_SAMPLE_RATE, MIN_SAMPLE_RATE
-from ...session.calls import Calls, Control
+from ...session.calls import Calls, Control, SetKeyTerms
 from ...session.errors import InvalidRequest
 from ...session.recognize import recognize
 from ...session.settings import language_choices
@@ -34,10 +34,12 @@ async def _inputs(requests):
             if request.control.kind != asr_pb2.Control.FINALIZE:
                 raise InvalidRequest(f"unknown control kind {request.control.kind}; use FINALIZE")
             yield Control.FINALIZE
+        elif kind == "key_terms":
+            yield SetKeyTerms(tuple(request.key_terms.terms))
         elif kind == "streaming_config":
             raise InvalidRequest("streaming_config is allowed only in the first request")
         else:
-            raise InvalidRequest("empty request: set audio_content, control or (first) streaming_config")
+            raise InvalidRequest("empty request: set audio_content, control, key_terms or (first) streaming_config")
 
 
 class SpeechRecognitionServicer(asr_pb2_grpc.SpeechRecognitionServicer):

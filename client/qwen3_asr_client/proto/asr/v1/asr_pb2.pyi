@@ -41,7 +41,7 @@ FORCED: EndReason
 END_OF_STREAM: EndReason
 
 class EndpointingConfig(_message.Message):
-    __slots__ = ("vad_aggressiveness", "start_history_ms", "start_threshold", "stop_history_ms", "stop_threshold", "pre_roll_ms", "hangover_ms", "max_utterance_ms", "frame_ms")
+    __slots__ = ("vad_aggressiveness", "start_history_ms", "start_threshold", "stop_history_ms", "stop_threshold", "pre_roll_ms", "hangover_ms", "max_utterance_ms", "frame_ms", "eager_pause_ms")
     VAD_AGGRESSIVENESS_FIELD_NUMBER: _ClassVar[int]
     START_HISTORY_MS_FIELD_NUMBER: _ClassVar[int]
     START_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
@@ -51,6 +51,7 @@ class EndpointingConfig(_message.Message):
     HANGOVER_MS_FIELD_NUMBER: _ClassVar[int]
     MAX_UTTERANCE_MS_FIELD_NUMBER: _ClassVar[int]
     FRAME_MS_FIELD_NUMBER: _ClassVar[int]
+    EAGER_PAUSE_MS_FIELD_NUMBER: _ClassVar[int]
     vad_aggressiveness: int
     start_history_ms: int
     start_threshold: float
@@ -60,7 +61,8 @@ class EndpointingConfig(_message.Message):
     hangover_ms: int
     max_utterance_ms: int
     frame_ms: int
-    def __init__(self, vad_aggressiveness: _Optional[int] = ..., start_history_ms: _Optional[int] = ..., start_threshold: _Optional[float] = ..., stop_history_ms: _Optional[int] = ..., stop_threshold: _Optional[float] = ..., pre_roll_ms: _Optional[int] = ..., hangover_ms: _Optional[int] = ..., max_utterance_ms: _Optional[int] = ..., frame_ms: _Optional[int] = ...) -> None: ...
+    eager_pause_ms: int
+    def __init__(self, vad_aggressiveness: _Optional[int] = ..., start_history_ms: _Optional[int] = ..., start_threshold: _Optional[float] = ..., stop_history_ms: _Optional[int] = ..., stop_threshold: _Optional[float] = ..., pre_roll_ms: _Optional[int] = ..., hangover_ms: _Optional[int] = ..., max_utterance_ms: _Optional[int] = ..., frame_ms: _Optional[int] = ..., eager_pause_ms: _Optional[int] = ...) -> None: ...
 
 class RecognitionConfig(_message.Message):
     __slots__ = ("encoding", "sample_rate_hertz", "audio_channel_count", "language_code", "model", "context", "hot_words", "enable_word_time_offsets", "endpointing", "diarization", "enable_separate_recognition_per_channel")
@@ -120,15 +122,23 @@ class Control(_message.Message):
     kind: Control.Kind
     def __init__(self, kind: _Optional[_Union[Control.Kind, str]] = ...) -> None: ...
 
+class KeyTerms(_message.Message):
+    __slots__ = ("terms",)
+    TERMS_FIELD_NUMBER: _ClassVar[int]
+    terms: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, terms: _Optional[_Iterable[str]] = ...) -> None: ...
+
 class StreamingRecognizeRequest(_message.Message):
-    __slots__ = ("streaming_config", "audio_content", "control")
+    __slots__ = ("streaming_config", "audio_content", "control", "key_terms")
     STREAMING_CONFIG_FIELD_NUMBER: _ClassVar[int]
     AUDIO_CONTENT_FIELD_NUMBER: _ClassVar[int]
     CONTROL_FIELD_NUMBER: _ClassVar[int]
+    KEY_TERMS_FIELD_NUMBER: _ClassVar[int]
     streaming_config: StreamingRecognitionConfig
     audio_content: bytes
     control: Control
-    def __init__(self, streaming_config: _Optional[_Union[StreamingRecognitionConfig, _Mapping]] = ..., audio_content: _Optional[bytes] = ..., control: _Optional[_Union[Control, _Mapping]] = ...) -> None: ...
+    key_terms: KeyTerms
+    def __init__(self, streaming_config: _Optional[_Union[StreamingRecognitionConfig, _Mapping]] = ..., audio_content: _Optional[bytes] = ..., control: _Optional[_Union[Control, _Mapping]] = ..., key_terms: _Optional[_Union[KeyTerms, _Mapping]] = ...) -> None: ...
 
 class WordInfo(_message.Message):
     __slots__ = ("word", "start_ms", "end_ms", "confidence", "speaker")
@@ -195,24 +205,30 @@ class SpeakerTurn(_message.Message):
     def __init__(self, speaker: _Optional[int] = ..., start_ms: _Optional[int] = ..., end_ms: _Optional[int] = ..., transcript: _Optional[str] = ...) -> None: ...
 
 class SpeechEvent(_message.Message):
-    __slots__ = ("type", "offset_ms", "utterance_index", "end_reason")
+    __slots__ = ("type", "offset_ms", "utterance_index", "end_reason", "transcript")
     class Type(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         SPEECH_EVENT_UNSPECIFIED: _ClassVar[SpeechEvent.Type]
         SPEECH_START: _ClassVar[SpeechEvent.Type]
         SPEECH_END: _ClassVar[SpeechEvent.Type]
+        EAGER_END_OF_TURN: _ClassVar[SpeechEvent.Type]
+        TURN_RESUMED: _ClassVar[SpeechEvent.Type]
     SPEECH_EVENT_UNSPECIFIED: SpeechEvent.Type
     SPEECH_START: SpeechEvent.Type
     SPEECH_END: SpeechEvent.Type
+    EAGER_END_OF_TURN: SpeechEvent.Type
+    TURN_RESUMED: SpeechEvent.Type
     TYPE_FIELD_NUMBER: _ClassVar[int]
     OFFSET_MS_FIELD_NUMBER: _ClassVar[int]
     UTTERANCE_INDEX_FIELD_NUMBER: _ClassVar[int]
     END_REASON_FIELD_NUMBER: _ClassVar[int]
+    TRANSCRIPT_FIELD_NUMBER: _ClassVar[int]
     type: SpeechEvent.Type
     offset_ms: int
     utterance_index: int
     end_reason: EndReason
-    def __init__(self, type: _Optional[_Union[SpeechEvent.Type, str]] = ..., offset_ms: _Optional[int] = ..., utterance_index: _Optional[int] = ..., end_reason: _Optional[_Union[EndReason, str]] = ...) -> None: ...
+    transcript: str
+    def __init__(self, type: _Optional[_Union[SpeechEvent.Type, str]] = ..., offset_ms: _Optional[int] = ..., utterance_index: _Optional[int] = ..., end_reason: _Optional[_Union[EndReason, str]] = ..., transcript: _Optional[str] = ...) -> None: ...
 
 class StreamingRecognizeResponse(_message.Message):
     __slots__ = ("results", "speech_event")
