@@ -83,7 +83,7 @@ class ResemblyzerEncoder:
             from resemblyzer import VoiceEncoder, audio
         except ImportError as exc:
             raise RuntimeError("the resemblyzer speaker model needs the resemblyzer package: "
-                               "pip install --no-deps resemblyzer==0.1.4 (it uses librosa)") from exc
+                               "pip install --no-deps resemblyzer==0.1.4 && pip install librosa") from exc
         import librosa
         import torch
 
