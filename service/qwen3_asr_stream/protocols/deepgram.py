@@ -46,6 +46,25 @@ log = logging.getLogger(__name__)
 FRAME_OVERHEAD = 2  # a WebSocket message may exceed the audio limit this many times before aiohttp closes (1009)
 
 
+async def serve_connection(request: web.Request, ws: web.WebSocketResponse, call: StreamCall, request_id: str,
+                           what: str, connect) -> web.WebSocketResponse:
+    """Upgrade an admitted call's request to the WebSocket and run the connection ``connect()``
+    makes on it (``/v1/listen`` and ``/v2/listen``); a bug ends it with INTERNAL."""
+    ws.headers["dg-request-id"] = request_id
+    with call:
+        await ws.prepare(request)
+        connection = connect()
+        try:
+            await connection.run()
+        except Exception as exc:  # noqa: BLE001 - a bug: the client gets INTERNAL
+            if not is_expected(exc):
+                log.exception("%s connection failed", what)
+            await connection.end(status_of(exc))
+        if not ws.closed:
+            await ws.close()
+    return ws
+
+
 class ListenConnection:
     """One /v1/listen WebSocket: audio and control messages -> the core; its results -> Deepgram messages."""
 
@@ -231,19 +250,9 @@ class DeepgramApi:
         except Exception as exc:  # noqa: BLE001 - a bad request, busy or draining: refused before the upgrade
             status = status_of(exc)
             return error_response(status.message, error_for(status.code.name), request_id)
-        ws.headers["dg-request-id"] = request_id
-        with call:
-            await ws.prepare(request)
-            connection = ListenConnection(ws, call, self.backend, options, settings, request_id)
-            try:
-                await connection.run()
-            except Exception as exc:  # noqa: BLE001 - a bug: the client gets INTERNAL
-                if not is_expected(exc):
-                    log.exception("deepgram connection failed")
-                await connection.end(status_of(exc))
-            if not ws.closed:
-                await ws.close()
-        return ws
+        return await serve_connection(
+            request, ws, call, request_id, "deepgram",
+            lambda: ListenConnection(ws, call, self.backend, options, settings, request_id))
 
     async def prerecorded(self, request: web.Request) -> web.Response:
         request_id = str(uuid.uuid4())

@@ -23,9 +23,9 @@ import uuid
 
 from aiohttp import web
 
-from ..session.errors import Status, is_expected, status_of
+from ..session.errors import Status, status_of
 from ..session.types import SpeechEvent, Transcript
-from .deepgram import FRAME_OVERHEAD, ListenConnection, log
+from .deepgram import FRAME_OVERHEAD, ListenConnection, serve_connection
 from .deepgram_common import KEY_SUBPROTOCOL, error_for, error_response
 from .deepgram_options import BadParameter, live_settings, parse_flux_query
 
@@ -121,16 +121,6 @@ class FluxApi:
         except Exception as exc:  # noqa: BLE001 - a bad request, busy or draining: refused before the upgrade
             status = status_of(exc)
             return error_response(status.message, error_for(status.code.name), request_id)
-        ws.headers["dg-request-id"] = request_id
-        with call:
-            await ws.prepare(request)
-            connection = FluxConnection(ws, call, self.backend, options, settings, request_id)
-            try:
-                await connection.run()
-            except Exception as exc:  # noqa: BLE001 - a bug: the client gets INTERNAL
-                if not is_expected(exc):
-                    log.exception("deepgram flux connection failed")
-                await connection.end(status_of(exc))
-            if not ws.closed:
-                await ws.close()
-        return ws
+        return await serve_connection(
+            request, ws, call, request_id, "deepgram flux",
+            lambda: FluxConnection(ws, call, self.backend, options, settings, request_id))
