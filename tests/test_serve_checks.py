@@ -156,3 +156,7 @@ def test_speaker_model_checks(checkpoints, tmp_path):
     assert "runs on the CPU only" in refused(*models(checkpoints, "--speaker-model", "resemblyzer",
                                                      "--speaker-device", "cuda"))
     assert "need --speaker-model" in refused(*models(checkpoints, "--speaker-threshold", "0.7"))
+    assert "--speaker-device 'cuda:x' is not a torch device" in refused(*models(
+        checkpoints, "--speaker-model", f"wespeaker-resnet34:{tmp_path}", "--speaker-device", "cuda:x"))
+    assert "--speaker-threads must be 1-64" in refused(*models(checkpoints, "--speaker-model", "resemblyzer",
+                                                               "--speaker-threads", "0"))

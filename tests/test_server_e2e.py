@@ -181,7 +181,7 @@ def test_metrics_endpoint(server, speech):
     text = urllib.request.urlopen(f"http://127.0.0.1:{server.options.metrics_port}/metrics", timeout=10).read().decode()
     for name in ("asr_active_streams", "asr_audio_seconds_total", "asr_streams_total", "asr_rejected_streams_total",
                  "asr_final_latency_seconds_count", "asr_first_partial_latency_seconds_count",
-                 "asr_engine_utterances", "asr_aligner_queue", "asr_results_total"):
+                 "asr_engine_utterances", "asr_aligner_queue", "asr_speaker_queue_windows", "asr_results_total"):
         assert name in text, name
     samples = {line.split(" ")[0]: float(line.split(" ")[1]) for line in text.splitlines()
                if line and not line.startswith("#")}

@@ -17,7 +17,8 @@ import torch
 
 from qwen3_asr_stream.audio.fbank import FbankOptions, fbank
 from qwen3_asr_stream.checkpoint import CheckpointError
-from qwen3_asr_stream.engine.speakers import WeSpeakerEncoder, embed_windows, load_speaker_model
+from qwen3_asr_stream.engine.speakers import (SpeakerModelOptions, WeSpeakerEncoder, embed_windows,
+                                              load_speaker_model)
 from qwen3_asr_stream.testing.speaker_checkpoints import randomize_batch_norms, write_wespeaker
 
 RATE = 16000
@@ -77,7 +78,7 @@ def test_embeddings_equal_pyannote_on_random_weights(reference_checkpoint, espea
     import soxr
 
     model, folder = reference_checkpoint
-    encoder = load_speaker_model(f"wespeaker-resnet34:{folder}")
+    encoder = load_speaker_model(SpeakerModelOptions(f"wespeaker-resnet34:{folder}"))
     assert isinstance(encoder, WeSpeakerEncoder) and encoder.dim == 256
     speech, rate = espeak("the meeting starts with the budget for next year and then the hiring plan")
     speech = soxr.resample(speech.astype(np.float32) / 32768, rate, RATE).astype(np.float32)
@@ -105,25 +106,29 @@ def test_the_published_checkpoint_loads_without_pyannote_or_torchaudio(reference
 
     _, folder = reference_checkpoint
     code = ("import sys; sys.modules['pyannote'] = None; sys.modules['torchaudio'] = None\n"
-            "from qwen3_asr_stream.engine.speakers import load_speaker_model\n"
-            f"print(load_speaker_model('wespeaker-resnet34:{folder}').name)")
+            "from qwen3_asr_stream.engine.speakers import SpeakerModelOptions, load_speaker_model\n"
+            f"print(load_speaker_model(SpeakerModelOptions('wespeaker-resnet34:{folder}')).name)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and done.stdout.strip() == "wespeaker-resnet34", done.stderr
 
 
 def test_loading_errors_say_what_to_do(tmp_path):
     with pytest.raises(CheckpointError, match="hf download pyannote/wespeaker-voxceleb-resnet34-LM"):
-        load_speaker_model(f"wespeaker-resnet34:{tmp_path / 'absent'}")
+        load_speaker_model(SpeakerModelOptions(f"wespeaker-resnet34:{tmp_path / 'absent'}"))
     with pytest.raises(CheckpointError, match="no pytorch_model.bin"):
-        load_speaker_model(f"wespeaker-resnet34:{tmp_path}")
+        load_speaker_model(SpeakerModelOptions(f"wespeaker-resnet34:{tmp_path}"))
     torch.save({"state_dict": {"resnet.conv1.weight": torch.zeros(3)}}, tmp_path / "pytorch_model.bin")
     with pytest.raises(CheckpointError, match="not a WeSpeaker ResNet34"):
-        load_speaker_model(f"wespeaker-resnet34:{tmp_path}")
+        load_speaker_model(SpeakerModelOptions(f"wespeaker-resnet34:{tmp_path}"))
     with pytest.raises(ValueError, match="unknown speaker model"):
-        load_speaker_model("ecapa")
+        SpeakerModelOptions("ecapa")
+    with pytest.raises(ValueError, match="unknown speaker model"):
+        SpeakerModelOptions("resemblyzer:/some/folder")  # its weights are the wheel's
+    with pytest.raises(ValueError, match="--speaker-threads must be 1-64"):
+        SpeakerModelOptions("resemblyzer", threads=0)
     folder = write_wespeaker(tmp_path / "random")
-    encoder = load_speaker_model(f"wespeaker-resnet34:{folder}", threshold=0.6)
-    assert encoder.threshold == 0.6 and encoder.change_threshold == pytest.approx(0.5)
+    encoder = load_speaker_model(SpeakerModelOptions(f"wespeaker-resnet34:{folder}", threshold=0.6, threads=2))
+    assert encoder.threshold == 0.6 and encoder.change_threshold == pytest.approx(0.5) and encoder.threads == 2
 
 
 def test_a_server_with_wespeaker_diarizes_a_stream(engine, espeak, tmp_path):
@@ -136,7 +141,7 @@ def test_a_server_with_wespeaker_diarizes_a_stream(engine, espeak, tmp_path):
     from qwen3_asr_stream.server.options import ServerOptions
     from qwen3_asr_stream.testing.harness import ServerThread
 
-    encoder = load_speaker_model(f"wespeaker-resnet34:{write_wespeaker(tmp_path / 'wespeaker')}")
+    encoder = load_speaker_model(SpeakerModelOptions(f"wespeaker-resnet34:{write_wespeaker(tmp_path / 'wespeaker')}"))
     parts = [np.zeros(RATE // 2, np.float32)]
     for text, voice in (("good morning everyone, let us start with the budget", "en-us"),
                         ("thank you, i have the numbers from the finance team", "en-us+f2")):

@@ -50,13 +50,7 @@ class LoadOptions:
             )
         if self.dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {self.dtype!r}")
-        try:
-            device = torch.device(self.device)
-        except RuntimeError as exc:
-            raise ValueError(f"device {self.device!r} is not a torch device: {exc}") from None
-        if device.type == "cuda" and not torch.cuda.is_available():
-            raise ValueError(f"device {self.device!r} asked for, but CUDA is not available here")
-
+        check_device(self.device)
         if self.quantize not in (None, "int8"):
             raise ValueError(f"quantize must be None or 'int8', got {self.quantize!r}")
         if self.quantize == "int8" and (self.dtype != "float32" or torch.device(self.device).type != "cpu"):
@@ -65,6 +59,16 @@ class LoadOptions:
     @property
     def torch_dtype(self) -> torch.dtype:
         return DTYPES[self.dtype]
+
+
+def check_device(device: str, what: str = "device") -> None:
+    """ValueError unless ``device`` names a torch device this machine has (``what``: the setting's name)."""
+    try:
+        parsed = torch.device(device)
+    except RuntimeError as exc:
+        raise ValueError(f"{what} {device!r} is not a torch device: {exc}") from None
+    if parsed.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"{what} {device!r} asked for, but CUDA is not available here")
 
 
 def best_device() -> str:

@@ -16,14 +16,16 @@ windows of each final utterance and clusters them online; it sees only
   Hugging Face cache. Same window grid as resemblyzer. Parity with pyannote.audio's
   implementation: ``tests/test_wespeaker.py``.
 
-A model is named ``NAME[:SOURCE]`` (``load_speaker_model``); each carries its clustering
-thresholds (``threshold``, ``change_threshold``: cosine similarities differ between models).
-Both run on one CPU thread (``threads``), beside the engine rather than competing with it.
+A model is named ``NAME[:SOURCE]`` (``SpeakerModelOptions``, ``load_speaker_model``); each
+carries its clustering thresholds (``threshold``, ``change_threshold``: cosine similarities
+differ between models). Both run on the speaker worker's thread with ``threads`` torch threads
+(default 1), beside the engine rather than competing with it.
 """
 
 from __future__ import annotations
 
 import pickle
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
@@ -32,6 +34,7 @@ import numpy as np
 SPEAKER_MODELS = ("resemblyzer", "wespeaker-resnet34")
 WESPEAKER_REPO = "pyannote/wespeaker-voxceleb-resnet34-LM"  # the default SOURCE of wespeaker-resnet34
 MAX_SPEAKERS = 32  # the most speakers a stream may ask for (the server's --max-speakers is at most this)
+MAX_SPEAKER_THREADS = 64
 
 
 class SpeakerEncoder(Protocol):
@@ -277,31 +280,55 @@ def load_wespeaker(folder: Path, threads: int = 1, device: str = "cpu") -> WeSpe
     return WeSpeakerEncoder(network, FbankOptions(), threads, device)
 
 
-def locate_speaker_model(spec: str, device: str = "cpu") -> tuple[str, Path | None]:
-    """``NAME[:SOURCE]`` checked, its weights found (nothing loaded): the name and the checkpoint folder
-    (None for resemblyzer). ValueError for an unknown name or device, CheckpointError for missing weights."""
-    name, _, source = spec.partition(":")
-    if name == "resemblyzer" and not source:
-        if device != "cpu":
+@dataclass(frozen=True)
+class SpeakerModelOptions:
+    """The server's speaker model (``serve --speaker-model / --speaker-threshold / --speaker-device /
+    --speaker-threads``), checked here once; ``load_speaker_model`` loads it."""
+
+    spec: str  # NAME[:SOURCE]: resemblyzer, or wespeaker-resnet34[:FOLDER or HUB_REPO]
+    threshold: float | None = None  # the clustering threshold instead of the model's own
+    device: str = "cpu"  # where WeSpeaker's network runs (resemblyzer: the CPU only)
+    threads: int = 1  # torch threads of the speaker thread (features, and the network on the CPU)
+
+    @property
+    def name(self) -> str:
+        return self.spec.partition(":")[0]
+
+    @property
+    def source(self) -> str:
+        return self.spec.partition(":")[2]
+
+    def __post_init__(self) -> None:
+        if self.name not in SPEAKER_MODELS or self.name == "resemblyzer" and self.source:
+            raise ValueError(f"unknown speaker model {self.spec!r}; this server knows resemblyzer and "
+                             f"wespeaker-resnet34[:FOLDER or HUB_REPO]")
+        from ..checkpoint import check_device
+
+        if self.threshold is not None and not -1 < self.threshold < 1:
+            raise ValueError(f"--speaker-threshold is a cosine similarity, between -1 and 1; got {self.threshold}")
+        if self.name == "resemblyzer" and self.device != "cpu":
             raise ValueError("the resemblyzer speaker model runs on the CPU only; leave --speaker-device cpu")
-        return name, None
-    if name == "wespeaker-resnet34":
-        return name, wespeaker_folder(source or WESPEAKER_REPO)
-    raise ValueError(f"unknown speaker model {spec!r}; this server knows resemblyzer and "
-                     f"wespeaker-resnet34[:FOLDER or HUB_REPO]")
+        check_device(self.device, "--speaker-device")
+        if not 1 <= self.threads <= MAX_SPEAKER_THREADS:
+            raise ValueError(f"--speaker-threads must be 1-{MAX_SPEAKER_THREADS}, got {self.threads}")
 
 
-def load_speaker_model(spec: str, threshold: float | None = None, device: str = "cpu") -> SpeakerEncoder:
-    """A speaker model from ``NAME[:SOURCE]``: ``resemblyzer`` (no source: the wheel's weights) or
-    ``wespeaker-resnet34[:FOLDER or HUB_REPO]`` (default ``WESPEAKER_REPO``). ``threshold``: the
-    clustering threshold instead of the model's own (the change threshold keeps its distance below).
-    ``device``: where WeSpeaker's network runs (resemblyzer: the CPU only). Raises ValueError for an
-    unknown name, CheckpointError for missing weights."""
-    if threshold is not None and not -1 < threshold < 1:
-        raise ValueError(f"the speaker threshold is a cosine similarity, between -1 and 1; got {threshold}")
-    name, folder = locate_speaker_model(spec, device)
-    encoder: SpeakerEncoder = ResemblyzerEncoder() if folder is None else load_wespeaker(folder, device=device)
-    if threshold is not None:
-        encoder.change_threshold = max(-0.99, threshold - (encoder.threshold - encoder.change_threshold))
-        encoder.threshold = threshold
+def locate_speaker_model(options: SpeakerModelOptions) -> Path | None:
+    """The checkpoint folder of the speaker model (None for resemblyzer: the wheel's weights), nothing
+    loaded; CheckpointError, saying what to download, for missing weights."""
+    if options.name == "resemblyzer":
+        return None
+    return wespeaker_folder(options.source or WESPEAKER_REPO)
+
+
+def load_speaker_model(options: SpeakerModelOptions) -> SpeakerEncoder:
+    """The speaker model ``options`` names (``resemblyzer``: the wheel's weights; ``wespeaker-resnet34``:
+    default source ``WESPEAKER_REPO``), with ``options.threshold`` as its clustering threshold when
+    given (the change threshold keeps its distance below). CheckpointError for missing weights."""
+    folder = locate_speaker_model(options)
+    encoder: SpeakerEncoder = (ResemblyzerEncoder(options.threads) if folder is None
+                               else load_wespeaker(folder, options.threads, options.device))
+    if options.threshold is not None:
+        encoder.change_threshold = max(-0.99, options.threshold - (encoder.threshold - encoder.change_threshold))
+        encoder.threshold = options.threshold
     return encoder

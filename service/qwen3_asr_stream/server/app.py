@@ -93,7 +93,7 @@ class AsrServer:
         self._watch_metrics()
 
     def _watch_metrics(self) -> None:
-        engines, worker = self.backend.engines, self.backend.aligner
+        engines, worker, speakers = self.backend.engines, self.backend.aligner, self.backend.speakers
 
         def engine_queue():
             for name, engine in engines.items():
@@ -106,6 +106,8 @@ class AsrServer:
                            engine_queue)
         self.metrics.watch("asr_aligner_queue", "Utterances waiting for the forced aligner",
                            lambda: [({}, worker.queued if worker else 0)])
+        self.metrics.watch("asr_speaker_queue_windows", "Speaker-model windows waiting to be embedded",
+                           lambda: [({}, speakers.queued_windows if speakers else 0)])
 
     # -- lifecycle -----------------------------------------------------------------------------
 

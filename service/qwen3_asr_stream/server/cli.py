@@ -13,7 +13,7 @@ from pathlib import Path
 
 from ..audio.vad import EndpointingOptions
 from ..checkpoint import DEFAULT_ALIGNER, DEFAULT_MODEL, LoadOptions, add_load_arguments, load_options_from
-from ..engine.speakers import WESPEAKER_REPO
+from ..engine.speakers import WESPEAKER_REPO, SpeakerModelOptions, load_speaker_model, locate_speaker_model
 from .loading import DEFAULT_MAX_BATCH, load_aligner, load_engine, model_name
 from .options import DEFAULT_HTTP_PORT, ServerOptions, stage_conflicts
 
@@ -73,8 +73,9 @@ def add_serve_command(commands) -> None:
                    help="diarization: cosine similarity to a speaker to be that speaker (default: the speaker "
                         "model's own, 0.8 for resemblyzer, 0.75 for wespeaker-resnet34)")
     p.add_argument("--speaker-device", default="cpu",
-                   help="where wespeaker-resnet34 runs, e.g. cuda (default: %(default)s, one thread; "
-                        "resemblyzer: cpu only)")
+                   help="where wespeaker-resnet34 runs, e.g. cuda (default: %(default)s; resemblyzer: cpu only)")
+    p.add_argument("--speaker-threads", type=int, default=1,
+                   help="CPU threads of the speaker model, beside the engine's (default: %(default)s)")
     p.add_argument("--max-speakers", type=int, default=d.max_speakers,
                    help="diarization: the most speakers a stream may ask for (default: %(default)s)")
     p.add_argument("--riva-any-model", action="store_true",
@@ -139,7 +140,8 @@ def check_tls_file(path: Path | None, option: str) -> None:
         raise ValueError(f"{option} {str(path)!r} is not a PEM file (no '-----BEGIN' line)")
 
 
-def preflight(args: argparse.Namespace) -> tuple[ServerOptions, list[str], list[str], list[Path], Path | None]:
+def preflight(args: argparse.Namespace
+              ) -> tuple[ServerOptions, list[str], list[str], list[Path], Path | None, SpeakerModelOptions | None]:
     """Everything ``serve`` can check before loading a model: options and their conflicts, the
     ports, the TLS files, the checkpoint folders and their kinds. Raises ValueError or
     CheckpointError with the one line to print."""
@@ -174,27 +176,30 @@ def preflight(args: argparse.Namespace) -> tuple[ServerOptions, list[str], list[
         if read_config(aligner).kind is not ModelKind.ALIGNER:
             raise CheckpointError(f"--aligner {args.aligner!r} is not a forced-aligner checkpoint "
                                   "(Qwen3-ForcedAligner); pass one, or --no-aligner")
-    if args.speaker_model:
-        from ..engine.speakers import locate_speaker_model
+    speakers = speaker_options(args)
+    if speakers is not None:
+        locate_speaker_model(speakers)
+    return options, models, names, folders, aligner, speakers
 
-        locate_speaker_model(args.speaker_model, args.speaker_device)
-        if args.speaker_threshold is not None and not -1 < args.speaker_threshold < 1:
-            raise ValueError(f"--speaker-threshold is a cosine similarity, between -1 and 1; got {args.speaker_threshold}")
-    elif args.speaker_threshold is not None or args.speaker_device != "cpu":
-        raise ValueError("--speaker-threshold and --speaker-device need --speaker-model")
-    return options, models, names, folders, aligner
+
+def speaker_options(args: argparse.Namespace) -> SpeakerModelOptions | None:
+    """The speaker model's options from ``--speaker-*`` (None without ``--speaker-model``); ValueError
+    for a bad value, or a speaker setting without a model."""
+    if not args.speaker_model:
+        if args.speaker_threshold is not None or args.speaker_device != "cpu" or args.speaker_threads != 1:
+            raise ValueError("--speaker-threshold, --speaker-device and --speaker-threads need --speaker-model")
+        return None
+    return SpeakerModelOptions(args.speaker_model, args.speaker_threshold, args.speaker_device, args.speaker_threads)
 
 
 def _serve(args: argparse.Namespace, load: LoadOptions) -> int:
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # ValueError / CheckpointError -> one line and exit 2, before any model is loaded
-    options, models, names, folders, aligner_folder = preflight(args)
+    options, models, names, folders, aligner_folder, speaker_model = preflight(args)
     speakers = None
-    if args.speaker_model:  # NAME[:SOURCE] (engine/speakers.py), checked by preflight
-        from ..engine.speakers import load_speaker_model
-
-        log.info("loading speaker model %s", args.speaker_model)
-        speakers = load_speaker_model(args.speaker_model, args.speaker_threshold, args.speaker_device)
+    if speaker_model is not None:
+        log.info("loading speaker model %s", speaker_model.spec)
+        speakers = load_speaker_model(speaker_model)
     engines = {name: load_engine(str(folder), options, load, kv_cache_gib=args.kv_cache_gib, max_batch=args.max_batch)
                for name, folder in zip(names, folders)}
     aligner = load_aligner(str(aligner_folder), load) if aligner_folder is not None else None

@@ -40,6 +40,15 @@ class SpeakerWorker(RequestQueue[_Request]):
         self.batches = 0
         self.embedded = 0  # windows
 
+    @property
+    def queued_windows(self) -> int:
+        """Windows waiting for the speaker model (a backlog that grows: it cannot keep up)."""
+        with self._worker.cond:
+            return sum(self._windows_of(request) for request, _ in self._queue)
+
+    def _windows_of(self, request: _Request) -> int:
+        return max(0, self.window_count(len(request.audio), request.complete_only) - request.first)
+
     def window_count(self, samples: int, complete_only: bool) -> int:
         return window_count(samples, self.encoder.hop, self.encoder.width, complete_only)
 
@@ -54,7 +63,7 @@ class SpeakerWorker(RequestQueue[_Request]):
             request, future = self._queue.popleft()
             if future.set_running_or_notify_cancel():  # False: cancelled while queued
                 batch.append((request, future))
-                windows += max(0, self.window_count(len(request.audio), request.complete_only) - request.first)
+                windows += self._windows_of(request)
         return batch or None
 
     def _run(self, batch: list[tuple[_Request, Future]]) -> None:
