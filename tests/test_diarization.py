@@ -344,3 +344,36 @@ def test_separate_channels_each_only_its_own_phrases(server, meeting):
     assert [f.utterance_index for f in separate] == list(range(len(separate)))
     mixed = run(RecognitionOptions(interim_results=False, word_timestamps=False))
     assert len(mixed) == 6 and all(f.channel is None for f in mixed)
+
+
+def test_diarization_is_refused_while_the_speaker_model_is_behind(engine):
+    """A speaker model that cannot keep up: a new stream asking for speakers is refused as busy
+    (RESOURCE_EXHAUSTED naming what helps) while one without diarization is served; once the model
+    has caught up, diarization is served again. The backlog is real: long audio queued on the
+    speaker worker behind the batch it runs."""
+    import grpc
+
+    from conftest import call_status_sync, wait_until
+    from qwen3_asr_client.proto import asr_pb2
+
+    def asr_call(address, diarize):
+        config = asr_pb2.RecognitionConfig(sample_rate_hertz=RATE,
+                                           diarization=asr_pb2.DiarizationConfig(enable=diarize))
+        first = asr_pb2.StreamingRecognizeRequest(streaming_config=asr_pb2.StreamingRecognitionConfig(config=config))
+        code, details, _ = call_status_sync(address, [first, asr_pb2.StreamingRecognizeRequest(audio_content=b"\0" * 3200)])
+        return code, details
+
+    options = ServerOptions(port=0, max_speaker_backlog_s=0.5)
+    with ServerThread(options, {"tiny": engine}, None, ResemblyzerEncoder()) as server:
+        worker = server.server.backend.speakers
+        audio = np.random.default_rng(0).standard_normal(256 * 6400).astype(np.float32) * 0.1  # 256 windows each
+        pending = [worker.submit(audio) for _ in range(5)]
+        wait_until(lambda: worker.backlog_s > 1.0, timeout=30)
+        code, details = asr_call(server.address, diarize=True)
+        assert code == grpc.StatusCode.RESOURCE_EXHAUSTED, (code, details)
+        assert "speaker model is" in details and "behind" in details and "--speaker-threads" in details
+        assert asr_call(server.address, diarize=False)[0] == grpc.StatusCode.OK
+        for future in pending:
+            future.result(timeout=120)
+        assert worker.backlog_s == 0
+        assert asr_call(server.address, diarize=True)[0] == grpc.StatusCode.OK

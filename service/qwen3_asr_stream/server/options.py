@@ -57,6 +57,7 @@ class ServerOptions:
     recognize_parallel: int = _LIMITS.recognize_parallel
     max_lead_s: float = _LIMITS.max_lead_s
     max_speakers: int = _LIMITS.max_speakers
+    max_speaker_backlog_s: float = _LIMITS.max_speaker_backlog_s
     # -- the server's own --
     aligner_max_batch: int = DEFAULT_ALIGNER_BATCH  # utterances aligned in one pass
     # Riva requests naming a model this server does not have (LiveKit's nvidia plugin sends a

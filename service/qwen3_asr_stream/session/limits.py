@@ -32,6 +32,7 @@ class SessionLimits:
     recognize_parallel: int = 4  # utterances of one unary call in the engine at once
     max_lead_s: float = 30.0  # a stream's audio is read at most this far ahead of real time
     max_speakers: int = 8  # diarization: the most speakers a stream may ask for (labels 1..this)
+    max_speaker_backlog_s: float = 2.0  # diarization is refused as busy while the speaker model is this far behind
 
     def __post_init__(self) -> None:
         problem = _problem(self)
@@ -73,6 +74,8 @@ def _problem(limits: SessionLimits) -> str | None:
          f"max_lead_s must be at least 1 s, got {limits.max_lead_s!r}"),
         (_int(limits.max_speakers) and 1 <= limits.max_speakers <= MAX_SPEAKERS,
          f"max_speakers must be 1-{MAX_SPEAKERS}, got {limits.max_speakers!r}"),
+        (_number(limits.max_speaker_backlog_s) and limits.max_speaker_backlog_s > 0,
+         f"max_speaker_backlog_s must be positive, got {limits.max_speaker_backlog_s!r}"),
         (_int(limits.max_queued_responses) and limits.max_queued_responses >= 8,
          f"max_queued_responses must be at least 8, got {limits.max_queued_responses!r}"),
     )

@@ -18,7 +18,7 @@ from ..audio.vad import EndpointingOptions
 from ..engine.bias import DEFAULT_BOOST, check_terms
 from ..engine.options import update_interval_problem
 from ..text.transcript import SUPPORTED_LANGUAGES, normalize_language
-from .errors import InvalidRequest
+from .errors import InvalidRequest, ServerBusy
 from .diarization import DiarizationOptions
 from .types import Backend, RecognitionSettings
 
@@ -126,7 +126,9 @@ def settings_from(backend: Backend, *, encoding: AudioEncoding = AudioEncoding.L
 
 def diarization_of(backend: Backend, enabled: bool, min_speakers: int, max_speakers: int
                    ) -> DiarizationOptions | None:
-    """The diarization a client asked for (None: off); raises InvalidRequest."""
+    """The diarization a client asked for (None: off); raises InvalidRequest, or ServerBusy while the
+    speaker model is more than ``max_speaker_backlog_s`` behind (the streams it has already take it
+    all: one more would only make every stream's finals wait longer)."""
     if not enabled:
         if min_speakers or max_speakers:
             raise InvalidRequest("min_speakers / max_speakers are set but diarization is not enabled; enable it")
@@ -145,6 +147,11 @@ def diarization_of(backend: Backend, enabled: bool, min_speakers: int, max_speak
     low = min_speakers or 1
     if low > high:
         raise InvalidRequest(f"min_speakers ({low}) is above max_speakers ({high})")
+    behind, most = backend.speakers.backlog_s, backend.limits.max_speaker_backlog_s
+    if behind > most:
+        raise ServerBusy(f"the speaker model is {behind:.1f} s behind (more than {most:g} s) with the streams it "
+                         f"diarizes now; retry later or without diarization (a server with more "
+                         f"--speaker-threads, or --speaker-device cuda, keeps up with more)")
     encoder = backend.speakers.encoder  # its thresholds: cosine similarities differ between speaker models
     return DiarizationOptions(min_speakers=low, max_speakers=high, threshold=encoder.threshold,
                               change_threshold=encoder.change_threshold)

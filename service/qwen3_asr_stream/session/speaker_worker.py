@@ -39,6 +39,12 @@ class SpeakerWorker(RequestQueue[_Request]):
         self.max_windows = max_windows
         self.batches = 0
         self.embedded = 0  # windows
+        self.seconds_per_window: float | None = None  # measured, a moving average over batches
+
+    @property
+    def backlog_s(self) -> float:
+        """About how long the windows waiting now take to embed (0 before the first batch is measured)."""
+        return self.queued_windows * (self.seconds_per_window or 0.0)
 
     @property
     def queued_windows(self) -> int:
@@ -78,6 +84,10 @@ class SpeakerWorker(RequestQueue[_Request]):
             return
         seconds = time.perf_counter() - started
         self.batches += 1
+        if len(embeddings):
+            measured = seconds / len(embeddings)
+            previous = self.seconds_per_window
+            self.seconds_per_window = measured if previous is None else 0.8 * previous + 0.2 * measured
         at = 0
         for (_, future), (features, spans) in zip(batch, parts):
             n = len(features)
