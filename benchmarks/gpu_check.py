@@ -14,6 +14,10 @@ Stages (``--stages`` picks some, in this order):
   GPU) against eager steps: tokens and time, alternately timed;
 * ``latency``: one real-time stream: time to the first partial (from the moment it is due),
   update p50 / p95, final latency after the last audio;
+* ``speakers``: the WeSpeaker ResNet34 speaker model (random weights in pyannote's layout: the
+  cost of the real ones) on the device and on one CPU thread: ms per window embedded alone, for
+  one 10 s utterance (23 windows) and for a batch of many streams' windows, so how many streams
+  ``serve --speaker-device`` keeps up with (one window per 0.4 s of each stream's speech);
 * ``capacity``: the most real-time streams one engine holds with p95 update latency under
   ``--p95-ms``: doubling from 1, then bisection (to 1/8 of the bound), within a time budget;
   memory per stream (reserved cache, and the measured peak on CUDA);
@@ -56,7 +60,7 @@ OPTIONAL_MODULES = {
 MAX_UTTERANCE_S = 30.0  # as serve's default endpointing (--max-utterance-ms 30000)
 FINAL_TOKENS_PER_S = 10 / 3  # random weights never say end-of-text: finals are bounded like speech's text
 STAGES = ["environment", "imports", "checkpoint", "cuda_tests", "bf16_vs_fp32", "graphs_vs_eager", "latency",
-          "capacity", "profile"]
+          "speakers", "capacity", "profile"]
 
 
 class StageError(RuntimeError):
@@ -297,6 +301,38 @@ def stage_latency(check: Check) -> dict:
             **{k: round(v, 2) if isinstance(v, float) else v for k, v in stats.items()}}
 
 
+def stage_speakers(check: Check) -> dict:
+    import numpy as np
+    import torch
+
+    from qwen3_asr_stream.engine.speakers import SpeakerModelOptions, load_speaker_model
+    from qwen3_asr_stream.testing.speaker_checkpoints import write_wespeaker
+
+    folder = write_wespeaker(Path(tempfile.mkdtemp(prefix="wespeaker-")))
+    rng = np.random.default_rng(0)
+    rows = []
+    threads = torch.get_num_threads()  # the speaker model sets its own (1) on the calling thread
+    try:
+        for device in dict.fromkeys([check.args.device, "cpu"]):
+            encoder = load_speaker_model(SpeakerModelOptions(f"wespeaker-resnet34:{folder}", device=device))
+            batches = (1, 23) if device == "cpu" or check.args.quick else (1, 23, 256)
+            for windows in batches:
+                audio = (0.1 * rng.standard_normal((windows - 1) * encoder.hop + encoder.width)).astype(np.float32)
+                features, _ = encoder.features(audio)
+                encoder.embed(features)  # warm-up (cuDNN's algorithm choice, allocations)
+                embed_s, features_s = paired_medians(lambda: encoder.embed(features), lambda: encoder.features(audio),
+                                                     check.args.repeats)
+                per_window_s = (embed_s + features_s) / windows
+                rows.append({"device": device, "windows": windows, "embed_ms": round(1e3 * embed_s, 2),
+                             "features_ms": round(1e3 * features_s, 2), "ms_per_window": round(1e3 * per_window_s, 2),
+                             "streams_kept_up_with": int(0.4 / per_window_s)})
+            del encoder
+    finally:
+        torch.set_num_threads(threads)
+        shutil.rmtree(folder, ignore_errors=True)
+    return {"model": "wespeaker-resnet34 (random weights)", "cpu_threads": 1, "rows": rows}
+
+
 def _drain(engine, timeout_s: float = 60.0) -> None:
     """After an overloaded probe: wait for the engine's work to end, cancelling what remains, so
     the next probe starts on an idle engine."""
@@ -452,6 +488,8 @@ def brief(name: str, result: dict) -> str:
     if name == "latency":
         return (f"first partial {r['first_partial_ms']} ms, update p95 {r['update_p95_ms']} ms, "
                 f"final {r['final_p50_ms']} ms")
+    if name == "speakers":
+        return "; ".join(f"{row['device']} {row['windows']} windows {row['ms_per_window']} ms/window" for row in r["rows"])
     if name == "capacity":
         peak = r.get("measured_peak_mib_per_stream")
         return (f"{r['capacity']} streams (p95 < {r['p95_limit_ms']:g} ms), "

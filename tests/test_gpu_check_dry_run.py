@@ -126,12 +126,15 @@ def test_the_dry_run_passes_every_stage_with_only_the_image_packages_and_the_whe
     record = json.loads((out / "gpu_check.json").read_text())
     stages = record["stages"]
     assert list(stages) == ["environment", "imports", "checkpoint", "cuda_tests", "bf16_vs_fp32", "graphs_vs_eager",
-                            "latency", "capacity", "profile"]
+                            "latency", "speakers", "capacity", "profile"]
     failed = {name: s.get("error") for name, s in stages.items() if s["status"] != "ok"}
     assert not failed, failed
     assert stages["environment"]["result"]["soxr"] != "absent"
     # The carried wheels were imported from the target folder, not from anywhere else.
     assert str(tmp_path / "site") in log or (tmp_path / "site" / "soxr").exists()
+    speakers = stages["speakers"]["result"]["rows"]
+    assert [(r["device"], r["windows"]) for r in speakers] == [("cpu", 1), ("cpu", 23)]
+    assert all(r["ms_per_window"] > 0 and r["streams_kept_up_with"] >= 0 for r in speakers)
     capacity = stages["capacity"]["result"]
     assert capacity["probes"] and capacity["capacity"] >= 0
     assert stages["profile"]["result"][str(record["options"]["profile_streams"])]["top_ops"]
