@@ -19,7 +19,7 @@ windows of each final utterance and clusters them online; it sees only
 A model is named ``NAME[:SOURCE]`` (``SpeakerModelOptions``, ``load_speaker_model``); each
 carries its clustering thresholds (``threshold``, ``change_threshold``: cosine similarities
 differ between models). Both run on the speaker worker's thread with ``threads`` torch threads
-(default 1), beside the engine rather than competing with it.
+(default 1), which leaves the engine its own.
 """
 
 from __future__ import annotations
@@ -299,11 +299,11 @@ class SpeakerModelOptions:
         return self.spec.partition(":")[2]
 
     def __post_init__(self) -> None:
+        from ..checkpoint import check_device
+
         if self.name not in SPEAKER_MODELS or self.name == "resemblyzer" and self.source:
             raise ValueError(f"unknown speaker model {self.spec!r}; this server knows resemblyzer and "
                              f"wespeaker-resnet34[:FOLDER or HUB_REPO]")
-        from ..checkpoint import check_device
-
         if self.threshold is not None and not -1 < self.threshold < 1:
             raise ValueError(f"--speaker-threshold is a cosine similarity, between -1 and 1; got {self.threshold}")
         if self.name == "resemblyzer" and self.device != "cpu":
