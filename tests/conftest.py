@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
+import io
 import ipaddress
 import os
 import shutil
@@ -262,6 +263,31 @@ def write_wav(path, pcm: np.ndarray, rate: int):
     return path
 
 
+def wav_bytes(samples: np.ndarray | bytes, rate: int = 16000, channels: int = 1) -> bytes:
+    """A 16-bit PCM WAV file in memory. ``samples``: int16 PCM bytes (interleaved frames), an integer
+    array (its values as int16), or a float array in [-1, 1], converted as soundfile (libsndfile 1.2)
+    writes PCM_16: floor(x * 32768), clipped to the int16 range."""
+    if isinstance(samples, (bytes, bytearray, memoryview)):
+        data = bytes(samples)
+    else:
+        samples = np.asarray(samples)
+        if np.issubdtype(samples.dtype, np.floating):
+            samples = np.clip(np.floor(samples.astype(np.float64) * 32768), -32768, 32767)
+        data = samples.astype("<i2").tobytes()
+    out = io.BytesIO()
+    with wave.open(out, "wb") as w:
+        w.setnchannels(channels)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(data)
+    return out.getvalue()
+
+
+def white_noise(seconds: float = 1.0, rate: int = 16000, seed: int = 0) -> np.ndarray:
+    """Uniform noise in [-0.1, 0.1] (float32): audio that is no speech."""
+    return np.random.default_rng(seed).uniform(-0.1, 0.1, int(rate * seconds)).astype(np.float32)
+
+
 def compose(phrases: list[np.ndarray], rate: int, lead_s: float = LEAD_S, gap_s: float = SILENCE_S,
             tail_s: float = SILENCE_S) -> Speech:
     """Phrases with silence before, between and after them, and where each one is audible."""
@@ -358,6 +384,49 @@ def asr_audio(data: bytes):
     return asr_pb2.StreamingRecognizeRequest(audio_content=data)
 
 
+def riva_recognize(address: str, data: bytes, **fields):
+    """One Riva offline Recognize of ``data`` with ``fields`` in its RecognitionConfig; the call's status code."""
+    import grpc
+    from riva.client.proto import riva_asr_pb2 as rasr
+    from riva.client.proto import riva_asr_pb2_grpc as rasr_grpc
+
+    with grpc.insecure_channel(address) as channel:
+        try:
+            rasr_grpc.RivaSpeechRecognitionStub(channel).Recognize(
+                rasr.RecognizeRequest(config=rasr.RecognitionConfig(**fields), audio=data), timeout=30)
+        except grpc.RpcError as error:
+            return error.code()
+    return grpc.StatusCode.OK
+
+
+def ga_session(rate: int = 24000, vad: bool = True, words: bool = True, **transcription) -> dict:
+    """An OpenAI Realtime (GA) transcription session for ``session.update``: PCM at ``rate``, server VAD
+    unless ``vad`` is false, word times if ``words``; ``transcription`` overrides the model and more."""
+    return {"type": "transcription",
+            "audio": {"input": {"format": {"type": "audio/pcm", "rate": rate},
+                                "transcription": {"model": "gpt-4o-transcribe", **transcription},
+                                "turn_detection": {"type": "server_vad", "silence_duration_ms": 600,
+                                                   "prefix_padding_ms": 300} if vad else None}},
+            "include": ["item.input_audio_transcription.words"] if words else []}
+
+
+FORM_BOUNDARY = "robustboundary"  # the multipart boundary of form_body and request_head
+
+
+def form_body(wav: bytes) -> bytes:
+    """An OpenAI transcription upload's multipart body (model whisper-1, ``wav`` as a.wav), written by hand."""
+    return (f"--{FORM_BOUNDARY}\r\nContent-Disposition: form-data; name=\"model\"\r\n\r\nwhisper-1\r\n"
+            f"--{FORM_BOUNDARY}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.wav\"\r\n"
+            f"Content-Type: audio/wav\r\n\r\n").encode() + wav + f"\r\n--{FORM_BOUNDARY}--\r\n".encode()
+
+
+def request_head(port: int, length: int,
+                 content_type: str = f"multipart/form-data; boundary={FORM_BOUNDARY}") -> bytes:
+    """The head of a raw POST /v1/audio/transcriptions declaring ``length`` body bytes."""
+    return (f"POST /v1/audio/transcriptions HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+            f"Content-Type: {content_type}\r\nContent-Length: {length}\r\n\r\n").encode()
+
+
 def self_signed(tmp_path):
     """A self-signed certificate for localhost / 127.0.0.1: with `cryptography` if installed, else `openssl`."""
     cert_path, key_path = tmp_path / "cert.pem", tmp_path / "key.pem"
@@ -388,6 +457,44 @@ def self_signed(tmp_path):
     key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                            serialization.NoEncryption()))
     return cert_path, key_path
+
+
+# -- decoding with drafts: rows of the one greedy loop on the tiny model ------------------------------
+
+DRAFT_MAX_TOKENS = 24
+
+
+def tone_prompt(model, tokenizer, seconds: float, seed: int):
+    """The ASR prompt's token ids and the encoded audio of ``tone_mix(seconds, seed)``."""
+    import torch
+
+    from qwen3_asr_stream.audio.frontend import log_mel
+    from qwen3_asr_stream.text.prompts import asr_prompt_text
+
+    encoded = model.encode_audio([log_mel(torch.from_numpy(tone_mix(seconds, seed=seed)))])[0]
+    return tokenizer.encode(asr_prompt_text(encoded.shape[0])), encoded
+
+
+def draft_row(model, tokenizer, prompt, audio, draft=(), max_tokens=DRAFT_MAX_TOKENS, repetition_limit=0):
+    """A ``DecodeRow`` of ``prompt`` and ``audio`` with ``draft`` to verify, its own cache and stop rules."""
+    from qwen3_asr_stream.engine.decoding import DecodeRow, StopRules
+
+    stop = StopRules(tokenizer.end_of_text_ids(), max_tokens, repetition_limit)
+    return DecodeRow(model.new_row_cache(len(prompt) + len(draft) + max_tokens + 1), prompt, stop, audio,
+                     draft=tuple(draft))
+
+
+def draft_kinds(truth: list[int]) -> dict[str, list[int]]:
+    """Drafts of each kind for the greedy tokens ``truth``: empty, right, partly right, wrong, and more."""
+    wrong = [(t + 7) % 150000 for t in truth]
+    return {
+        "empty": [],
+        "right": truth,
+        "partly right": truth[: len(truth) // 2] + wrong[len(truth) // 2 :],
+        "wrong": wrong,
+        "longer than greedy": truth + [11, 12, 13] * 12,
+        "right then one token": truth[:3] + [truth[3] + 1] if len(truth) > 3 else wrong,
+    }
 
 
 # -- the command lines, in subprocesses ---------------------------------------------------------------

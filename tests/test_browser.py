@@ -9,7 +9,6 @@ before each of them, word times on the finals, and saves a screenshot.
 from __future__ import annotations
 
 import shutil
-import socket
 import wave
 from pathlib import Path
 
@@ -17,7 +16,7 @@ import numpy as np
 import pytest
 import soxr
 
-from conftest import synthesize
+from conftest import free_port, synthesize
 
 pytest.importorskip("webrtcvad")
 from playwright.sync_api import sync_playwright  # noqa: E402
@@ -30,12 +29,6 @@ TOKEN = "browser-token"
 PHRASES = ["the quick brown fox jumps over the lazy dog", "hello world this is a test of live captions",
            "good bye and thank you"]
 LEAD_S, GAP_S, TAIL_S = 1.5, 1.5, 3.0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

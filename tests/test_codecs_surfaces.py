@@ -14,7 +14,6 @@ import asyncio
 import logging
 import base64
 import io
-import socket
 
 import grpc
 import numpy as np
@@ -29,7 +28,7 @@ from openai import AsyncOpenAI  # noqa: E402
 from riva.client.proto import riva_asr_pb2 as rasr  # noqa: E402
 from riva.client.proto import riva_audio_pb2 as raudio  # noqa: E402
 
-from conftest import synthesize  # noqa: E402
+from conftest import free_port, synthesize  # noqa: E402
 from qwen3_asr_client import AsyncStreamingClient, AudioFormat, RecognitionOptions, Result  # noqa: E402
 from qwen3_asr_stream.testing.harness import ServerThread  # noqa: E402
 from qwen3_asr_stream.server.options import ServerOptions  # noqa: E402
@@ -41,12 +40,6 @@ DURATION_MS = 20
 OPTIONS = RecognitionOptions(language="English", interim_results=False, word_timestamps=True)
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

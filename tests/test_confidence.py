@@ -11,12 +11,12 @@ import math
 
 import pytest
 
+from conftest import DRAFT_MAX_TOKENS, draft_kinds, draft_row, tone_prompt
 from qwen3_asr_stream.checkpoint import load_model
 from qwen3_asr_stream.engine.decoding import decode
 from qwen3_asr_stream.text.alignment import split_words
 from qwen3_asr_stream.text.confidence import TokenLogprob, confidence_of, transcript_tokens, word_confidences
 from qwen3_asr_stream.text.tokenizer import TextTokenizer
-from test_drafts import MAX, _drafts, _prompt, _row
 
 
 @pytest.fixture(scope="module")
@@ -27,17 +27,18 @@ def asr(checkpoints):
 
 def test_log_probabilities_are_the_same_with_and_without_a_draft(asr):
     model, tokenizer = asr
-    prompt, audio = _prompt(model, tokenizer, 6.1, seed=4)
-    plain = decode(model, [_row(model, tokenizer, prompt, audio)])[0]
+    prompt, audio = tone_prompt(model, tokenizer, 6.1, seed=4)
+    plain = decode(model, [draft_row(model, tokenizer, prompt, audio)])[0]
     assert len(plain.tokens) > 4 and len(plain.logprobs) == len(plain.tokens)
     assert all(-math.inf < p <= 0 for p in plain.logprobs)
     assert len(set(plain.logprobs)) > 1  # measured per token, not one constant
-    for name, draft in _drafts(plain.tokens).items():
-        row = decode(model, [_row(model, tokenizer, prompt, audio, draft)])[0]
+    for name, draft in draft_kinds(plain.tokens).items():
+        row = decode(model, [draft_row(model, tokenizer, prompt, audio, draft)])[0]
         assert row.tokens == plain.tokens, name
         assert row.logprobs == pytest.approx(plain.logprobs, abs=1e-4), name
     # The repetition guard cuts tokens and their log-probabilities together.
-    cut = decode(model, [_row(model, tokenizer, prompt, audio, max_tokens=MAX, repetition_limit=2)])[0]
+    cut = decode(model, [draft_row(model, tokenizer, prompt, audio, max_tokens=DRAFT_MAX_TOKENS,
+                                   repetition_limit=2)])[0]
     assert len(cut.logprobs) == len(cut.tokens)
 
 

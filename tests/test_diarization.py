@@ -203,7 +203,7 @@ def test_riva_client_meeting(riva_server, meeting, tmp_path):
 
 @pytest.fixture(scope="module")
 def http_server(engine):
-    from test_openai_api import free_port
+    from conftest import free_port
 
     with ServerThread(ServerOptions(port=0, http_port=free_port()), {"tiny": engine}, None,
                       ResemblyzerEncoder()) as server:
@@ -218,7 +218,7 @@ def test_realtime_meeting(http_server, meeting):
 
     from openai import AsyncOpenAI
 
-    from test_openai_api import ga_session
+    from conftest import ga_session
 
     options = http_server.options
     data = (np.clip(soxr.resample(meeting.audio, RATE, 24000), -1, 1) * 32767).astype("<i2").tobytes()
@@ -254,9 +254,11 @@ def test_rest_diarized_json(http_server, meeting, tmp_path):
     """OpenAI REST ``response_format=diarized_json``: speaker-labelled segments of the whole file."""
     import aiohttp
 
+    from conftest import wav_bytes
+
     async def post(**fields):
         form = aiohttp.FormData()
-        form.add_field("file", wav_bytes(meeting.pcm), filename="meeting.wav")
+        form.add_field("file", wav_bytes(meeting.pcm, RATE), filename="meeting.wav")
         for key, value in fields.items():
             form.add_field(key, value)
         async with aiohttp.ClientSession() as http:
@@ -275,25 +277,13 @@ def test_rest_diarized_json(http_server, meeting, tmp_path):
     assert status == 400 and "known speakers" in body["error"]["message"]
 
 
-def wav_bytes(pcm: bytes) -> bytes:
-    import io
-    import wave
-
-    out = io.BytesIO()
-    with wave.open(out, "wb") as w:
-        w.setnchannels(1), w.setsampwidth(2), w.setframerate(RATE)
-        w.writeframes(pcm)
-    return out.getvalue()
-
-
 def test_bad_diarization_requests(server, engine):
     """min above max, max beyond the server's limit, and a server without a speaker model (the message
     names the flag): INVALID_ARGUMENT, through asr.v1 and Riva alike."""
     import grpc
     from riva.client.proto import riva_asr_pb2 as rasr
 
-    from test_riva_service import riva_recognize
-    from test_server_e2e import call_status_sync
+    from conftest import call_status_sync, riva_recognize
     from qwen3_asr_client.proto import asr_pb2
 
     def asr_call(address, **diarization):

@@ -5,17 +5,14 @@ from __future__ import annotations
 import pytest
 import torch
 
-from conftest import tone_mix
+from conftest import DRAFT_MAX_TOKENS, draft_kinds, draft_row, tone_mix, tone_prompt
 from qwen3_asr_stream.checkpoint import load_model
-from qwen3_asr_stream.engine.decoding import DecodeRow, StopRules, decode, greedy_generate
+from qwen3_asr_stream.engine.decoding import StopRules, decode, greedy_generate
 from qwen3_asr_stream.engine.options import PolicyOptions
 from qwen3_asr_stream.engine.runner import ModelRunner
 from qwen3_asr_stream.engine.utterance import Utterance, UtteranceSpec
-from qwen3_asr_stream.audio.frontend import log_mel
-from qwen3_asr_stream.text.prompts import asr_prompt_ids, asr_prompt_text
+from qwen3_asr_stream.text.prompts import asr_prompt_ids
 from qwen3_asr_stream.text.tokenizer import TextTokenizer
-
-MAX = 24
 
 
 @pytest.fixture(scope="module")
@@ -24,38 +21,16 @@ def asr(checkpoints):
     return load_model(folder), TextTokenizer.from_folder(folder)
 
 
-def _prompt(model, tokenizer, seconds, seed):
-    encoded = model.encode_audio([log_mel(torch.from_numpy(tone_mix(seconds, seed=seed)))])[0]
-    return tokenizer.encode(asr_prompt_text(encoded.shape[0])), encoded
-
-
-def _row(model, tokenizer, prompt, audio, draft=(), max_tokens=MAX, repetition_limit=0):
-    stop = StopRules(tokenizer.end_of_text_ids(), max_tokens, repetition_limit)
-    return DecodeRow(model.new_row_cache(len(prompt) + len(draft) + max_tokens + 1), prompt, stop, audio,
-                     draft=tuple(draft))
-
-
-def _drafts(truth: list[int]) -> dict[str, list[int]]:
-    wrong = [(t + 7) % 150000 for t in truth]
-    return {
-        "empty": [],
-        "right": truth,
-        "partly right": truth[: len(truth) // 2] + wrong[len(truth) // 2 :],
-        "wrong": wrong,
-        "longer than greedy": truth + [11, 12, 13] * 12,
-        "right then one token": truth[:3] + [truth[3] + 1] if len(truth) > 3 else wrong,
-    }
-
-
 def test_every_draft_gives_the_tokens_of_decoding_without_one(asr):
     model, tokenizer = asr
-    prompt, audio = _prompt(model, tokenizer, 5.3, seed=2)
-    truth = greedy_generate(model, [prompt], [audio], StopRules(tokenizer.end_of_text_ids(), MAX))[0]
+    prompt, audio = tone_prompt(model, tokenizer, 5.3, seed=2)
+    truth = greedy_generate(model, [prompt], [audio],
+                            StopRules(tokenizer.end_of_text_ids(), DRAFT_MAX_TOKENS))[0]
     assert len(truth) > 4, "the random model should say something"
-    plain = decode(model, [_row(model, tokenizer, prompt, audio)])[0]
+    plain = decode(model, [draft_row(model, tokenizer, prompt, audio)])[0]
     assert plain.tokens == truth
-    for name, draft in _drafts(truth).items():
-        row = decode(model, [_row(model, tokenizer, prompt, audio, draft)])[0]
+    for name, draft in draft_kinds(truth).items():
+        row = decode(model, [draft_row(model, tokenizer, prompt, audio, draft)])[0]
         assert row.tokens == truth, name
         # The accepted run is the longest common prefix of the draft and the greedy tokens.
         common = next((i for i, (a, b) in enumerate(zip(draft, truth)) if a != b), min(len(draft), len(truth)))
@@ -72,11 +47,12 @@ def test_batched_rows_with_different_acceptances_equal_each_alone(asr):
     cases = []
     for i, (seconds, kind) in enumerate([(2.2, "right"), (7.9, "wrong"), (4.1, "partly right"), (9.5, "empty"),
                                          (3.3, "longer than greedy")]):
-        prompt, audio = _prompt(model, tokenizer, seconds, seed=10 + i)
-        truth = greedy_generate(model, [prompt], [audio], StopRules(tokenizer.end_of_text_ids(), MAX))[0]
-        cases.append((prompt, audio, _drafts(truth)[kind], truth))
-    alone = [decode(model, [_row(model, tokenizer, p, a, d)])[0] for p, a, d, _ in cases]
-    batched = decode(model, [_row(model, tokenizer, p, a, d) for p, a, d, _ in cases])
+        prompt, audio = tone_prompt(model, tokenizer, seconds, seed=10 + i)
+        truth = greedy_generate(model, [prompt], [audio],
+                                StopRules(tokenizer.end_of_text_ids(), DRAFT_MAX_TOKENS))[0]
+        cases.append((prompt, audio, draft_kinds(truth)[kind], truth))
+    alone = [decode(model, [draft_row(model, tokenizer, p, a, d)])[0] for p, a, d, _ in cases]
+    batched = decode(model, [draft_row(model, tokenizer, p, a, d) for p, a, d, _ in cases])
     assert [r.tokens for r in batched] == [r.tokens for r in alone] == [t for *_, t in cases]
     assert [r.accepted for r in batched] == [r.accepted for r in alone]
     assert len({r.accepted for r in batched}) > 2  # the rows really accepted different amounts
@@ -85,13 +61,14 @@ def test_batched_rows_with_different_acceptances_equal_each_alone(asr):
 def test_stop_rules_hold_inside_an_accepted_draft(asr):
     """Token bound and repetition guard cut an accepted draft exactly where greedy decoding stops."""
     model, tokenizer = asr
-    prompt, audio = _prompt(model, tokenizer, 6.0, seed=4)
-    truth = greedy_generate(model, [prompt], [audio], StopRules(tokenizer.end_of_text_ids(), MAX))[0]
-    short = decode(model, [_row(model, tokenizer, prompt, audio, truth, max_tokens=5)])[0]
+    prompt, audio = tone_prompt(model, tokenizer, 6.0, seed=4)
+    truth = greedy_generate(model, [prompt], [audio],
+                            StopRules(tokenizer.end_of_text_ids(), DRAFT_MAX_TOKENS))[0]
+    short = decode(model, [draft_row(model, tokenizer, prompt, audio, truth, max_tokens=5)])[0]
     assert short.tokens == truth[:5] and short.done
     looping = [5, 6, 7] * 10
-    guarded = decode(model, [_row(model, tokenizer, prompt, audio, looping, repetition_limit=3)])[0]
-    unguarded = decode(model, [_row(model, tokenizer, prompt, audio, repetition_limit=3)])[0]
+    guarded = decode(model, [draft_row(model, tokenizer, prompt, audio, looping, repetition_limit=3)])[0]
+    unguarded = decode(model, [draft_row(model, tokenizer, prompt, audio, repetition_limit=3)])[0]
     assert guarded.tokens == unguarded.tokens
 
 

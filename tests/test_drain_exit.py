@@ -21,8 +21,7 @@ from qwen3_asr_client.proto import asr_pb2, asr_pb2_grpc
 from qwen3_asr_stream.server.options import ServerOptions
 from qwen3_asr_stream.testing.harness import ServerThread
 
-from test_http_robustness import form_body, request_head, wav_bytes
-from test_openai_api import free_port
+from conftest import form_body, free_port, request_head, wav_bytes, white_noise
 
 pytest.importorskip("webrtcvad")
 
@@ -32,7 +31,7 @@ GRACE_S = 4.0
 
 def test_the_drain_ends_within_a_second_of_the_last_call(engine, caplog):
     caplog.set_level(logging.INFO, logger="qwen3_asr_stream.session.calls")
-    body = form_body(wav_bytes(0.5))
+    body = form_body(wav_bytes(white_noise(0.5)))
     session = {"type": "transcription", "audio": {"input": {"format": {"type": "audio/pcm", "rate": 16000},
                                                             "turn_detection": {"type": "server_vad"}}}}
 

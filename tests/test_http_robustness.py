@@ -7,42 +7,18 @@ well-behaved client sends.
 from __future__ import annotations
 
 import asyncio
-import io
 import logging
 import time
 
 import aiohttp
-import numpy as np
 import pytest
-import soundfile
 
 from qwen3_asr_stream.server.options import ServerOptions
 from qwen3_asr_stream.testing.harness import ServerThread
 
-from test_openai_api import free_port
+from conftest import FORM_BOUNDARY, form_body, free_port, request_head, wav_bytes, white_noise
 
 pytest.importorskip("webrtcvad")
-
-BOUNDARY = "robustboundary"
-
-
-def wav_bytes(seconds: float = 1.0) -> bytes:
-    out = io.BytesIO()
-    noise = np.random.default_rng(0).uniform(-0.1, 0.1, int(16000 * seconds)).astype(np.float32)
-    soundfile.write(out, noise, 16000, format="WAV", subtype="PCM_16")
-    return out.getvalue()
-
-
-def form_body(wav: bytes) -> bytes:
-    return (f"--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"model\"\r\n\r\nwhisper-1\r\n"
-            f"--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.wav\"\r\n"
-            f"Content-Type: audio/wav\r\n\r\n").encode() + wav + f"\r\n--{BOUNDARY}--\r\n".encode()
-
-
-def request_head(port: int, length: int, content_type: str = f"multipart/form-data; boundary={BOUNDARY}") -> bytes:
-    return (f"POST /v1/audio/transcriptions HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
-            f"Content-Type: {content_type}\r\nContent-Length: {length}\r\n\r\n").encode()
-
 
 async def post_form(port: int, wav: bytes) -> tuple[int, dict]:
     data = aiohttp.FormData()
@@ -66,7 +42,7 @@ def test_stalled_uploads_hold_no_slot_and_end_within_the_idle_timeout(small_serv
     caplog.set_level(logging.INFO)
     server, port = small_server, small_server.server.http_port
     idle = server.options.idle_timeout_s
-    wav = wav_bytes()
+    wav = wav_bytes(white_noise(1.0))
     body = form_body(wav)
 
     async def stalled(part: bytes):
@@ -139,7 +115,7 @@ def raw_post(port: int, body: bytes, content_type: str, extra: str = "", path: s
 
 
 def field(name: str, value: bytes, headers: str = "") -> bytes:
-    return (f"--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n{headers}\r\n").encode() + value + b"\r\n"
+    return (f"--{FORM_BOUNDARY}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n{headers}\r\n").encode() + value + b"\r\n"
 
 
 def test_malformed_forms_are_400_in_one_log_line(small_server, caplog):
@@ -147,9 +123,9 @@ def test_malformed_forms_are_400_in_one_log_line(small_server, caplog):
     with a traceback."""
     caplog.set_level(logging.INFO)
     port = small_server.server.http_port
-    wav = wav_bytes(0.5)
-    form = f"multipart/form-data; boundary={BOUNDARY}"
-    end = f"--{BOUNDARY}--\r\n".encode()
+    wav = wav_bytes(white_noise(0.5))
+    form = f"multipart/form-data; boundary={FORM_BOUNDARY}"
+    end = f"--{FORM_BOUNDARY}--\r\n".encode()
     file_part = field("file", wav, "Content-Type: audio/wav\r\n").replace(b'name="file"', b'name="file"; filename="a.wav"')
     cases = {
         "the boundary never appears": (b"x" * 2000, form),
@@ -159,7 +135,7 @@ def test_malformed_forms_are_400_in_one_log_line(small_server, caplog):
                                + file_part + end, form),
         "a field that is not UTF-8": (field("language", b"\xff\xfe\xfa") + file_part + end, form),
         "a gzip field that is not gzip": (field("model", b"plain", "Content-Encoding: gzip\r\n") + file_part + end, form),
-        "a part header without a colon": (f"--{BOUNDARY}\r\nno colon here\r\n\r\nx\r\n".encode() + end, form),
+        "a part header without a colon": (f"--{FORM_BOUNDARY}\r\nno colon here\r\n\r\nx\r\n".encode() + end, form),
     }
     answers = {name: raw_post(port, body, content_type) for name, (body, content_type) in cases.items()}
     for name, (status, body) in answers.items():
@@ -183,7 +159,7 @@ def test_other_http_paths_do_not_answer_500(small_server, caplog):
                          "/v1/realtime?intent=%ff", "/v1/realtime?intent=transcription&intent=x", "/readyz?x=%ff"):
                 async with http.get(base + path) as r:
                     out[path] = r.status
-            gzip_headers = {"Content-Encoding": "gzip", "Content-Type": f"multipart/form-data; boundary={BOUNDARY}"}
+            gzip_headers = {"Content-Encoding": "gzip", "Content-Type": f"multipart/form-data; boundary={FORM_BOUNDARY}"}
             async with http.post(base + "/v1/audio/transcriptions", data=b"not gzip at all", headers=gzip_headers) as r:
                 out["gzip body that is not gzip"] = r.status
             async with http.post(base + "/v1/audio/transcriptions", data=b"x",

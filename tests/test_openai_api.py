@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import socket
 import wave
 
 import aiohttp
@@ -20,7 +19,7 @@ import numpy as np
 import pytest
 import soxr
 
-from conftest import speaking_sessions, synthesize, wait_until_async
+from conftest import free_port, ga_session, speaking_sessions, synthesize, wait_until_async
 from qwen3_asr_client import AsyncStreamingClient, AudioFormat, RecognitionOptions, Result
 
 pytest.importorskip("webrtcvad")
@@ -40,12 +39,6 @@ STARTED, STOPPED, COMMITTED = ("input_audio_buffer.speech_started", "input_audio
 
 # The SDK's own union serializer warns about a transcription session.update; not ours.
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def read_wav(path) -> tuple[np.ndarray, int]:
@@ -98,15 +91,6 @@ def base_url(server) -> str:
 
 def sdk(server, key: str = TOKEN) -> AsyncOpenAI:
     return AsyncOpenAI(base_url=base_url(server), api_key=key, max_retries=0)
-
-
-def ga_session(rate: int = 24000, vad: bool = True, words: bool = True, **transcription) -> dict:
-    return {"type": "transcription",
-            "audio": {"input": {"format": {"type": "audio/pcm", "rate": rate},
-                                "transcription": {"model": "gpt-4o-transcribe", **transcription},
-                                "turn_detection": {"type": "server_vad", "silence_duration_ms": 600,
-                                                   "prefix_padding_ms": 300} if vad else None}},
-            "include": ["item.input_audio_transcription.words"] if words else []}
 
 
 async def realtime_events(server, rate: int, data: bytes, n_finals: int, *, session: dict | None = None,

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import io
-import wave
-
 import numpy as np
 import pytest
 
+from conftest import wav_bytes
 from riva.client.proto import riva_asr_pb2 as rasr
 from riva.client.proto import riva_audio_pb2 as raudio
 
@@ -18,16 +16,6 @@ from qwen3_asr_stream.session.errors import InvalidRequest  # noqa: E402
 from qwen3_asr_stream.session.types import Transcript, Word  # noqa: E402
 
 DEFAULT = EndpointingOptions()
-
-
-def wav_bytes(samples: np.ndarray, rate: int = 16000, channels: int = 1) -> bytes:
-    out = io.BytesIO()
-    with wave.open(out, "wb") as w:
-        w.setnchannels(channels)
-        w.setsampwidth(2)
-        w.setframerate(rate)
-        w.writeframes(samples.astype("<i2").tobytes())
-    return out.getvalue()
 
 
 def test_config_maps_onto_settings_arguments():

@@ -20,7 +20,8 @@ from riva.client.proto import riva_asr_pb2_grpc as rasr_grpc
 from riva.client.proto import riva_audio_pb2 as raudio
 
 from qwen3_asr_client.proto import asr_pb2
-from conftest import BOUNDARY_TOLERANCE_MS, asr_audio, asr_config, call_status_sync, compose, self_signed, write_wav
+from conftest import (BOUNDARY_TOLERANCE_MS, asr_audio, asr_config, call_status_sync, compose, riva_recognize,
+                      self_signed, write_wav)
 
 from qwen3_asr_stream.audio.vad import EndpointingOptions  # noqa: E402
 from qwen3_asr_stream.testing.harness import ServerThread  # noqa: E402
@@ -185,16 +186,6 @@ def riva_audio(data: bytes) -> rasr.StreamingRecognizeRequest:
 
 def riva_call(address: str, requests, metadata=()) -> tuple[grpc.StatusCode, str, list]:
     return call_status_sync(address, requests, metadata, stub=rasr_grpc.RivaSpeechRecognitionStub)
-
-
-def riva_recognize(address: str, data: bytes, **fields) -> grpc.StatusCode:
-    with grpc.insecure_channel(address) as channel:
-        try:
-            rasr_grpc.RivaSpeechRecognitionStub(channel).Recognize(
-                rasr.RecognizeRequest(config=rasr.RecognitionConfig(**fields), audio=data), timeout=30)
-        except grpc.RpcError as error:
-            return error.code()
-    return CODE.OK
 
 
 def test_force_eou_ends_the_utterance_and_the_request_id_comes_back(server, phrases):
