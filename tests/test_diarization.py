@@ -195,8 +195,8 @@ def test_riva_client_meeting(riva_server, meeting, tmp_path):
     finals = [r.results[0] for r in responses if r.results and r.results[0].is_final]
     assert len(finals) == 6, [f.alternatives[0].transcript for f in finals]
     words = [f.alternatives[0].words for f in finals]
-    assert all(ws and all(w.speaker_tag in (1, 2, 3) for w in ws) for ws in words), words
     turns = [turns_of_words(ws) for ws in words]
+    assert all(ws and all(w.speaker_tag in (1, 2, 3) for w in ws) for ws in words), turns
     assert [len(t) for t in turns] == [1, 1, 1, 2, 1, 1], turns  # the fourth changes speaker
     print("DER", check_meeting(meeting, [t for ts in turns for t in ts]))
 

@@ -50,6 +50,28 @@ def test_a_change_inside_an_utterance_splits_at_the_nearest_word_boundary():
     assert set(decided.word_speakers) == {1, 2} and decided.word_speakers == tuple(sorted(decided.word_speakers))
 
 
+def test_a_side_of_too_little_speech_is_not_split_off():
+    """The utterance's last windows hold its hangover's silence, which embeds as no one's voice:
+    counted as audio, that side is split off (and would be a new speaker); counted as speech
+    (the VAD's end), it is too short for a turn of its own."""
+    emb, spans, length = windows([0] * 8 + [1] * 3)  # windows 8-10 (from 3.2 s) sound unlike windows 0-7
+    assert len(decide(SpeakerClusters(DiarizationOptions()), emb, spans, [], length).turns) == 2
+    speech_end = 8 * 6400  # the speech ends where window 8 starts: windows 8-10 are mostly hangover
+    decided = decide(SpeakerClusters(DiarizationOptions()), emb, spans, [], length, (0, speech_end))
+    assert len(decided.turns) == 1 and decided.speaker == 1
+
+
+def test_one_odd_window_is_not_split_off():
+    """A side of a split needs two windows wholly inside it: one window alone (1.6 s, often part
+    pause or hangover) is too noisy a voice to start a new turn on; two are enough."""
+    emb, spans, length = windows([0] * 10)
+    odd = 0.3 * voice(0) + 0.954 * voice(1)  # 0.3 similar to the others; with its neighbour, 0.8
+    emb[-1] = odd / np.linalg.norm(odd)
+    assert len(decide(SpeakerClusters(DiarizationOptions()), emb, spans, [], length).turns) == 1
+    emb, spans, length = windows([0] * 9 + [1] * 3)  # three windows of another voice: a turn of its own
+    assert [t[0] for t in decide(SpeakerClusters(DiarizationOptions()), emb, spans, [], length).turns] == [1, 2]
+
+
 def test_one_voice_is_one_turn_and_options_are_checked():
     emb, spans, length = windows([2] * 10)
     decided = decide(SpeakerClusters(DiarizationOptions()), emb, spans, [], length)

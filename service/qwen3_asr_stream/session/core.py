@@ -86,6 +86,7 @@ class _Utterance:
     engine_id: int
     channel: int | None  # 1-based with separate channels, else None
     audio_start: int  # sample of the call where its audio starts (with pre-roll)
+    onset: int  # sample of the call where its speech starts (the VAD's onset)
     started_at: float  # monotonic time speech was detected
     keep_audio: bool
     interim: bool
@@ -392,7 +393,7 @@ class Session:
         interim = self.settings.interim_results
         engine_id = self.engine.open(self.settings.utterance_options(interim), callback)
         self._utterances[index] = _Utterance(index, engine_id, self._channel_of.pop(index, None),
-                                             event.audio_start_sample, time.monotonic(),
+                                             event.audio_start_sample, event.sample, time.monotonic(),
                                              keep_audio=self._word_times or self._diarize, interim=interim)
         self.utterances += 1
         self.outbox.put(SpeechEvent("start", event.offset_ms, index))
@@ -543,7 +544,8 @@ class Session:
                 await previous
             base = u.audio_start
             spans_of_words = [(w.start_ms * SAMPLES_PER_MS - base, w.end_ms * SAMPLES_PER_MS - base) for w in words]
-            decided = decide(self._clusters, embeddings, spans, spans_of_words, u.ended.audio_end_sample - base)
+            decided = decide(self._clusters, embeddings, spans, spans_of_words, u.ended.audio_end_sample - base,
+                             (u.onset - base, u.ended.sample - base))
         finally:
             mine.set_result(None)
         words = tuple(replace(w, speaker=s) for w, s in zip(words, decided.word_speakers))

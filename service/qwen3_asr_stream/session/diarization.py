@@ -5,10 +5,14 @@ For every final utterance the speaker model embeds sliding windows of its audio
 decisions:
 
 1. **Changes inside the utterance.** At each word boundary (the aligner's word times)
-   with at least ``min_turn_ms`` of audio on both sides, the mean embedding of the
-   windows wholly before it is compared with that of the windows wholly after it; at the
-   least similar boundary, if the similarity is below ``change_threshold``, the utterance
-   is split there, and each side is examined again the same way. Without words (no
+   with at least ``min_turn_ms`` of speech on both sides (the VAD's speech, without the
+   utterance's pre-roll and hangover: a side that is mostly silence embeds as no one's
+   voice and would be split off as a new speaker), the mean embedding of the
+   windows wholly before it is compared with that of the windows wholly after it (at
+   least ``SIDE_WINDOWS`` on each side: one 1.6 s window alone, often part pause, is too
+   noisy a voice to split on); at the least similar boundary, if the similarity is below
+   ``change_threshold``, the utterance is split there, and each side is examined again
+   the same way. Without words (no
    aligner, or a transcript without word units) the boundaries are the starts of the
    speaker model's windows instead.
 2. **Online clustering.** Each turn's embedding (the normalized mean of its windows) is
@@ -31,6 +35,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..engine.speakers import MAX_SPEAKERS
+
+SIDE_WINDOWS = 2  # a side of a split: the mean of at least this many windows (one alone is too noisy)
 
 
 
@@ -58,21 +64,26 @@ def _unit(v: np.ndarray) -> np.ndarray:
     return v / norm if norm > 0 else v
 
 
-def _mean_inside(embeddings: np.ndarray, spans: np.ndarray, start: int, end: int) -> np.ndarray | None:
-    """The normalized mean of the windows wholly inside ``[start, end)`` samples (None: none is)."""
+def _mean_inside(embeddings: np.ndarray, spans: np.ndarray, start: int, end: int,
+                 least: int = 1) -> np.ndarray | None:
+    """The normalized mean of the windows wholly inside ``[start, end)`` samples (None: fewer than
+    ``least`` are)."""
     inside = (spans[:, 0] >= start) & (spans[:, 1] <= end)
-    return _unit(embeddings[inside].mean(axis=0)) if inside.any() else None
+    return _unit(embeddings[inside].mean(axis=0)) if inside.sum() >= max(1, least) else None
 
 
 def split_turns(embeddings: np.ndarray, spans: np.ndarray, bounds: list[int], start: int, end: int,
-                options: DiarizationOptions) -> list[tuple[int, int]]:
-    """``[start, end)`` (samples) cut at the word boundaries ``bounds`` where the voice changes (step 1)."""
+                options: DiarizationOptions, speech: tuple[int, int] | None = None) -> list[tuple[int, int]]:
+    """``[start, end)`` (samples) cut at the word boundaries ``bounds`` where the voice changes (step 1);
+    ``speech``: the ``[onset, end)`` of the utterance's speech (default: all of ``[start, end)``)."""
     least = options.min_turn_ms * 16
+    onset, speech_end = speech if speech is not None else (start, end)
     best, best_sim = None, options.change_threshold
     for b in bounds:
-        if b - start < least or end - b < least:
+        if min(b, speech_end) - max(start, onset) < least or min(end, speech_end) - max(b, onset) < least:
             continue
-        left, right = _mean_inside(embeddings, spans, start, b), _mean_inside(embeddings, spans, b, end)
+        left = _mean_inside(embeddings, spans, start, b, SIDE_WINDOWS)
+        right = _mean_inside(embeddings, spans, b, end, SIDE_WINDOWS)
         if left is None or right is None:
             continue
         sim = float(left @ right)
@@ -80,8 +91,8 @@ def split_turns(embeddings: np.ndarray, spans: np.ndarray, bounds: list[int], st
             best, best_sim = b, sim
     if best is None:
         return [(start, end)]
-    return (split_turns(embeddings, spans, bounds, start, best, options)
-            + split_turns(embeddings, spans, bounds, best, end, options))
+    return (split_turns(embeddings, spans, bounds, start, best, options, speech)
+            + split_turns(embeddings, spans, bounds, best, end, options, speech))
 
 
 class SpeakerClusters:
@@ -115,12 +126,13 @@ class UtteranceSpeakers:
 
 
 def decide(clusters: SpeakerClusters, embeddings: np.ndarray, spans: np.ndarray,
-           words: list[tuple[int, int]], length: int) -> UtteranceSpeakers:
+           words: list[tuple[int, int]], length: int, speech: tuple[int, int] | None = None) -> UtteranceSpeakers:
     """Speakers of one final utterance: ``embeddings`` / ``spans`` from the speaker model over its
-    audio (``length`` samples), ``words`` the words' ``(start, end)`` in samples of that audio."""
+    audio (``length`` samples), ``words`` the words' ``(start, end)`` in samples of that audio,
+    ``speech`` the VAD's ``[onset, end)`` of its speech in those samples (default: all of it)."""
     assert len(embeddings), "the speaker model gives at least one window of any audio"
     bounds = [w[0] for w in words[1:]] if len(words) > 1 else [int(s) for s in spans[1:, 0]]
-    turns = split_turns(embeddings, spans, bounds, 0, length, clusters.options)
+    turns = split_turns(embeddings, spans, bounds, 0, length, clusters.options, speech)
     labelled = []
     for start, end in turns:
         mean = _mean_inside(embeddings, spans, start, end)
