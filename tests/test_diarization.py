@@ -353,12 +353,15 @@ def test_diarization_is_refused_while_the_speaker_model_is_behind(engine):
         code, details, _ = call_status_sync(address, [first, asr_pb2.StreamingRecognizeRequest(audio_content=b"\0" * 3200)])
         return code, details
 
-    options = ServerOptions(port=0, max_speaker_backlog_s=0.5)
+    options = ServerOptions(port=0, max_speaker_backlog_s=0.2)
     with ServerThread(options, {"tiny": engine}, None, ResemblyzerEncoder()) as server:
         worker = server.server.backend.speakers
-        audio = np.random.default_rng(0).standard_normal(256 * 6400).astype(np.float32) * 0.1  # 256 windows each
-        pending = [worker.submit(audio) for _ in range(5)]
-        wait_until(lambda: worker.backlog_s > 1.0, timeout=30)
+        audio = np.random.default_rng(0).standard_normal(256 * 6400).astype(np.float32) * 0.1  # 254 windows each
+        # The worker takes about 256 windows a batch: one or two of these; the rest wait, each
+        # 254 windows of 1.5-4 ms (batched, on one thread), so the backlog stays above 0.2 s
+        # until the last one is taken.
+        pending = [worker.submit(audio) for _ in range(8)]
+        wait_until(lambda: worker.backlog_s > 0.4, timeout=60)
         code, details = asr_call(server.address, diarize=True)
         assert code == grpc.StatusCode.RESOURCE_EXHAUSTED, (code, details)
         assert "speaker model is" in details and "behind" in details and "--speaker-threads" in details
