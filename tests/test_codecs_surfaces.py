@@ -208,7 +208,8 @@ def sdk(server) -> AsyncOpenAI:
 
 async def realtime_finals(server, session_event: dict, chunks: list[bytes], n_finals: int) -> list[dict]:
     events = []
-    async with sdk(server).realtime.connect(extra_query={"intent": "transcription"}) as conn:
+    async with (sdk(server) as client,
+                client.realtime.connect(extra_query={"intent": "transcription"}) as conn):
         await conn.send(session_event)
 
         async def send():
@@ -270,9 +271,10 @@ def test_rest_takes_every_file_type(server, speech, pcm_words, name):
     data = encode(audio, rate, REST_FILES[name])
 
     async def main():
-        return await sdk(server).audio.transcriptions.create(
-            model="whisper-1", file=(name, io.BytesIO(data)), response_format="verbose_json",
-            timestamp_granularities=["word", "segment"])
+        async with sdk(server) as client:
+            return await client.audio.transcriptions.create(
+                model="whisper-1", file=(name, io.BytesIO(data)), response_format="verbose_json",
+                timestamp_granularities=["word", "segment"])
 
     verbose = asyncio.run(main())
     assert abs(verbose.duration * 1000 - duration_ms(audio, rate)) <= DURATION_MS
@@ -436,11 +438,11 @@ def test_rest_bad_files(small_server, speech, caplog):
     short = encode(audio[:int(1.9 * rate)], rate, "ogg_opus")  # a healthy file under the 2 s limit
 
     async def main():
-        client = sdk(server)
-        alone = await one(client, "short.ogg", short)
-        results = await asyncio.gather(one(client, "short.ogg", short),
-                                       *(one(client, name, data) for name, (data, _, _) in cases.items()))
-        return alone, results[0], dict(zip(cases, results[1:]))
+        async with sdk(server) as client:
+            alone = await one(client, "short.ogg", short)
+            results = await asyncio.gather(one(client, "short.ogg", short),
+                                           *(one(client, name, data) for name, (data, _, _) in cases.items()))
+            return alone, results[0], dict(zip(cases, results[1:]))
 
     alone, beside, outcomes = asyncio.run(main())
     assert alone[0] == 200 and beside == alone
@@ -479,9 +481,10 @@ def test_rest_takes_mpeg_program_streams(server, speech):
     audio, rate = speech
 
     async def main():
-        return await sdk(server).audio.transcriptions.create(
-            model="whisper-1", file=("speech.mpeg", io.BytesIO(encode(audio, rate, "mpeg"))),
-            response_format="verbose_json")
+        async with sdk(server) as client:
+            return await client.audio.transcriptions.create(
+                model="whisper-1", file=("speech.mpeg", io.BytesIO(encode(audio, rate, "mpeg"))),
+                response_format="verbose_json")
 
     verbose = asyncio.run(main())
     assert 0 <= verbose.duration * 1000 - duration_ms(audio, rate) <= 1000 * (481 + 1152) / rate

@@ -226,7 +226,7 @@ def test_realtime_meeting(http_server, meeting):
     async def run(server):
         client = AsyncOpenAI(base_url=f"http://127.0.0.1:{options.http_port}/v1", api_key="x", max_retries=0)
         events = []
-        async with client.realtime.connect(extra_query={"intent": "transcription"}) as conn:
+        async with client, client.realtime.connect(extra_query={"intent": "transcription"}) as conn:
             await conn.session.update(session=ga_session(24000, words=False, model="gpt-4o-transcribe-diarize"))
             step = 24000 * 2 // 10
 

@@ -97,7 +97,8 @@ async def realtime_events(server, rate: int, data: bytes, n_finals: int, *, sess
                           commit_after: list[int] | None = None, seed: int = 0) -> list[dict]:
     """Stream ``data`` in 20-100 ms pieces through the SDK's realtime client; events until ``n_finals``."""
     events = []
-    async with sdk(server).realtime.connect(extra_query={"intent": "transcription"}) as conn:
+    async with (sdk(server) as client,
+                client.realtime.connect(extra_query={"intent": "transcription"}) as conn):
         await conn.session.update(session=session or ga_session(rate))
         chunks = pieces(data, rate, seed)
 
@@ -167,16 +168,16 @@ def test_rest_formats_with_the_sdk(server, wav_file):
     path, starts = wav_file
 
     async def main():
-        client = sdk(server)
-        plain = await client.audio.transcriptions.create(model="whisper-1", file=path.open("rb"))
-        text = await client.audio.transcriptions.create(model="tiny", file=path.open("rb"), response_format="text")
-        verbose = await client.audio.transcriptions.create(
-            model="whisper-1", file=path.open("rb"), response_format="verbose_json",
-            timestamp_granularities=["word", "segment"])
-        srt = await client.audio.transcriptions.create(model="whisper-1", file=path.open("rb"), response_format="srt")
-        vtt = await client.audio.transcriptions.create(model="whisper-1", file=path.open("rb"), response_format="vtt")
-        models = await client.models.list()
-        return plain, text, verbose, srt, vtt, models
+        async with sdk(server) as client:
+            plain = await client.audio.transcriptions.create(model="whisper-1", file=path.open("rb"))
+            text = await client.audio.transcriptions.create(model="tiny", file=path.open("rb"), response_format="text")
+            verbose = await client.audio.transcriptions.create(
+                model="whisper-1", file=path.open("rb"), response_format="verbose_json",
+                timestamp_granularities=["word", "segment"])
+            srt = await client.audio.transcriptions.create(model="whisper-1", file=path.open("rb"), response_format="srt")
+            vtt = await client.audio.transcriptions.create(model="whisper-1", file=path.open("rb"), response_format="vtt")
+            models = await client.models.list()
+            return plain, text, verbose, srt, vtt, models
 
     plain, text, verbose, srt, vtt, models = asyncio.run(main())
     assert [m.id for m in models.data] == ["tiny"]
@@ -200,10 +201,10 @@ def test_rest_stream_with_the_sdk(server, wav_file):
     path, _ = wav_file
 
     async def main():
-        client = sdk(server)
-        plain = await client.audio.transcriptions.create(model="whisper-1", file=path.open("rb"))
-        stream = await client.audio.transcriptions.create(model="whisper-1", file=path.open("rb"), stream=True)
-        return plain, [event async for event in stream]
+        async with sdk(server) as client:
+            plain = await client.audio.transcriptions.create(model="whisper-1", file=path.open("rb"))
+            stream = await client.audio.transcriptions.create(model="whisper-1", file=path.open("rb"), stream=True)
+            return plain, [event async for event in stream]
 
     plain, events = asyncio.run(main())
     types = [e.type for e in events]
@@ -255,10 +256,11 @@ def test_rest_bad_input(server, wav_file, tmp_path):
 
     # The official SDK raises its own typed errors for these statuses.
     async def sdk_errors():
-        with pytest.raises(openai.AuthenticationError):
-            await sdk(server, "wrong").audio.transcriptions.create(model="whisper-1", file=path.open("rb"))
-        with pytest.raises(openai.BadRequestError):
-            await sdk(server).audio.transcriptions.create(model="whisper-1", file=("a.wav", b"nope"))
+        async with sdk(server, "wrong") as wrong, sdk(server) as client:
+            with pytest.raises(openai.AuthenticationError):
+                await wrong.audio.transcriptions.create(model="whisper-1", file=path.open("rb"))
+            with pytest.raises(openai.BadRequestError):
+                await client.audio.transcriptions.create(model="whisper-1", file=("a.wav", b"nope"))
 
     asyncio.run(sdk_errors())
 
@@ -269,23 +271,23 @@ def test_rest_logprobs_include(server, wav_file):
     path, _ = wav_file
 
     async def main():
-        client = sdk(server)
-        plain = await client.audio.transcriptions.create(model="gpt-4o-transcribe", file=path.open("rb"),
-                                                         include=["logprobs"])
-        verbose = await client.audio.transcriptions.create(model="whisper-1", file=path.open("rb"),
-                                                           response_format="verbose_json")
-        stream = await client.audio.transcriptions.create(model="gpt-4o-transcribe", file=path.open("rb"),
-                                                          include=["logprobs"], stream=True)
-        events = [event async for event in stream]
-        async with aiohttp.ClientSession() as http:
-            form = aiohttp.FormData()
-            form.add_field("file", path.read_bytes(), filename="a.wav")
-            form.add_field("response_format", "srt")
-            form.add_field("include[]", "logprobs")
-            async with http.post(base_url(server) + "/audio/transcriptions", data=form,
-                                 headers={"Authorization": f"Bearer {TOKEN}"}) as response:
-                refused = response.status, await response.json()
-        return plain, verbose, events, refused
+        async with sdk(server) as client:
+            plain = await client.audio.transcriptions.create(model="gpt-4o-transcribe", file=path.open("rb"),
+                                                             include=["logprobs"])
+            verbose = await client.audio.transcriptions.create(model="whisper-1", file=path.open("rb"),
+                                                               response_format="verbose_json")
+            stream = await client.audio.transcriptions.create(model="gpt-4o-transcribe", file=path.open("rb"),
+                                                              include=["logprobs"], stream=True)
+            events = [event async for event in stream]
+            async with aiohttp.ClientSession() as http:
+                form = aiohttp.FormData()
+                form.add_field("file", path.read_bytes(), filename="a.wav")
+                form.add_field("response_format", "srt")
+                form.add_field("include[]", "logprobs")
+                async with http.post(base_url(server) + "/audio/transcriptions", data=form,
+                                     headers={"Authorization": f"Bearer {TOKEN}"}) as response:
+                    refused = response.status, await response.json()
+            return plain, verbose, events, refused
 
     plain, verbose, events, refused = asyncio.run(main())
     tokens = plain.logprobs
@@ -514,7 +516,8 @@ def test_realtime_append_larger_than_a_grpc_message(server, phrases):
 def test_realtime_wrong_token_and_intent(server):
     async def main():
         with pytest.raises(Exception) as wrong:
-            async with sdk(server, "wrong").realtime.connect(extra_query={"intent": "transcription"}) as conn:
+            async with (sdk(server, "wrong") as client,
+                        client.realtime.connect(extra_query={"intent": "transcription"}) as conn):
                 await conn.recv()
         async with aiohttp.ClientSession() as http:
             url = base_url(server) + "/realtime?intent=conversation"
@@ -635,16 +638,16 @@ def test_rest_key_terms_steer_decoding_and_prompt_stays_context(server, wav_file
     path, _ = wav_file
 
     async def main():
-        client = sdk(server)
-        plain = await client.audio.transcriptions.create(model="gpt-4o-transcribe", file=path.open("rb"))
-        prompted = await client.audio.transcriptions.create(model="gpt-4o-transcribe", file=path.open("rb"),
-                                                            prompt=TERM)
-        steered = await client.audio.transcriptions.create(model="gpt-4o-transcribe", file=path.open("rb"),
-                                                           extra_body={"key_terms": [TERM]})
-        with pytest.raises(openai.BadRequestError) as refused:
-            await client.audio.transcriptions.create(model="gpt-4o-transcribe", file=path.open("rb"),
-                                                     extra_body={"key_terms": ["k" * 65]})
-        return plain.text, prompted.text, steered.text, refused.value
+        async with sdk(server) as client:
+            plain = await client.audio.transcriptions.create(model="gpt-4o-transcribe", file=path.open("rb"))
+            prompted = await client.audio.transcriptions.create(model="gpt-4o-transcribe", file=path.open("rb"),
+                                                                prompt=TERM)
+            steered = await client.audio.transcriptions.create(model="gpt-4o-transcribe", file=path.open("rb"),
+                                                               extra_body={"key_terms": [TERM]})
+            with pytest.raises(openai.BadRequestError) as refused:
+                await client.audio.transcriptions.create(model="gpt-4o-transcribe", file=path.open("rb"),
+                                                         extra_body={"key_terms": ["k" * 65]})
+            return plain.text, prompted.text, steered.text, refused.value
 
     plain, prompted, steered, refused = asyncio.run(main())
     assert TERM not in plain.lower() and TERM not in prompted.lower(), (plain, prompted)
