@@ -67,6 +67,24 @@ def window_count(samples: int, hop: int, width: int, complete_only: bool) -> int
     return 1 if reach < 0 else reach // hop + 1
 
 
+def window_audio(audio: np.ndarray, hop: int, width: int, first: int, complete_only: bool, repeat: bool
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """``(n, width)`` float32 samples of the windows from index ``first`` (``window_count``'s) and
+    ``(n, 2)`` their ``[start, end)`` clamped to the audio; a window past the audio's end is filled
+    with zeros, or (``repeat``) by repeating its own audio."""
+    audio = np.ascontiguousarray(audio, dtype=np.float32)
+    starts = range(first * hop, window_count(audio.shape[0], hop, width, complete_only) * hop, hop)
+    pieces = np.zeros((len(starts), width), np.float32)
+    for i, start in enumerate(starts):
+        piece = audio[start: start + width]
+        if repeat and piece.shape[0]:
+            pieces[i] = np.resize(piece, width)
+        else:
+            pieces[i, : piece.shape[0]] = piece
+    spans = np.array([[s, min(s + width, audio.shape[0])] for s in starts], dtype=np.int64).reshape(-1, 2)
+    return pieces, spans
+
+
 class ResemblyzerEncoder:
     """GE2E from the ``resemblyzer`` wheel (its packaged weights), on the CPU. Each window is
     its own 1.6 s of audio through resemblyzer's mel front end and LSTM (its "partials", but
@@ -113,14 +131,7 @@ class ResemblyzerEncoder:
         import torch
 
         torch.set_num_threads(self.threads)  # per calling thread (OpenMP): the engine's threads keep theirs
-        audio = np.ascontiguousarray(audio, dtype=np.float32)
-        count = window_count(audio.shape[0], self.hop, self.width, complete_only)
-        starts = [k * self.hop for k in range(first, count)]
-        pieces = np.zeros((len(starts), self.width), np.float32)
-        for i, start in enumerate(starts):
-            piece = audio[start: start + self.width]
-            pieces[i, : piece.shape[0]] = piece
-        spans = np.array([[s, min(s + self.width, audio.shape[0])] for s in starts], dtype=np.int64).reshape(-1, 2)
+        pieces, spans = window_audio(audio, self.hop, self.width, first, complete_only, repeat=False)
         return self.mel(pieces), spans
 
     def embed(self, features: np.ndarray) -> np.ndarray:
@@ -163,16 +174,9 @@ class WeSpeakerEncoder:
         self.fbank_options = fbank_options
 
     def window_audio(self, audio: np.ndarray, first: int, complete_only: bool) -> tuple[np.ndarray, np.ndarray]:
-        """``(n, width)`` the windows' samples and ``(n, 2)`` their spans (see ``SpeakerEncoder.features``)."""
-        count = window_count(audio.shape[0], self.hop, self.width, complete_only)
-        starts = list(range(first * self.hop, count * self.hop, self.hop))
-        pieces = np.zeros((len(starts), self.width), np.float32)
-        for i, start in enumerate(starts):
-            piece = audio[start: start + self.width]
-            if piece.shape[0]:
-                pieces[i] = np.resize(piece, self.width)  # repeats the piece to fill the window
-        spans = np.array([[s, min(s + self.width, audio.shape[0])] for s in starts], dtype=np.int64).reshape(-1, 2)
-        return pieces, spans
+        """``(n, width)`` the windows' samples, each past the audio's end repeating its audio, and
+        ``(n, 2)`` their spans (see ``SpeakerEncoder.features``)."""
+        return window_audio(audio, self.hop, self.width, first, complete_only, repeat=True)
 
     def features(self, audio: np.ndarray, first: int = 0, complete_only: bool = False
                  ) -> tuple[np.ndarray, np.ndarray]:
@@ -181,7 +185,7 @@ class WeSpeakerEncoder:
         from ..audio.fbank import fbank
 
         torch.set_num_threads(self.threads)  # per calling thread (OpenMP): the engine's threads keep theirs
-        pieces, spans = self.window_audio(np.ascontiguousarray(audio, dtype=np.float32), first, complete_only)
+        pieces, spans = self.window_audio(audio, first, complete_only)
         with torch.inference_mode():
             banks = fbank(torch.from_numpy(pieces) * 32768.0, self.fbank_options)  # (n, frames, mels)
             return (banks - banks.mean(dim=1, keepdim=True)).numpy(), spans
